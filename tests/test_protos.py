@@ -20,7 +20,9 @@ def test_generated_modules_are_fresh(tmp_path: Path) -> None:
     for name in ("raft_pb2.py", "raft_pb2.pyi"):
         fresh = (tmp_path / "protos" / name).read_text()
         committed = (ROOT / "protos" / name).read_text()
-        assert fresh == committed, f"protos/{name} is stale: run `uv run python scripts/genproto.py`"
+        assert fresh == committed, (
+            f"protos/{name} is stale: run `uv run python scripts/genproto.py`"
+        )
 
 
 def test_message_has_no_python_keyword_fields() -> None:
