@@ -1,0 +1,37 @@
+"""The core's settings, in ticks and bytes. Validated by the public `nodehost.Config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Mutation(Enum):
+    """Known Raft bugs the chaos suite must catch (see tests/chaos).
+
+    Only tests set these, through `RaftConfig.mutations`; no public setting reaches them.
+    """
+
+    READ_INDEX_BEFORE_FIRST_COMMIT = "read-index-before-first-commit"
+    COMMIT_EARLIER_TERM_BY_COUNT = "commit-earlier-term-by-count"
+
+
+@dataclass(slots=True)
+class RaftConfig:
+    shard_id: int
+    replica_id: int
+    election_rtt: int = 10
+    heartbeat_rtt: int = 1
+    check_quorum: bool = False
+    pre_vote: bool = False
+    ordered_config_change: bool = False
+    # Bytes of entries in memory not yet applied, past which proposals are refused.
+    max_in_mem_log_size: int = 0
+    is_non_voting: bool = False
+    is_witness: bool = False
+    quiesce: bool = False
+    # Flow control: bytes of entries per REPLICATE message, and REPLICATE messages
+    # in flight per follower before the leader waits for acknowledgements.
+    max_replicate_bytes: int = 4 * 1024 * 1024
+    max_inflight: int = 256
+    mutations: frozenset[Mutation] = field(default_factory=frozenset)
