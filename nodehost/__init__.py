@@ -1,7 +1,7 @@
 """A multi-shard Raft host: replicate your own state machine across NodeHosts.
 
-    from nodehost import NodeHost, NodeHostConfig, Config
-    from statemachine import IStateMachine, Entry, Result
+from nodehost import NodeHost, NodeHostConfig, Config
+from statemachine import IStateMachine, Entry, Result
 """
 
 from nodehost.config import CompressionType, Config, NodeHostConfig

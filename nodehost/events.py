@@ -93,9 +93,7 @@ class EventDispatcher:
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         if raft is not None or system is not None:
-            self._thread = threading.Thread(
-                target=self._run, name="nodehost-events", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="nodehost-events", daemon=True)
             self._thread.start()
 
     def leader_updated(self, info: LeaderInfo) -> None:

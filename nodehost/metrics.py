@@ -44,12 +44,12 @@ class Metrics:
             buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1.0),
         )
         self._elections = Counter(
-            "nodehost_leader_changes", "Leader changes seen by local replicas", ["shard"],
+            "nodehost_leader_changes",
+            "Leader changes seen by local replicas",
+            ["shard"],
             registry=r,
         )
-        self._snapshots = Counter(
-            "nodehost_snapshots", "Snapshots by event", ["event"], registry=r
-        )
+        self._snapshots = Counter("nodehost_snapshots", "Snapshots by event", ["event"], registry=r)
         self._shards = Gauge("nodehost_replicas", "Replicas running on this NodeHost", registry=r)
 
     def watch_transport(self, stats: Callable[[], dict[str, int]]) -> None:

@@ -264,8 +264,12 @@ class Node:
             except StateMachineError as exc:
                 self._fail(f"state machine failed: {exc}")
             except Exception as exc:
-                log.exception("shard %d replica %d: apply task %s failed", self.shard_id,
-                              self.replica_id, kind)
+                log.exception(
+                    "shard %d replica %d: apply task %s failed",
+                    self.shard_id,
+                    self.replica_id,
+                    kind,
+                )
                 self._fail(f"{kind} failed: {exc!r}")
 
     def _fail(self, reason: str) -> None:
@@ -281,9 +285,7 @@ class Node:
             kind = r.kind
             if kind is ApplyKind.CONFIG_CHANGE:
                 code = ResultCode.REJECTED if r.rejected else ResultCode.COMPLETED
-                self.pending_config_changes.complete(
-                    r.key, RequestResult(code, reason=r.reason)
-                )
+                self.pending_config_changes.complete(r.key, RequestResult(code, reason=r.reason))
             elif r.key and kind is not ApplyKind.NOOP:
                 rs = proposals.pop(r.key)
                 if rs is not None:

@@ -138,9 +138,7 @@ class NodeHost(EngineListener):
         try:
             self._logdb = RocksLogDB(str(self._env.logdb_dir), deployment_id=config.deployment_id)
             self._metrics = Metrics(config.enable_metrics)
-            self._events = EventDispatcher(
-                config.raft_event_listener, config.system_event_listener
-            )
+            self._events = EventDispatcher(config.raft_event_listener, config.system_event_listener)
             self._engine = Engine(
                 self._logdb,
                 config.rtt_millisecond,
@@ -349,8 +347,9 @@ class NodeHost(EngineListener):
         assert self._logdb is not None
         shard_id, replica_id = config.shard_id, config.replica_id
         reader = CachedLogReader(self._logdb, shard_id, replica_id)
-        snapshots = SnapshotStore(str(self._env.snapshot_dir(shard_id, replica_id)),
-                                  shard_id, replica_id)
+        snapshots = SnapshotStore(
+            str(self._env.snapshot_dir(shard_id, replica_id)), shard_id, replica_id
+        )
         sm = None
         if not config.is_witness:
             sm = create(shard_id, replica_id)
@@ -399,9 +398,7 @@ class NodeHost(EngineListener):
             initial_members=members if new and not join else None,
             join=join,
         )
-        return Node(
-            engine, config, peer, rsm, reader, snapshots, engine.apply_worker_for(shard_id)
-        )
+        return Node(engine, config, peer, rsm, reader, snapshots, engine.apply_worker_for(shard_id))
 
     def _add_node(self, engine: Engine, node: Node, members: dict[int, str]) -> None:
         registry = self._transport.registry
@@ -638,7 +635,11 @@ class NodeHost(EngineListener):
     # ---------------------------------------------------------------- membership
 
     def request_add_replica(
-        self, shard_id: int, replica_id: int, target: str, config_change_index: int,
+        self,
+        shard_id: int,
+        replica_id: int,
+        target: str,
+        config_change_index: int,
         timeout: float,
     ) -> RequestState:
         """Add (or promote a non-voting replica to) a voting member at `target`."""
@@ -654,7 +655,11 @@ class NodeHost(EngineListener):
         )
 
     def request_add_non_voting(
-        self, shard_id: int, replica_id: int, target: str, config_change_index: int,
+        self,
+        shard_id: int,
+        replica_id: int,
+        target: str,
+        config_change_index: int,
         timeout: float,
     ) -> RequestState:
         return self._config_change(
@@ -662,7 +667,11 @@ class NodeHost(EngineListener):
         )
 
     def request_add_witness(
-        self, shard_id: int, replica_id: int, target: str, config_change_index: int,
+        self,
+        shard_id: int,
+        replica_id: int,
+        target: str,
+        config_change_index: int,
         timeout: float,
     ) -> RequestState:
         return self._config_change(
@@ -670,7 +679,11 @@ class NodeHost(EngineListener):
         )
 
     def sync_request_add_replica(
-        self, shard_id: int, replica_id: int, target: str, config_change_index: int,
+        self,
+        shard_id: int,
+        replica_id: int,
+        target: str,
+        config_change_index: int,
         timeout: float,
     ) -> None:
         rs = self.request_add_replica(shard_id, replica_id, target, config_change_index, timeout)
@@ -683,16 +696,22 @@ class NodeHost(EngineListener):
         rs.wait(timeout + 0.5).raise_for_code()
 
     def sync_request_add_non_voting(
-        self, shard_id: int, replica_id: int, target: str, config_change_index: int,
+        self,
+        shard_id: int,
+        replica_id: int,
+        target: str,
+        config_change_index: int,
         timeout: float,
     ) -> None:
-        rs = self.request_add_non_voting(
-            shard_id, replica_id, target, config_change_index, timeout
-        )
+        rs = self.request_add_non_voting(shard_id, replica_id, target, config_change_index, timeout)
         rs.wait(timeout + 0.5).raise_for_code()
 
     def sync_request_add_witness(
-        self, shard_id: int, replica_id: int, target: str, config_change_index: int,
+        self,
+        shard_id: int,
+        replica_id: int,
+        target: str,
+        config_change_index: int,
         timeout: float,
     ) -> None:
         rs = self.request_add_witness(shard_id, replica_id, target, config_change_index, timeout)
