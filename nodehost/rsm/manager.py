@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from google.protobuf.message import DecodeError
 
@@ -100,13 +100,20 @@ class ApplyResult:
     config_change: pb.ConfigChange | None = None
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A user entry in the current batch, and where its result goes."""
+class _Run:
+    """One `apply` call: results in entry order, and the user entries not yet applied.
 
-    slot: int
-    entry: pb.Entry
-    session: ClientSession | None
+    A user entry's slot in `out` stays None until `_flush` calls the user's update for
+    the whole batch; `keys` are the (client, series) pairs the batch holds.
+    """
+
+    __slots__ = ("batch", "keys", "out", "pending")
+
+    def __init__(self) -> None:
+        self.out: list[ApplyResult | None] = []
+        self.pending: list[tuple[int, pb.Entry, ClientSession | None]] = []
+        self.batch: list[Entry] = []
+        self.keys: set[tuple[int, int]] = set()
 
 
 class StateMachineManager:
@@ -168,7 +175,7 @@ class StateMachineManager:
     def open(self, stopped: Stopped) -> int:
         """Open an on-disk state machine; returns the last index its data holds (else 0)."""
         with self._lock:
-            self._check_usable()
+            self._check_usable(opening=True)
             if self._opened and self._on_disk:
                 raise RuntimeError("the state machine is open already")
             index = self._user_call("open", self._user.open, stopped)
@@ -182,36 +189,32 @@ class StateMachineManager:
         """Apply committed entries in order; one result per entry above the applied index."""
         with self._lock:
             self._check_usable()
-            out: list[ApplyResult | None] = []
-            pending: list[_Pending] = []
-            batch: list[Entry] = []
-            in_batch: set[tuple[int, int]] = set()
-            index, term = self._applied_index, self._applied_term
+            run = _Run()
+            index = self._applied_index
+            last: pb.Entry | None = None
+            system = self.witness
             for e in entries:
-                if e.index <= index:
+                i = e.index
+                if i <= index:
                     continue
-                if e.index != index + 1:
+                if i != index + 1:
                     raise ValueError(
-                        f"shard {self.shard_id} replica {self.replica_id}: entry {e.index} "
+                        f"shard {self.shard_id} replica {self.replica_id}: entry {i} "
                         f"does not follow applied index {index}"
                     )
-                index, term = e.index, e.term
-                if e.type != pb.APPLICATION or e.client_id == 0 or self.witness:
-                    out.append(self._system_entry(e))
+                index, last = i, e
+                if system or e.client_id == 0 or e.type != pb.APPLICATION:
+                    run.out.append(self._system_entry(e))
                 elif e.series_id == SERIES_ID_NOOP:
-                    out.append(self._user_entry(e, len(out), None, pending, batch))
+                    self._user_entry(run, e, None)
                 else:
-                    key = (e.client_id, e.series_id)
-                    if key in in_batch:  # a retry of a proposal in this batch
-                        self._flush(out, pending, batch)
-                        in_batch.clear()
-                    r = self._session_entry(e, len(out), pending, batch)
-                    if r is None:
-                        in_batch.add(key)
-                    out.append(r)
-            self._flush(out, pending, batch)
-            self._applied_index, self._applied_term = index, term
-            return [r for r in out if r is not None]
+                    if (e.client_id, e.series_id) in run.keys:  # a retry within this batch
+                        self._flush(run)
+                    self._session_entry(run, e)
+            self._flush(run)
+            if last is not None:
+                self._applied_index, self._applied_term = last.index, last.term
+            return cast(list[ApplyResult], run.out)  # _flush filled every None
 
     def _system_entry(self, e: pb.Entry) -> ApplyResult:
         """Entries handled here, never passed to the user."""
@@ -249,74 +252,78 @@ class StateMachineManager:
         membership.apply(changed, cc, e.index)
         self._membership = changed
 
-    def _session_entry(
-        self, e: pb.Entry, slot: int, pending: list[_Pending], batch: list[Entry]
-    ) -> ApplyResult | None:
+    def _session_entry(self, run: _Run, e: pb.Entry) -> None:
+        if e.series_id == SERIES_ID_REGISTER or e.series_id == SERIES_ID_UNREGISTER:
+            run.out.append(self._register(e))
+            return
+        session = self._sessions.get(e.client_id)
+        if session is not None:
+            session.clear_to(e.responded_to)
+            if not session.has_responded(e.series_id):
+                cached = session.cached(e.series_id)
+                if cached is None:
+                    self._user_entry(run, e, session)
+                    return
+                # A retry: answered again, never applied again.
+                run.out.append(
+                    ApplyResult(
+                        e.index, e.key, e.client_id, e.series_id, ApplyKind.APPLICATION, cached
+                    )
+                )
+                return
         r = ApplyResult(e.index, e.key, e.client_id, e.series_id, ApplyKind.APPLICATION)
-        if e.series_id == SERIES_ID_REGISTER:
-            r.kind = ApplyKind.REGISTER_SESSION
-            if self._on_disk:
-                r.rejected, r.reason = True, "on-disk state machines take no client sessions"
-            elif not self._sessions.register(e.client_id):
-                r.rejected, r.reason = True, "the session is registered already"
-            else:
-                r.result = Result(e.client_id)
-            return r
+        if session is None:
+            r.rejected, r.reason = True, "session expired"
+        else:
+            r.ignored = True  # the client has its answer and moved on
+        run.out.append(r)
+
+    def _register(self, e: pb.Entry) -> ApplyResult:
+        r = ApplyResult(e.index, e.key, e.client_id, e.series_id, ApplyKind.REGISTER_SESSION)
         if e.series_id == SERIES_ID_UNREGISTER:
             r.kind = ApplyKind.UNREGISTER_SESSION
             if not self._sessions.unregister(e.client_id):
                 r.rejected, r.reason = True, "unknown session"
-            else:
-                r.result = Result(e.client_id)
-            return r
-        session = self._sessions.get(e.client_id)
-        if session is None:
-            r.rejected, r.reason = True, "session expired"
-            return r
-        session.clear_to(e.responded_to)
-        if session.has_responded(e.series_id):
-            r.ignored = True  # the client has its answer and moved on
-            return r
-        cached = session.cached(e.series_id)
-        if cached is not None:
-            r.result = cached  # a retry: answered again, never applied again
-            return r
-        return self._user_entry(e, slot, session, pending, batch)
+        elif self._on_disk:
+            r.rejected, r.reason = True, "on-disk state machines take no client sessions"
+        elif not self._sessions.register(e.client_id):
+            r.rejected, r.reason = True, "the session is registered already"
+        if not r.rejected:
+            r.result = Result(e.client_id)
+        return r
 
-    def _user_entry(
-        self,
-        e: pb.Entry,
-        slot: int,
-        session: ClientSession | None,
-        pending: list[_Pending],
-        batch: list[Entry],
-    ) -> ApplyResult | None:
+    def _user_entry(self, run: _Run, e: pb.Entry, session: ClientSession | None) -> None:
         if e.index <= self._on_disk_init_index:
             # Already in the on-disk state machine's own data (thesis 5.2).
-            return ApplyResult(
-                e.index, e.key, e.client_id, e.series_id, ApplyKind.APPLICATION, ignored=True
+            run.out.append(
+                ApplyResult(
+                    e.index, e.key, e.client_id, e.series_id, ApplyKind.APPLICATION, ignored=True
+                )
             )
-        pending.append(_Pending(slot, e, session))
-        batch.append(Entry(e.index, e.cmd))
-        return None
-
-    def _flush(
-        self, out: list[ApplyResult | None], pending: list[_Pending], batch: list[Entry]
-    ) -> None:
-        if not batch:
             return
-        results = self._user_call("update", self._user.update, batch)
-        for p, result in zip(pending, results, strict=True):
-            e = p.entry
-            if p.session is not None:
-                self._keep(p.session, e.series_id, result)
-            out[p.slot] = ApplyResult(
+        run.pending.append((len(run.out), e, session))
+        run.batch.append(Entry(e.index, e.cmd))
+        if session is not None:
+            run.keys.add((e.client_id, e.series_id))
+        run.out.append(None)
+
+    def _flush(self, run: _Run) -> None:
+        """Call the user's update for the gathered entries and place their results."""
+        if not run.batch:
+            return
+        results = self._user_call("update", self._user.update, run.batch)
+        out = run.out
+        for (slot, e, session), result in zip(run.pending, results, strict=True):
+            if session is not None:
+                self._keep(session, e.series_id, result)
+            out[slot] = ApplyResult(
                 e.index, e.key, e.client_id, e.series_id, ApplyKind.APPLICATION, result
             )
         if self._on_disk:
-            self._on_disk_index = batch[-1].index
-        pending.clear()
-        batch.clear()
+            self._on_disk_index = run.batch[-1].index
+        run.pending.clear()
+        run.batch.clear()
+        run.keys.clear()
 
     def _keep(self, session: ClientSession, series_id: int, result: Result) -> None:
         try:
@@ -331,8 +338,6 @@ class StateMachineManager:
         """Query the user state machine; its exceptions reach the caller unchanged."""
         if self.witness:
             raise RuntimeError("a witness has no state machine to read")
-        if not self._opened:
-            raise RuntimeError("the on-disk state machine is not open yet")
         if self.kind is StateMachineType.REGULAR:
             with self._lock:
                 self._check_usable()
@@ -486,8 +491,7 @@ class StateMachineManager:
             raise SnapshotOutOfDate(
                 f"snapshot {snapshot.index} is not newer than applied index {self._applied_index}"
             )
-        if not self._opened:
-            raise RuntimeError("open the on-disk state machine before recovering it")
+        self._check_usable()
         if not self._needs_data(snapshot):
             with self._lock:
                 self._check_usable()
@@ -559,13 +563,15 @@ class StateMachineManager:
             self._closed = True
             self._user_call("close", self._user.close)
 
-    def _check_usable(self) -> None:
+    def _check_usable(self, *, opening: bool = False) -> None:
         if self._failure is not None:
             raise StateMachineError(
                 f"shard {self.shard_id} replica {self.replica_id} stopped: {self._failure}"
             )
         if self._closed:
             raise RuntimeError(f"shard {self.shard_id} replica {self.replica_id} is closed")
+        if not (self._opened or opening):
+            raise RuntimeError("the on-disk state machine is not open yet: call open() first")
 
     def _user_call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         try:

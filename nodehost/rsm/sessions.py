@@ -47,9 +47,15 @@ class ClientSession:
         """The client has seen every result up to `responded_to`: forget them."""
         if responded_to <= self.responded_to:
             return
+        # The history holds only series above responded_to (see `add`), so the usual
+        # step of one forgets at most one result.
+        step = responded_to - self.responded_to
         self.responded_to = responded_to
-        for series_id in [s for s in self.history if s <= responded_to]:
-            del self.history[series_id]
+        if step == 1:
+            self.history.pop(responded_to, None)
+        else:
+            for series_id in [s for s in self.history if s <= responded_to]:
+                del self.history[series_id]
 
     def has_responded(self, series_id: int) -> bool:
         return series_id <= self.responded_to
@@ -158,8 +164,8 @@ class SessionTable:
 
 
 def check_result_value(value: int) -> None:
-    """Raise unless `value` fits the table's encoding (signed, up to 2040 bits)."""
-    if not -(2**2039) <= value < 2**2039:
+    """Raise unless `value` fits the table's encoding (a signed integer of 255 bytes)."""
+    if value.bit_length() >= 255 * 8:
         raise ValueError("Result.value is too large to keep in a session")
 
 

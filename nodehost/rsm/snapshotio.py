@@ -184,7 +184,7 @@ def read_header(path: str, f: BinaryIO) -> pb.SnapshotHeader:
     return header
 
 
-def _blocks(path: str, f: BinaryIO, digest: hashlib._Hash) -> Iterator[tuple[bytes, int]]:
+def _blocks(path: str, f: BinaryIO, digest: hashlib._Hash | None) -> Iterator[tuple[bytes, int]]:
     """(stored bytes, raw length) of each block, CRC-checked, until the end of file."""
     offset = HEADER_SIZE
     while True:
@@ -201,8 +201,9 @@ def _blocks(path: str, f: BinaryIO, digest: hashlib._Hash) -> Iterator[tuple[byt
             raise SnapshotCorrupt(f"{path}: truncated block at offset {offset}")
         if zlib.crc32(stored, zlib.crc32(head[:8])) != crc:
             raise SnapshotCorrupt(f"{path}: block checksum mismatch at offset {offset}")
-        digest.update(head)
-        digest.update(stored)
+        if digest is not None:
+            digest.update(head)
+            digest.update(stored)
         offset += _BLOCK.size + stored_len
         yield stored, raw_len
 
@@ -249,7 +250,7 @@ class SnapshotReader:
         except BaseException:
             self._file.close()
             raise
-        self._blocks = _blocks(path, self._file, hashlib.sha256())
+        self._blocks = _blocks(path, self._file, None)  # `verify` checked the digest
         self._buffer = memoryview(b"")
         self._source: _DataSource | None = None
 
@@ -319,3 +320,11 @@ class _DataSource(io.RawIOBase):
         target[:n] = chunk
         self._left -= n
         return n
+
+    def readall(self) -> bytes:
+        parts = []
+        while self._left > 0:
+            chunk = self._owner._read_some(self._left)
+            parts.append(chunk)
+            self._left -= len(chunk)
+        return b"".join(parts)

@@ -308,6 +308,19 @@ def test_on_disk_data_behind_a_metadata_snapshot_is_refused(
         lost.recover(dummy, never)
 
 
+def test_on_disk_state_machine_must_be_opened_first(
+    make_manager: MakeManager, tmp_path: Path
+) -> None:
+    m, sm = _on_disk(make_manager, tmp_path / "a")
+    for call in (lambda: m.apply(_plain_log(1).entries), lambda: m.lookup("k0"), m.sync):
+        with pytest.raises(RuntimeError, match="open"):
+            call()
+    assert sm.seen == []
+    m.open(never)
+    with pytest.raises(RuntimeError, match="open already"):
+        m.open(never)
+
+
 def test_on_disk_export_is_full(make_manager: MakeManager, tmp_path: Path) -> None:
     m, _ = _on_disk(make_manager, tmp_path / "a")
     m.open(never)
