@@ -16,6 +16,8 @@ Rules:
 - Locking: `_lock` guards the manager's state and every call that changes user state.
   Regular kind: `lookup` and `save_snapshot` take it too. Concurrent and on-disk kinds:
   `lookup` never takes it, and a snapshot holds it only while `prepare_snapshot` runs.
+  Snapshot saves take `_saving` first, so they run one at a time (a second waits, then
+  finds the snapshot made).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class StateMachineManager:
         self._ordered = ordered_config_change
         self._compression = CompressionType(compression)
         self._lock = threading.Lock()
+        self._saving = threading.Lock()  # one snapshot save at a time; taken before _lock
         self._sessions = SessionTable()
         self._membership = pb.Membership()  # replaced, never changed in place
         self._applied_index = 0
@@ -375,9 +378,10 @@ class StateMachineManager:
         so that the log it stands for may be compacted; a full one when exporting.
         Witness: metadata only. Raises SnapshotOutOfDate when nothing is new.
         """
-        if self.witness or (self._on_disk and export_path is None):
-            return self._save_metadata_only()
-        return self._save_full(stopped, export_path, streamable=False)
+        with self._saving:
+            if self.witness or (self._on_disk and export_path is None):
+                return self._save_metadata_only()
+            return self._save_full(stopped, export_path, streamable=False)
 
     def save_streamable_snapshot(self, stopped: Stopped) -> pb.Snapshot:
         """A snapshot with all the data, to send to a follower.
@@ -386,9 +390,10 @@ class StateMachineManager:
         the same index; one that is already full is returned as it is. Other kinds:
         their regular snapshot (already full), or the existing one at the applied index.
         """
-        if self.witness:
-            return self._save_metadata_only()
-        return self._save_full(stopped, None, streamable=True)
+        with self._saving:
+            if self.witness:
+                return self._save_metadata_only()
+            return self._save_full(stopped, None, streamable=True)
 
     def _save_metadata_only(self) -> pb.Snapshot:
         with self._lock:

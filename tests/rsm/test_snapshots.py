@@ -165,6 +165,33 @@ def test_concurrent_snapshot_is_written_while_updates_go_on(make_manager: MakeMa
     assert b.hash() == a.hash()
 
 
+def test_snapshot_saves_run_one_at_a_time(make_manager: MakeManager) -> None:
+    kv = ConcurrentKV()
+    kv.save_gate = threading.Event()
+    a = make_manager(kv, StateMachineType.CONCURRENT)
+    a.apply(_session_log(3).entries)
+    outcomes: list[object] = []
+
+    def save() -> None:
+        try:
+            outcomes.append(a.save_snapshot(never))
+        except SnapshotOutOfDate as e:
+            outcomes.append(e)
+
+    first = threading.Thread(target=save, daemon=True)
+    first.start()
+    assert kv.in_save.wait(10)
+    second = threading.Thread(target=save, daemon=True)
+    second.start()
+    second.join(0.2)
+    assert outcomes == []  # waits for the first instead of clobbering its files
+    kv.save_gate.set()
+    first.join(10)
+    second.join(10)
+    assert isinstance(outcomes[0], pb.Snapshot) and isinstance(outcomes[1], SnapshotOutOfDate)
+    assert a.snapshots.latest() == outcomes[0]
+
+
 def test_stopped_save_leaves_nothing_behind(make_manager: MakeManager) -> None:
     a = make_manager(Counter())
     a.apply(_session_log(3).entries)
