@@ -40,14 +40,10 @@ from nodehost.rsm.errors import (
     StateMachineError,
 )
 from nodehost.rsm.session import SERIES_ID_NOOP, SERIES_ID_REGISTER, SERIES_ID_UNREGISTER
-from nodehost.rsm.sessions import (
-    ClientSession,
-    SessionTable,
-    SessionTableCorrupt,
-    check_result_value,
-)
-from nodehost.rsm.snapshotio import CompressionType, SnapshotReader, SnapshotWriter, verify
-from nodehost.rsm.store import SnapshotStore, check_external
+from nodehost.rsm.sessions import ClientSession, SessionTable, check_result_value
+from nodehost.rsm.snapshotfiles import open_snapshot, write_snapshot
+from nodehost.rsm.snapshotio import CompressionType, SnapshotWriter
+from nodehost.rsm.store import SnapshotStore
 from protos import raft_pb2 as pb
 from statemachine import (
     Entry,
@@ -55,7 +51,6 @@ from statemachine import (
     IOnDiskStateMachine,
     IStateMachine,
     Result,
-    SnapshotFile,
     SnapshotFileCollection,
     SnapshotStopped,
     StateMachineType,
@@ -425,7 +420,26 @@ class StateMachineManager:
             if self._user.prepares:
                 self._lock.release()  # updates go on while the captured state is written
                 locked = False
-            return self._write(meta, sessions, ctx, stopped, export_path, replace=streamable)
+
+            def save(writer: SnapshotWriter, files: SnapshotFileCollection) -> None:
+                try:
+                    self._user.save(ctx, writer.data(), files, stopped)
+                except (SnapshotStopped, StateMachineError):
+                    raise
+                except Exception as e:
+                    if writer.io_error is not None:
+                        raise writer.io_error from e  # our disk failed, not the user
+                    self._user_failed("save_snapshot", e)
+
+            return write_snapshot(
+                self.snapshots,
+                meta,
+                sessions,
+                save,
+                self._compression,
+                export_path=export_path,
+                replace=streamable,
+            )
         finally:
             if locked:
                 self._lock.release()
@@ -448,42 +462,6 @@ class StateMachineManager:
             witness=self.witness,
         )
 
-    def _write(
-        self,
-        meta: pb.Snapshot,
-        sessions: bytes,
-        ctx: Any,
-        stopped: Stopped,
-        export_path: str | None,
-        replace: bool,
-    ) -> pb.Snapshot:
-        pending = self.snapshots.begin(meta.index, export_path)
-        try:
-            writer = SnapshotWriter(pending.data_path, self._compression)
-            try:
-                writer.write_sessions(sessions)
-                files = SnapshotFileCollection()
-                try:
-                    self._user.save(ctx, writer.data(), files, stopped)
-                except (SnapshotStopped, StateMachineError):
-                    raise
-                except Exception as e:
-                    if writer.io_error is not None:
-                        raise writer.io_error from e  # our disk failed, not the user
-                    self._user_failed("save_snapshot", e)
-                written = writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-            meta.filepath = pending.data_path
-            meta.file_size = written.file_size
-            meta.checksum = written.checksum
-            meta.files.extend(pending.add_external(f) for f in files.files)
-            return self.snapshots.commit(pending, meta, replace=replace)
-        except BaseException:
-            pending.abort()
-            raise
-
     def recover(self, snapshot: pb.Snapshot, stopped: Stopped) -> None:
         """Replace the state with `snapshot`'s (a local one on start, or a received one).
 
@@ -504,32 +482,21 @@ class StateMachineManager:
                     raise SnapshotOutOfDate(f"snapshot {snapshot.index} was overtaken")
                 self._install(snapshot, SessionTable())
             return
-        if not snapshot.filepath:
-            raise SnapshotCorrupt(f"snapshot {snapshot.index} has no data file to recover from")
-        verify(snapshot.filepath, snapshot)
-        for f in snapshot.files:
-            check_external(f)
-        files = [SnapshotFile(f.file_id, f.filepath, f.metadata) for f in snapshot.files]
-        with SnapshotReader(snapshot.filepath) as reader:
+        with open_snapshot(snapshot) as opened, self._lock:
+            self._check_usable()
+            if snapshot.index <= self._applied_index:
+                raise SnapshotOutOfDate(f"snapshot {snapshot.index} was overtaken")
             try:
-                sessions = SessionTable.decode(reader.read_sessions())
-            except SessionTableCorrupt as e:
-                raise SnapshotCorrupt(f"{snapshot.filepath}: {e}") from e
-            with self._lock:
-                self._check_usable()
-                if snapshot.index <= self._applied_index:
-                    raise SnapshotOutOfDate(f"snapshot {snapshot.index} was overtaken")
-                try:
-                    self._user.recover(reader.data(), files, stopped)
-                except BaseException as e:
-                    # The user's state may be half replaced: this replica cannot go on.
-                    self._fail(f"recover_from_snapshot raised {e!r}")
-                    if isinstance(e, SnapshotStopped | SnapshotCorrupt):
-                        raise
-                    self._user_failed("recover_from_snapshot", e)
-                if self._on_disk:
-                    self._on_disk_index = snapshot.on_disk_index
-                self._install(snapshot, sessions)
+                self._user.recover(opened.reader.data(), opened.files, stopped)
+            except BaseException as e:
+                # The user's state may be half replaced: this replica cannot go on.
+                self._fail(f"recover_from_snapshot raised {e!r}")
+                if isinstance(e, SnapshotStopped | SnapshotCorrupt):
+                    raise
+                self._user_failed("recover_from_snapshot", e)
+            if self._on_disk:
+                self._on_disk_index = snapshot.on_disk_index
+            self._install(snapshot, opened.sessions)
 
     def _needs_data(self, snapshot: pb.Snapshot) -> bool:
         if self.witness:
