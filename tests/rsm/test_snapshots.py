@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -140,6 +141,30 @@ def test_external_files_travel_with_the_snapshot(make_manager: MakeManager, tmp_
     c = make_manager(KV(), replica_id=3)
     with pytest.raises(SnapshotCorrupt, match="external-file-7"):
         c.recover(ss, never)
+
+
+def test_follower_installs_a_received_snapshot_and_recovers(
+    make_manager: MakeManager, tmp_path: Path
+) -> None:
+    attach = tmp_path / "user-files"
+    attach.mkdir()
+    leader = make_manager(KV(attach_dir=str(attach)))
+    log = _session_log(12)
+    leader.apply(log.entries)
+    ss = leader.save_snapshot(never)
+    follower = make_manager(KV(), replica_id=2)
+    recv = follower.snapshots.receive_dir(ss.index)
+    for path in [ss.filepath, *(f.filepath for f in ss.files)]:  # what the transport does
+        shutil.copyfile(path, os.path.join(recv, os.path.basename(path)))
+    installed = follower.snapshots.install_received(ss)
+    assert installed.filepath.startswith(follower.snapshots.dir)
+    assert [f.filepath.startswith(follower.snapshots.dir) for f in installed.files] == [True]
+    follower.recover(installed, never)
+    assert follower.hash() == leader.hash()
+    _session_cmds(log, 13, 3)
+    leader.apply(log.entries)
+    follower.apply(log.entries)
+    assert follower.hash() == leader.hash()
 
 
 def test_concurrent_snapshot_is_written_while_updates_go_on(make_manager: MakeManager) -> None:

@@ -122,3 +122,9 @@ def test_remove_all_deletes_the_replica_directory(tmp_path: Path) -> None:
     save(store, 1)
     store.remove_all()
     assert not os.path.exists(store.dir) and os.listdir(tmp_path) == []
+
+
+def test_metadata_only_snapshot_can_be_received(tmp_path: Path) -> None:
+    store = SnapshotStore(str(tmp_path), 1, 1)
+    installed = store.install_received(pb.Snapshot(shard_id=1, index=9, term=3, witness=True))
+    assert installed.witness and installed.filepath == "" and store.latest() == installed
