@@ -8,22 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from nodehost.errors import InvalidConfig
+from nodehost.rsm import CompressionType
 
 if TYPE_CHECKING:
     from nodehost.events import IRaftEventListener, ISystemEventListener
 
 MAX_ID = 2**64 - 1
-
-
-class CompressionType(IntEnum):
-    """How snapshot data is compressed on disk and on the wire."""
-
-    NONE = 0
-    ZLIB = 1
 
 
 def parse_address(address: str, field_name: str) -> tuple[str, int]:

@@ -282,6 +282,11 @@ class Engine:
         if plain:
             transport.send(plain)
 
+    def deliver_threadsafe(self, node: Node, message: pb.Message) -> None:
+        """Queue a message for `node` from another thread."""
+        node.inbox.append(message)
+        self.wake_from_thread(node)
+
     def send_snapshot_threadsafe(self, message: pb.Message) -> None:
         def send() -> None:
             if self.transport is not None:

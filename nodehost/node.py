@@ -23,7 +23,13 @@ from nodehost.config import Config
 from nodehost.logreader import CachedLogReader
 from nodehost.raft import Peer, ReadContext, Update
 from nodehost.request import PendingRequests, RequestResult, RequestState, ResultCode
-from nodehost.rsm import ApplyKind, SnapshotStore, StateMachineError, StateMachineManager
+from nodehost.rsm import (
+    ApplyKind,
+    SnapshotOutOfDate,
+    SnapshotStore,
+    StateMachineError,
+    StateMachineManager,
+)
 from protos import raft_pb2 as pb
 
 if TYPE_CHECKING:
@@ -286,7 +292,7 @@ class Node:
             if kind is ApplyKind.CONFIG_CHANGE:
                 code = ResultCode.REJECTED if r.rejected else ResultCode.COMPLETED
                 self.pending_config_changes.complete(r.key, RequestResult(code, reason=r.reason))
-            elif r.key and kind is not ApplyKind.NOOP:
+            elif r.key and kind is not ApplyKind.NOOP and not r.ignored:
                 rs = proposals.pop(r.key)
                 if rs is not None:
                     if r.rejected:
@@ -329,7 +335,14 @@ class Node:
                 )
             return
         export_path = request.export_path if request is not None else None
-        snapshot = self.rsm.save_snapshot(self.stopped_flag, export_path=export_path)
+        try:
+            snapshot = self.rsm.save_snapshot(self.stopped_flag, export_path=export_path)
+        except SnapshotOutOfDate as exc:
+            if request is not None:
+                self.pending_snapshots.complete(
+                    request.rs.key, RequestResult(ResultCode.REJECTED, reason=str(exc))
+                )
+            return
         if not exporting:
             overhead = self.config.compaction_overhead
             if request is not None and request.compaction_overhead is not None:
@@ -341,6 +354,18 @@ class Node:
                 request.rs.key,
                 RequestResult(ResultCode.COMPLETED, snapshot_index=snapshot.index),
             )
+
+    def install_received(self, message: pb.Message) -> None:
+        """On the apply worker: check a received snapshot and move it into the store,
+        then let the core see it. A damaged one is dropped; the leader sends again."""
+        try:
+            local = self.snapshots.install_received(message.snapshot)
+        except Exception as exc:
+            log.warning("shard %d replica %d: received snapshot %d rejected: %s",
+                        self.shard_id, self.replica_id, message.snapshot.index, exc)
+            return
+        message.snapshot.CopyFrom(local)
+        self.engine.deliver_threadsafe(self, message)
 
     def _stream_snapshot(self, message: pb.Message) -> None:
         """On-disk state machines keep only metadata in periodic snapshots; a follower

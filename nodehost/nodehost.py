@@ -554,6 +554,48 @@ class NodeHost(EngineListener):
         engine.wake_from_thread(node)
         return rs
 
+    # ---------------------------------------------------------------- asyncio
+
+    async def aio_propose(self, session: Session, cmd: bytes, timeout: float) -> Result:
+        """`sync_propose` for coroutines: awaits without blocking the event loop."""
+        outcome = await self.propose(session, cmd, timeout)
+        outcome.raise_for_code()
+        if not session.is_noop():
+            session.proposal_completed()
+        return outcome.result
+
+    async def aio_read(self, shard_id: int, query: Any, timeout: float) -> Any:
+        """`sync_read` for coroutines. The lookup itself runs on the calling loop."""
+        (await self.read_index(shard_id, timeout)).raise_for_code()
+        return self._node(shard_id).rsm.lookup(query)
+
+    async def aio_get_session(self, shard_id: int, timeout: float) -> Session:
+        session = Session.new(shard_id, self._rng)
+        session.prepare_for_register()
+        outcome = await self._propose(session, b"", timeout)
+        outcome.raise_for_code()
+        if outcome.result.value != session.client_id:
+            raise errors.Rejected("the shard did not register the session")
+        session.registered()
+        return session
+
+    async def aio_close_session(self, session: Session, timeout: float) -> None:
+        if session.is_noop():
+            raise errors.InvalidSession("the no-op session cannot be closed")
+        session.prepare_for_unregister()
+        (await self._propose(session, b"", timeout)).raise_for_code()
+
+    async def aio_request_snapshot(
+        self, shard_id: int, option: SnapshotOption | None, timeout: float
+    ) -> int:
+        outcome = await self.request_snapshot(shard_id, option, timeout)
+        outcome.raise_for_code()
+        return outcome.snapshot_index
+
+    async def aio_get_shard_membership(self, shard_id: int, timeout: float) -> Membership:
+        (await self.read_index(shard_id, timeout)).raise_for_code()
+        return self._membership(shard_id)
+
     # ---------------------------------------------------------------- reads
 
     def read_index(self, shard_id: int, timeout: float) -> RequestState:
@@ -760,6 +802,9 @@ class NodeHost(EngineListener):
         """The membership as of a linearizable read."""
         rs = self.read_index(shard_id, timeout)
         rs.wait(timeout + 0.5).raise_for_code()
+        return self._membership(shard_id)
+
+    def _membership(self, shard_id: int) -> Membership:
         m = self._node(shard_id).rsm.membership
         return Membership(
             config_change_id=m.config_change_id,
@@ -921,8 +966,7 @@ class _TransportHandler:
             "snapshot_received",
             SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
         )
-        node.inbox.append(message)
-        engine.wake(node)
+        node.submit_apply("call", lambda: node.install_received(message))
 
     def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
         node = self._engine().nodes.get(shard_id)
