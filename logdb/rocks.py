@@ -117,8 +117,9 @@ def _options(wal_dir: str | None, write_buffer_bytes: int, cache_bytes: int) -> 
     options.set_max_background_jobs(2)
     options.set_max_open_files(512)
     options.set_level_compaction_dynamic_level_bytes(True)
-    options.set_keep_log_file_num(4)
-    options.set_max_log_file_size(4 * MiB)
+    # RocksDB's own info log: bounded too (it grows by a line per flush).
+    options.set_keep_log_file_num(2)
+    options.set_max_log_file_size(1 * MiB)
     table = BlockBasedOptions()
     table.set_block_cache(Cache(cache_bytes))
     table.set_cache_index_and_filter_blocks(True)
