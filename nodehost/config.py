@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nodehost.errors import InvalidConfig
-from nodehost.rsm import CompressionType
+from nodehost.rsm import CompressionType as CompressionType
 
 if TYPE_CHECKING:
     from nodehost.events import IRaftEventListener, ISystemEventListener

@@ -207,9 +207,9 @@ class Node:
             self.release_reads()
         if self.engine.notify_commit:
             for entry in update.committed:
-                rs = self.pending_proposals.get(entry.key)
-                if rs is not None:
-                    rs.committed()
+                waiting = self.pending_proposals.get(entry.key)
+                if waiting is not None:
+                    waiting.committed()
         if update.snapshot is not None:
             self.submit_apply("recover", update.snapshot)
         if update.committed:

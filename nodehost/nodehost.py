@@ -762,7 +762,7 @@ class NodeHost(EngineListener):
     def _config_change(
         self,
         shard_id: int,
-        change: pb.ConfigChangeType.ValueType,
+        change: pb.ConfigChangeType,
         replica_id: int,
         target: str,
         config_change_index: int,
