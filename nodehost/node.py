@@ -361,8 +361,13 @@ class Node:
         try:
             local = self.snapshots.install_received(message.snapshot)
         except Exception as exc:
-            log.warning("shard %d replica %d: received snapshot %d rejected: %s",
-                        self.shard_id, self.replica_id, message.snapshot.index, exc)
+            log.warning(
+                "shard %d replica %d: received snapshot %d rejected: %s",
+                self.shard_id,
+                self.replica_id,
+                message.snapshot.index,
+                exc,
+            )
             return
         message.snapshot.CopyFrom(local)
         self.engine.deliver_threadsafe(self, message)
