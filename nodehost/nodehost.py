@@ -8,6 +8,7 @@ inside an asyncio event loop (none of them block on the engine loop for long; th
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import random
@@ -498,8 +499,7 @@ class NodeHost(EngineListener):
         self._propose_session(session, timeout)
 
     def _propose_session(self, session: Session, timeout: float) -> RequestResult:
-        rs = self._propose(session, b"", timeout)
-        result = rs.wait(timeout + 0.5)
+        result = self._retrying(lambda t: self._propose(session, b"", t), timeout)
         result.raise_for_code()
         return result
 
@@ -515,12 +515,41 @@ class NodeHost(EngineListener):
         With a registered session the session advances on success; after a Timeout,
         retry with the same session and the command is applied at most once.
         """
-        rs = self.propose(session, cmd, timeout)
-        outcome = rs.wait(timeout + 0.5)
+        outcome = self._retrying(lambda t: self.propose(session, cmd, t), timeout)
         outcome.raise_for_code()
         if not session.is_noop():
             session.proposal_completed()
         return outcome.result
+
+    def _retrying(self, start: Callable[[float], RequestState], timeout: float) -> RequestResult:
+        """Wait for a request, starting it again while it is dropped (no leader yet, or
+        leadership moving): a dropped request never took effect, so this is safe, and a
+        caller's timeout covers the election instead of failing at once."""
+        _check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        pause = self.config.rtt_millisecond / 1000.0
+        while True:
+            remaining = deadline - time.monotonic()
+            outcome = start(max(remaining, 0.001)).wait(max(remaining, 0.0) + 0.5)
+            if outcome.code is not ResultCode.DROPPED:
+                return outcome
+            if time.monotonic() + pause >= deadline:
+                return outcome
+            time.sleep(pause)
+
+    async def _aio_retrying(
+        self, start: Callable[[float], RequestState], timeout: float
+    ) -> RequestResult:
+        _check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        pause = self.config.rtt_millisecond / 1000.0
+        while True:
+            outcome = await start(max(deadline - time.monotonic(), 0.001))
+            if outcome.code is not ResultCode.DROPPED:
+                return outcome
+            if time.monotonic() + pause >= deadline:
+                return outcome
+            await asyncio.sleep(pause)
 
     def _propose(self, session: Session, cmd: bytes, timeout: float) -> RequestState:
         engine = self._check_open()
@@ -558,7 +587,7 @@ class NodeHost(EngineListener):
 
     async def aio_propose(self, session: Session, cmd: bytes, timeout: float) -> Result:
         """`sync_propose` for coroutines: awaits without blocking the event loop."""
-        outcome = await self.propose(session, cmd, timeout)
+        outcome = await self._aio_retrying(lambda t: self.propose(session, cmd, t), timeout)
         outcome.raise_for_code()
         if not session.is_noop():
             session.proposal_completed()
@@ -566,13 +595,14 @@ class NodeHost(EngineListener):
 
     async def aio_read(self, shard_id: int, query: Any, timeout: float) -> Any:
         """`sync_read` for coroutines. The lookup itself runs on the calling loop."""
-        (await self.read_index(shard_id, timeout)).raise_for_code()
+        outcome = await self._aio_retrying(lambda t: self.read_index(shard_id, t), timeout)
+        outcome.raise_for_code()
         return self._node(shard_id).rsm.lookup(query)
 
     async def aio_get_session(self, shard_id: int, timeout: float) -> Session:
         session = Session.new(shard_id, self._rng)
         session.prepare_for_register()
-        outcome = await self._propose(session, b"", timeout)
+        outcome = await self._aio_retrying(lambda t: self._propose(session, b"", t), timeout)
         outcome.raise_for_code()
         if outcome.result.value != session.client_id:
             raise errors.Rejected("the shard did not register the session")
@@ -583,7 +613,8 @@ class NodeHost(EngineListener):
         if session.is_noop():
             raise errors.InvalidSession("the no-op session cannot be closed")
         session.prepare_for_unregister()
-        (await self._propose(session, b"", timeout)).raise_for_code()
+        outcome = await self._aio_retrying(lambda t: self._propose(session, b"", t), timeout)
+        outcome.raise_for_code()
 
     async def aio_request_snapshot(
         self, shard_id: int, option: SnapshotOption | None, timeout: float
@@ -593,7 +624,8 @@ class NodeHost(EngineListener):
         return outcome.snapshot_index
 
     async def aio_get_shard_membership(self, shard_id: int, timeout: float) -> Membership:
-        (await self.read_index(shard_id, timeout)).raise_for_code()
+        outcome = await self._aio_retrying(lambda t: self.read_index(shard_id, t), timeout)
+        outcome.raise_for_code()
         return self._membership(shard_id)
 
     # ---------------------------------------------------------------- reads
@@ -621,10 +653,8 @@ class NodeHost(EngineListener):
 
     def sync_read(self, shard_id: int, query: Any, timeout: float) -> Any:
         """A linearizable read: reflects every write acknowledged before the call."""
-        rs = self.read_index(shard_id, timeout)
-        rs.wait(timeout + 0.5).raise_for_code()
-        node = self._node(shard_id)
-        return node.rsm.lookup(query)
+        self._retrying(lambda t: self.read_index(shard_id, t), timeout).raise_for_code()
+        return self._node(shard_id).rsm.lookup(query)
 
     def stale_read(self, shard_id: int, query: Any) -> Any:
         """Query the local state machine now: fast, but may miss recent writes."""
@@ -728,14 +758,20 @@ class NodeHost(EngineListener):
         config_change_index: int,
         timeout: float,
     ) -> None:
-        rs = self.request_add_replica(shard_id, replica_id, target, config_change_index, timeout)
-        rs.wait(timeout + 0.5).raise_for_code()
+        self._retrying(
+            lambda t: self.request_add_replica(
+                shard_id, replica_id, target, config_change_index, t
+            ),
+            timeout,
+        ).raise_for_code()
 
     def sync_request_delete_replica(
         self, shard_id: int, replica_id: int, config_change_index: int, timeout: float
     ) -> None:
-        rs = self.request_delete_replica(shard_id, replica_id, config_change_index, timeout)
-        rs.wait(timeout + 0.5).raise_for_code()
+        self._retrying(
+            lambda t: self.request_delete_replica(shard_id, replica_id, config_change_index, t),
+            timeout,
+        ).raise_for_code()
 
     def sync_request_add_non_voting(
         self,
@@ -756,8 +792,12 @@ class NodeHost(EngineListener):
         config_change_index: int,
         timeout: float,
     ) -> None:
-        rs = self.request_add_witness(shard_id, replica_id, target, config_change_index, timeout)
-        rs.wait(timeout + 0.5).raise_for_code()
+        self._retrying(
+            lambda t: self.request_add_witness(
+                shard_id, replica_id, target, config_change_index, t
+            ),
+            timeout,
+        ).raise_for_code()
 
     def _config_change(
         self,
@@ -800,8 +840,7 @@ class NodeHost(EngineListener):
 
     def sync_get_shard_membership(self, shard_id: int, timeout: float) -> Membership:
         """The membership as of a linearizable read."""
-        rs = self.read_index(shard_id, timeout)
-        rs.wait(timeout + 0.5).raise_for_code()
+        self._retrying(lambda t: self.read_index(shard_id, t), timeout).raise_for_code()
         return self._membership(shard_id)
 
     def _membership(self, shard_id: int) -> Membership:
