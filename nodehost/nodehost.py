@@ -781,8 +781,12 @@ class NodeHost(EngineListener):
         config_change_index: int,
         timeout: float,
     ) -> None:
-        rs = self.request_add_non_voting(shard_id, replica_id, target, config_change_index, timeout)
-        rs.wait(timeout + 0.5).raise_for_code()
+        self._retrying(
+            lambda t: self.request_add_non_voting(
+                shard_id, replica_id, target, config_change_index, t
+            ),
+            timeout,
+        ).raise_for_code()
 
     def sync_request_add_witness(
         self,
