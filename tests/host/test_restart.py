@@ -16,7 +16,7 @@ from nodehost import (
     ShardAlreadyExists,
     ShardNotStopped,
 )
-from tests.host.cluster import ConcurrentKV, Cluster, encode, propose_retrying, wait_for
+from tests.host.cluster import Cluster, ConcurrentKV, encode, propose_retrying, wait_for
 
 
 def test_whole_cluster_restarts_with_nothing_lost(cluster: Cluster) -> None:
