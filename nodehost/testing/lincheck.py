@@ -29,7 +29,7 @@ from itertools import pairwise
 from typing import Any
 
 from nodehost.testing.history import UNKNOWN, Operation, validate
-from nodehost.testing.models import Model
+from nodehost.testing.models import Model, Unobserved
 
 _BATCH = 2048  # search steps between looks at the clock
 _STUCK_STATES = 8  # states reported in an explanation
@@ -121,7 +121,12 @@ class _Search:
         self.deepest = -1
         self.blocked = -1  # op whose return stopped the deepest partial order
         self.state: Any = model.init()
-        hash(self.state)  # memoization needs hashable states: fail here, clearly
+        try:
+            hash(self.state)
+        except TypeError:
+            raise TypeError(
+                f"model states must be hashable (the search memoizes them), got {self.state!r}"
+            ) from None
         self.low = 0
         self.window = 0
         self.unknown = 0
@@ -304,6 +309,7 @@ def check_operations(
     if illegal is not None:
         key, search = illegal
         explanation, culprits = _explain(model, key, search, deadline)
+        culprits = _as_recorded(culprits, ops)
         verdict, found_key = Verdict.ILLEGAL, key
     else:
         undecided_keys = [p for p in partitions if p.verdict is Verdict.UNKNOWN]
@@ -370,27 +376,66 @@ def _explain(
         else:
             lo = mid + 1
     at = times[hi]
-    blocked = [o for o in ops if o.return_time == at]
+    # The contradiction lies in the truncated history: operations still pending at
+    # `at` count there as unknown (reads among them as absent), so show them so.
+    pending = {
+        (o.client_id, o.call)
+        for o in ops
+        if o.call <= at < o.return_time and not math.isinf(o.return_time)
+    }
+    blocked = [o for o in proof.ops if o.return_time == at]
     since = min(o.call for o in blocked)
-    concurrent = [o for o in ops if o.call <= at and o.return_time >= since and o.return_time != at]
+    concurrent = [o for o in proof.ops if o.return_time >= since and o.return_time != at]
     concurrent.sort(key=lambda o: o.call)
+    # Timed-out writes of values nothing observed are all alike: count them.
+    alike = [o for o in concurrent if o.output is UNKNOWN and _writes_unobserved(o)]
+    concurrent = [o for o in concurrent if o not in alike]
     origin = min(o.call for o in ops)
 
-    def line(op: Operation, note: str) -> str:
+    def line(op: Operation, note: str = "") -> str:
         ret = "inf" if math.isinf(op.return_time) else f"+{op.return_time - origin:.6f}"
         span = f"[+{op.call - origin:.6f}, {ret}]"
-        return f"  client {op.client_id:<4} {span:<28} {model.describe_operation(op.input, op.output)}{note}"
+        what = model.describe_operation(op.input, op.output)
+        return f"  client {op.client_id:<4} {span:<28} {what}{note}"
 
     first = model.describe_operation(blocked[0].input, blocked[0].output)
     lines = [
-        f"key {key!r} is not linearizable: no order of its operations explains "
-        f"{first}, while everything that returned before it has an order",
+        f"key {key!r} is not linearizable: no order of its operations explains {first}, "
+        "though everything that returned before it can be ordered. Operations concurrent "
+        "with it (times from the key's first call):",
         *(line(o, "   <- cannot be ordered") for o in blocked),
-        *(line(o, "   (outcome unknown)" if o.output is UNKNOWN else "") for o in concurrent),
+        *(line(o, _note(o, pending)) for o in concurrent),
     ]
+    if alike:
+        lines.append(
+            f"  and {len(alike)} earlier operations of unknown outcome writing values "
+            "nothing observed"
+        )
     if proof.stuck:
         states = ", ".join(repr(s) for s in proof.stuck)
         lines.append(f"  states the key can be in when it returns: {states}")
     if not complete:
         lines.append("  (budget ran out while narrowing: the failure may start earlier)")
-    return "\n".join(lines), [*blocked, *concurrent]
+    return "\n".join(lines), [*blocked, *concurrent, *alike]
+
+
+def _note(op: Operation, pending: set[tuple[int, float]]) -> str:
+    if (op.client_id, op.call) in pending:
+        return "   (had not returned yet)"
+    return "   (outcome unknown)" if op.output is UNKNOWN else ""
+
+
+def _writes_unobserved(op: Operation) -> bool:
+    return isinstance(op.input, tuple) and any(isinstance(v, Unobserved) for v in op.input)
+
+
+def _as_recorded(found: list[Operation], history: list[Operation]) -> list[Operation]:
+    """Models may hand the search rewritten copies; report the operations as given."""
+    recorded: dict[tuple[int, float, float], list[Operation]] = {}
+    for op in history:
+        recorded.setdefault((op.client_id, op.call, op.return_time), []).append(op)
+    out = []
+    for op in found:
+        same = recorded.get((op.client_id, op.call, op.return_time), [])
+        out.append(same[0] if len(same) == 1 else op)
+    return out
