@@ -14,6 +14,7 @@ that shares the machine's monotonic clock.
 """
 
 from nodehost.testing.durability import check_durability
+from nodehost.testing.explain import truncate
 from nodehost.testing.history import (
     UNKNOWN,
     HistoryRecorder,
@@ -26,7 +27,6 @@ from nodehost.testing.lincheck import (
     PartitionResult,
     Verdict,
     check_operations,
-    truncate,
 )
 from nodehost.testing.models import (
     KVModel,

@@ -25,7 +25,7 @@ from nodehost.testing import (
     set_model,
     truncate,
 )
-from nodehost.testing.lincheck import _Search
+from nodehost.testing.search import Search
 
 from .histories import (
     brute_force,
@@ -198,8 +198,8 @@ def test_a_search_resumed_batch_by_batch_reaches_the_same_verdict(seed: int) -> 
     if rng.random() < 0.5:
         history = mutate_stale(rng, history) or history
     ops = register_model().partition(history)[None]
-    whole = _Search(register_model(), ops).run(math.inf)
-    search = _Search(register_model(), ops)
+    whole = Search(register_model(), ops).run(math.inf)
+    search = Search(register_model(), ops)
     for _ in range(100_000):
         verdict = search.run(-math.inf)  # past the deadline: one batch per call
         if verdict is not None:
