@@ -36,7 +36,7 @@ from .histories import (
     simulate,
 )
 
-SEEDS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SEEDS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SEEDS
@@ -154,14 +154,14 @@ def histories(
     return out
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(histories(register_ops()))
 def test_register_agrees_with_brute_force(history: list[Operation]) -> None:
     expected = brute_force(history, register_apply, None)
     assert check_operations(register_model(), history).ok == expected
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(histories(kv_ops()))
 def test_kv_agrees_with_brute_force_over_the_whole_map(history: list[Operation]) -> None:
     expected = brute_force(history, kv_apply, ())
@@ -181,7 +181,7 @@ def set_apply(state: frozenset[int], inp: tuple[object, ...]) -> tuple[object, o
     return state, state
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(histories(set_ops()))
 def test_set_agrees_with_brute_force_and_implies_durability(history: list[Operation]) -> None:
     expected = brute_force(history, set_apply, frozenset())
@@ -190,7 +190,7 @@ def test_set_agrees_with_brute_force_and_implies_durability(history: list[Operat
         assert check_durability(history).ok
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 2**32))
 def test_a_search_resumed_batch_by_batch_reaches_the_same_verdict(seed: int) -> None:
     rng = random.Random(seed)
