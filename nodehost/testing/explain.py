@@ -84,23 +84,23 @@ def explain(
         return f"  client {op.client_id:<4} {span:<28} {what}{note}"
 
     first = model.describe_operation(blocked[0].input, blocked[0].output)
+    proven = ", though everything that returned before it can be ordered" if complete else ""
     lines = [
-        f"key {key!r} is not linearizable: no order of its operations explains {first}, "
-        "though everything that returned before it can be ordered. Operations concurrent "
-        "with it (times from the key's first call):",
+        f"key {key!r} is not linearizable: no order of its operations explains {first}"
+        f"{proven}. Operations concurrent with it (times from the key's first call):",
         *(line(o, "   <- cannot be ordered") for o in blocked),
         *(line(o, _note(o, pending)) for o in concurrent),
     ]
     if alike:
         lines.append(
-            f"  and {len(alike)} earlier operations of unknown outcome writing values "
-            "nothing observed"
+            f"  and {len(alike)} more of unknown outcome (or not returned yet), writing "
+            "values nothing observed"
         )
     if proof.stuck:
         states = ", ".join(repr(s) for s in proof.stuck)
         lines.append(f"  states the key can be in when it returns: {states}")
     if not complete:
-        lines.append("  (budget ran out while narrowing: the failure may start earlier)")
+        lines.append("  (the budget ran out while narrowing: the failure may start earlier)")
     return "\n".join(lines), [*blocked, *concurrent, *alike]
 
 

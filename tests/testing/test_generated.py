@@ -25,6 +25,7 @@ from nodehost.testing import (
     set_model,
     truncate,
 )
+from nodehost.testing.explain import explain
 from nodehost.testing.search import Search
 
 from .histories import (
@@ -215,3 +216,16 @@ def test_many_more_tiny_histories(register: list[Operation], kv: list[Operation]
         register, register_apply, None
     )
     assert check_operations(kv_model(), kv).ok == brute_force(kv, kv_apply, ())
+
+
+def test_narrowing_out_of_budget_still_names_a_real_culprit_and_says_so() -> None:
+    rng = random.Random(3)
+    history = mutate_stale(rng, simulate(rng, clients=10, ops=2000, p_unknown=0))
+    assert history is not None
+    model = register_model()
+    search = Search(model, model.partition(history)[None])
+    assert search.run(math.inf) is Verdict.ILLEGAL
+    text, culprits = explain(model, None, search, deadline=-math.inf)  # one batch per probe
+    assert "the budget ran out while narrowing" in text
+    assert "everything that returned before it" not in text
+    assert culprits[0] in history
