@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from logdb import ILogDB
 from nodehost.errors import Closed
 from nodehost.metrics import Metrics
+from nodehost.mutations import ACK_BEFORE_FSYNC, LazySaves
 from nodehost.raft import Peer, Update
 from nodehost.request import ResultCode
 from protos import raft_pb2 as pb
@@ -70,6 +71,7 @@ class Engine:
         self.transport: ITransport | None = None
         self.nodes: dict[int, Node] = {}
         self.listener: EngineListener | None = None
+        self.lazy_saves: LazySaves | None = None  # test-only, see mutations.py
         self._rng = random.Random()
         self._ready: set[Node] = set()
         self._from_threads: list[Node] = []
@@ -233,6 +235,8 @@ class Engine:
             if update.replicate:
                 self._send(update.replicate)
         records = [u for _, u in work if u.state is not None or u.entries or u.snapshot]
+        if self.lazy_saves is not None:  # MUTATION "ack-before-fsync" (test-only)
+            records = self.lazy_saves.hold(work, records)
         if records:
             started = time.perf_counter()
             await self.loop.run_in_executor(self._io, self.logdb.save, records)
@@ -365,6 +369,8 @@ class Engine:
         """On the loop."""
         self.nodes[node.shard_id] = node
         node.last_tick = self._tick
+        if ACK_BEFORE_FSYNC in node.config._mutations and self.lazy_saves is None:
+            self.lazy_saves = LazySaves()
         self.wake(node)
 
     def remove_node(self, shard_id: int) -> Node | None:

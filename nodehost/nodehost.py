@@ -371,6 +371,7 @@ class NodeHost(EngineListener):
             snapshots,
             ordered_config_change=config.ordered_config_change,
             compression=config.snapshot_compression,
+            session_apply_twice=Mutation.SESSION_APPLY_TWICE.value in config._mutations,
         )
         stopped = lambda: self._closed  # noqa: E731
         rsm.open(stopped)

@@ -858,6 +858,11 @@ class Raft:
         if role is Role.LEADER:
             self._leader_read(ctx, self.replica_id)
         elif self.leader_id and role is not Role.CANDIDATE and role is not Role.PRE_CANDIDATE:
+            if Mutation.FOLLOWER_READ_WITHOUT_READ_INDEX in self.mutations:
+                # MUTATION: serve at our own commit index without asking the leader;
+                # stale as soon as the leader commits something we have not heard of.
+                self.ready_reads.append(ReadyToRead(ctx, self.log.committed))
+                return
             self.msgs.append(
                 pb.Message(
                     type=pb.READ_INDEX,

@@ -126,6 +126,7 @@ class StateMachineManager:
         *,
         ordered_config_change: bool = False,
         compression: CompressionType = CompressionType.NONE,
+        session_apply_twice: bool = False,
     ) -> None:
         self.shard_id = shard_id
         self.replica_id = replica_id
@@ -136,6 +137,8 @@ class StateMachineManager:
         self._on_disk = self.kind is StateMachineType.ON_DISK and not self.witness
         self._ordered = ordered_config_change
         self._compression = CompressionType(compression)
+        # MUTATION "session-apply-twice" (test-only, Config._mutations): see _session_entry.
+        self._session_apply_twice = session_apply_twice
         self._lock = threading.Lock()
         self._saving = threading.Lock()  # one snapshot save at a time; taken before _lock
         self._sessions = SessionTable()
@@ -261,6 +264,11 @@ class StateMachineManager:
                 cached = session.cached(e.series_id)
                 if cached is None:
                     self._user_entry(run, e, session)
+                    return
+                if self._session_apply_twice:
+                    # MUTATION: the retry reaches the user again (the session keeps
+                    # the first result), so a retried command takes effect twice.
+                    self._user_entry(run, e, None)
                     return
                 # A retry: answered again, never applied again.
                 run.out.append(
