@@ -1,0 +1,452 @@
+"""The nemesis: faults on a seeded schedule, one at a time, each healed before the next.
+
+Rules:
+- The schedule (which fault, when, for how long, which host when the choice is
+  not "the leader") comes from the run's seed alone, so a run replays its faults;
+  choices that depend on leadership are made when the fault starts.
+- Every fault ends by undoing itself (restart, resume, heal), so the next one starts
+  from a whole cluster, and `heal` undoes whatever an interrupted one left.
+- Membership changes never leave a host without a replica for long: `reconcile`
+  brings every host back into every shard after each change and at the end.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.chaos.cluster import Cluster, Host, Network
+
+# Fault kinds and their weight in a random schedule.
+KINDS: dict[str, float] = {
+    "kill-one": 1.0,
+    "kill-leader": 1.0,
+    "kill-all": 0.6,
+    "pause-leader": 1.2,
+    "partition-one": 1.0,
+    "partition-leader": 1.0,
+    "partition-asymmetric": 0.8,
+    "partition-bridge": 0.8,
+    "drop-reorder": 1.0,
+    "transfer-leader": 0.8,
+    "membership": 0.6,
+    "snapshot": 0.6,
+    "snapshot-catchup": 0.8,
+}
+# Only on request: a scripted sequence for one class of bug, not random chaos.
+SCRIPTED = {"figure-8", "lagging-leader"}
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    at: float  # seconds after the fault period started
+    kind: str
+    duration: float
+    host: int  # a host for faults that pick one at random
+    other: int  # a second host (bridge, asymmetric direction), distinct from `host`
+    shard_pick: float  # in [0, 1): which shard, for faults on one shard
+
+
+def schedule(seed: int, seconds: float, kinds: dict[str, float], hosts: int) -> list[Fault]:
+    """The faults of one run: back to back with short gaps, within `seconds`."""
+    rng = random.Random(f"nemesis/{seed}")
+    names = sorted(kinds)
+    weights = [kinds[k] for k in names]
+    faults: list[Fault] = []
+    t = rng.uniform(0.0, 1.0)
+    while t < seconds:
+        kind = rng.choices(names, weights)[0]
+        duration = _duration(kind, rng)
+        host = rng.randrange(hosts)
+        other = (host + 1 + rng.randrange(hosts - 1)) % hosts
+        faults.append(Fault(round(t, 3), kind, duration, host, other, rng.random()))
+        t += duration + rng.uniform(1.0, 2.5)
+    return faults
+
+
+def _duration(kind: str, rng: random.Random) -> float:
+    if kind.startswith("kill"):
+        return round(rng.uniform(0.5, 3.0), 3)
+    if kind == "pause-leader":
+        return round(rng.uniform(1.0, 5.0), 3)
+    if kind in ("transfer-leader", "snapshot", "membership"):
+        return 0.5
+    if kind == "figure-8":
+        return 15.0
+    if kind == "lagging-leader":
+        return 6.0
+    return round(rng.uniform(2.0, 6.0), 3)
+
+
+@dataclass
+class Nemesis:
+    cluster: Cluster
+    shards: list[int]
+    log: Callable[[str], None]
+    injected: Counter[str] = field(default_factory=Counter)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    next_rid: dict[int, int] = field(default_factory=dict)
+    membership_changed: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, faults: list[Fault], started: float) -> None:
+        """Inject `faults` in order, relative to `started` (monotonic seconds)."""
+        for fault in faults:
+            if not self._sleep_until(started + fault.at):
+                return
+            begin = time.monotonic()
+            try:
+                getattr(self, "_" + fault.kind.replace("-", "_"))(fault)
+            except Exception as exc:  # a fault that cannot run is a finding, not a crash
+                self.problems.append(f"{fault.kind} at {fault.at}s failed: {exc!r}")
+                self.heal()
+            self.injected[fault.kind] += 1
+            self.timeline.append(
+                {
+                    "kind": fault.kind,
+                    "at": round(begin - started, 3),
+                    "seconds": round(time.monotonic() - begin, 3),
+                }
+            )
+            if self.stop.is_set():
+                return
+
+    def _sleep_until(self, when: float) -> bool:
+        while not self.stop.is_set():
+            left = when - time.monotonic()
+            if left <= 0:
+                return True
+            self.stop.wait(min(left, 0.2))
+        return False
+
+    def _hold(self, seconds: float) -> None:
+        self.stop.wait(seconds)
+
+    def heal(self) -> None:
+        """Undo every fault: resume, reconnect, restart."""
+        c = self.cluster
+        for h in c.hosts:
+            h.resume()
+        c.set_rewrite({})
+        c.set_network(Network())
+        self._restart([h for h in c.hosts if not h.alive])
+
+    def _restart(self, hosts: list[Host]) -> None:
+        results: dict[int, bool] = {}
+
+        def one(h: Host) -> None:
+            results[h.index] = self.cluster.start_host(h)
+
+        threads = [threading.Thread(target=one, args=(h,), daemon=True) for h in hosts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for h in hosts:
+            if not results.get(h.index):
+                self.problems.append(
+                    f"host {h.index} did not restart (incarnation {h.incarnation})"
+                )
+
+    # ------------------------------------------------------------------ targets
+
+    def leader_host(self, fallback: int) -> int:
+        """The host leading the most shards (ties: the lowest index)."""
+        leaders = self.cluster.leaders()
+        if not leaders:
+            return fallback
+        counts = Counter(host for host, _ in leaders.values())
+        return max(sorted(counts), key=lambda h: counts[h])
+
+    def shard(self, fault: Fault) -> int:
+        return self.shards[int(fault.shard_pick * len(self.shards))]
+
+    def _cut_off(self, host: int) -> set[tuple[int, int]]:
+        n = len(self.cluster.hosts)
+        return {(host, o) for o in range(n) if o != host} | {
+            (o, host) for o in range(n) if o != host
+        }
+
+    # ------------------------------------------------------------------ processes
+
+    def _kill(self, hosts: list[Host], seconds: float) -> None:
+        for h in hosts:
+            h.kill()
+        self.log(f"killed {[h.index for h in hosts]} for {seconds}s")
+        self._hold(seconds)
+        self._restart(hosts)
+
+    def _kill_one(self, fault: Fault) -> None:
+        self._kill([self.cluster.hosts[fault.host]], fault.duration)
+
+    def _kill_leader(self, fault: Fault) -> None:
+        self._kill([self.cluster.hosts[self.leader_host(fault.host)]], fault.duration)
+
+    def _kill_all(self, fault: Fault) -> None:
+        self._kill(list(self.cluster.hosts), fault.duration)
+
+    def _pause_leader(self, fault: Fault) -> None:
+        h = self.cluster.hosts[self.leader_host(fault.host)]
+        h.pause()
+        self.log(f"paused {h.index} for {fault.duration}s")
+        self._hold(fault.duration)
+        h.resume()
+
+    # ------------------------------------------------------------------ network
+
+    def _partition(self, cuts: set[tuple[int, int]], seconds: float, **random_faults: Any) -> None:
+        self.cluster.set_network(Network(cuts=cuts, **random_faults))
+        self.log(f"network {sorted(cuts)} {random_faults or ''} for {seconds}s")
+        self._hold(seconds)
+        self.cluster.set_network(Network())
+
+    def _partition_one(self, fault: Fault) -> None:
+        self._partition(self._cut_off(fault.host), fault.duration)
+
+    def _partition_leader(self, fault: Fault) -> None:
+        self._partition(self._cut_off(self.leader_host(fault.host)), fault.duration)
+
+    def _partition_asymmetric(self, fault: Fault) -> None:
+        """One host can only send, or only receive (its pick: the second host's parity)."""
+        cut = self._cut_off(fault.host)
+        outbound = fault.other % 2 == 0
+        self._partition({(a, b) for a, b in cut if (a == fault.host) == outbound}, fault.duration)
+
+    def _partition_bridge(self, fault: Fault) -> None:
+        """Two hosts cannot talk; the third (the bridge) talks to both."""
+        n = len(self.cluster.hosts)
+        a, b = fault.host, fault.other
+        assert n >= 3 and a != b
+        self._partition({(a, b), (b, a)}, fault.duration)
+
+    def _drop_reorder(self, fault: Fault) -> None:
+        self._partition(
+            set(),
+            fault.duration,
+            drop=0.2,
+            duplicate=0.05,
+            delay=(0.0, 0.15),
+            delay_rate=0.3,
+        )
+
+    # ------------------------------------------------------------------ Raft operations
+
+    def _transfer_leader(self, fault: Fault) -> None:
+        """Move the leadership of every shard to another of its replicas."""
+        states = self.cluster.states()
+        rng = random.Random(fault.shard_pick)
+        for shard in self.shards:
+            views = [s["shards"].get(str(shard)) for s in states.values()]
+            views = [v for v in views if v is not None and v["leader"] and v["nodes"]]
+            if not views:
+                continue
+            view = max(views, key=lambda v: v["term"])
+            targets = [r for r in view["nodes"] if r != view["leader"]]
+            if not targets:
+                continue
+            target = rng.choice(targets)
+            for h in self.cluster.live():
+                h.request("transfer", 5.0, shard=shard, target=target)
+                break
+
+    def _snapshot(self, fault: Fault, shards: list[int] | None = None) -> None:
+        """Snapshot and compact every replica of the shards, keeping few entries."""
+        for shard in shards or self.shards:
+            self.cluster.broadcast("snapshot", timeout=10.0, shard=shard, overhead=2)
+
+    def _snapshot_catchup(self, fault: Fault) -> None:
+        """Cut one host off, compact the others past it, reconnect: it must catch up by
+        snapshot."""
+        host = fault.host
+        self.cluster.set_network(Network(cuts=self._cut_off(host)))
+        self.log(f"snapshot-catchup: {host} cut off for {fault.duration}s")
+        self._hold(fault.duration / 2)
+        others = [h for h in self.cluster.live() if h.index != host]
+        for shard in self.shards:
+            self.cluster.broadcast("snapshot", others, timeout=10.0, shard=shard, overhead=0)
+        self._hold(fault.duration / 2)
+        self.cluster.set_network(Network())
+
+    def _membership(self, fault: Fault) -> None:
+        """Replace one host's replica of one shard by a new replica id on the same host."""
+        shard = self.shard(fault)
+        c = self.cluster
+        host = c.hosts[fault.host]
+        if not host.alive:
+            return
+        state = host.request("state", 5.0)
+        view = state["ok"]["shards"].get(str(shard)) if state and "ok" in state else None
+        if view is None:
+            return
+        helper = next((h for h in c.live() if h.index != host.index), host)
+        old = view["rid"]
+        self.membership_changed = True
+        reply = helper.request("delete_replica", 8.0, shard=shard, rid=old)
+        self.log(f"membership: shard {shard} remove {old} on {host.index}: {reply}")
+        if reply is None or "ok" not in reply:
+            self.reconcile()
+            return
+        host.request("drop_replica", 10.0, shard=shard)
+        self._add(shard, host, helper)
+
+    def _add(self, shard: int, host: Host, helper: Host) -> None:
+        rid = self.next_rid.get(shard, len(self.cluster.hosts) + 1)
+        self.next_rid[shard] = rid + 1
+        reply = helper.request("add_replica", 8.0, shard=shard, rid=rid, address=host.address)
+        self.log(f"membership: shard {shard} add {rid} on {host.index}: {reply}")
+        if reply is not None and "ok" in reply:
+            host.request("join", 10.0, shard=shard, rid=rid)
+        else:
+            self.reconcile()
+
+    def reconcile(self, deadline: float = 30.0) -> None:
+        """Make every host hold a live replica of every shard again (bounded)."""
+        for shard in self.shards:
+            end = time.monotonic() + deadline
+            while time.monotonic() < end:
+                if self._reconcile_shard(shard):
+                    break
+                time.sleep(0.5)
+            else:
+                self.problems.append(f"shard {shard}: membership not reconciled in {deadline}s")
+
+    def _reconcile_shard(self, shard: int) -> bool:
+        c = self.cluster
+        live = c.live()
+        if len(live) < len(c.hosts):
+            return False
+        replies = {h.index: h.request("membership", 5.0, shard=shard) for h in live}
+        members = next((r["ok"] for r in replies.values() if r and "ok" in r), None)
+        if members is None:
+            return False
+        nodes = {int(k): v for k, v in members["nodes"].items()}
+        states = c.states()
+        done = True
+        for h in c.hosts:
+            view = states.get(h.index, {}).get("shards", {}).get(str(shard))
+            mine = [rid for rid, address in nodes.items() if address == h.address]
+            if view is not None and view["rid"] in nodes:
+                continue  # a failed replica stays: it is a finding, not a gap to fill
+            done = False
+            helper = next(x for x in live if x.index != h.index)
+            if view is not None:
+                h.request("drop_replica", 10.0, shard=shard)  # removed, still running
+            if mine:
+                # Added, never joined (the join was lost with a killed process).
+                h.request("join", 10.0, shard=shard, rid=max(mine))
+            else:
+                self._add(shard, h, helper)
+        return done
+
+    # ------------------------------------------------------------------ scripted
+
+    def _figure_8(self, fault: Fault) -> None:
+        """Raft thesis figure 3.7 on three hosts, steered by partitions and by holding
+        back REPLICATE entries above a term (the worker's SendFilter):
+
+        1. cut the leader A off: its clients' proposals stay on A only, in term K;
+        2. B and C elect one of them, W, whose own entries never reach the voter V;
+        3. cut W off, reconnect A and V: A wins a later term, and only its term-K
+           entries reach V. They are on a majority but not of A's term: a correct
+           leader does not commit them;
+        4. cut A off, reconnect W and V: W's log is newer than V's, so W wins and
+           overwrites the term-K entries. Had 3 committed them, committed entries
+           are now lost.
+        """
+        shard = self.shard(fault)
+        c = self.cluster
+        a, term = self._wait_leader(shard, None, 0, 10.0)
+        if a is None:
+            self.problems.append("figure-8: no leader to start from")
+            return
+        rids = self._rids(shard)
+        b, cc = [h for h in range(len(c.hosts)) if h != a][:2]
+        self.log(f"figure-8 on shard {shard}: A={a} term {term}")
+        c.set_rewrite(
+            {
+                b: [{"shard": shard, "to": rids[cc], "max_term": term}],
+                cc: [{"shard": shard, "to": rids[b], "max_term": term}],
+            }
+        )
+        c.set_network(Network(cuts=self._cut_off(a)))
+        w, w_term = self._wait_leader(shard, {b, cc}, term, 10.0)
+        if w is None:
+            self.problems.append("figure-8: B and C elected nobody")
+            return
+        v = cc if w == b else b
+        self._hold(1.0)
+        self.log(f"figure-8: W={w} term {w_term}, V={v}")
+        c.set_rewrite({a: [{"shard": shard, "to": rids[v], "max_term": term}]})
+        c.set_network(Network(cuts=self._cut_off(w)))
+        new_a, a_term = self._wait_leader(shard, {a}, w_term, 10.0)
+        self.log(f"figure-8: A leads again: {new_a is not None} (term {a_term})")
+        self._hold(1.5)
+        c.set_rewrite({})
+        c.set_network(Network(cuts=self._cut_off(a)))
+        self._wait_leader(shard, {w, v}, a_term, 10.0)
+        self._hold(1.0)
+        c.set_network(Network())
+
+    def _lagging_leader(self, fault: Fault) -> None:
+        """A follower that learned of commits late becomes leader by transfer, and its
+        first entry is held back: until an entry of its own term commits, its commit
+        index is behind what clients were already told (thesis 6.4, etcd #7331), so a
+        correct leader serves no ReadIndex yet.
+
+        1. replica T of one shard hears of no commit past its applied index, and every
+           REPLICATE it sends loses its entries of terms above the current one;
+        2. after a while (writes go on without T's state machine), leadership moves
+           to T; T leads for a while, unable to commit;
+        3. the rules are lifted: T's first entry commits and T catches up."""
+        shard = self.shard(fault)
+        c = self.cluster
+        leader, term = self._wait_leader(shard, None, 0, 10.0)
+        if leader is None:
+            self.problems.append("lagging-leader: no leader to start from")
+            return
+        t = fault.host if fault.host != leader else fault.other
+        state = c.hosts[t].request("state", 5.0)
+        view = state["ok"]["shards"].get(str(shard)) if state and "ok" in state else None
+        if view is None:
+            self.problems.append(f"lagging-leader: host {t} has no replica of shard {shard}")
+            return
+        rid = view["rid"]
+        self.log(f"lagging-leader on shard {shard}: T={t} (replica {rid}), leader {leader}")
+        lag = {"shard": shard, "to": rid, "max_commit": view["applied"]}
+        hold = {"shard": shard, "from": rid, "max_term": term}
+        c.set_rewrite({h.index: [lag, hold] for h in c.hosts})
+        self._hold(fault.duration / 3)
+        for h in c.live():
+            h.request("transfer", 5.0, shard=shard, target=rid)
+            break
+        found, _ = self._wait_leader(shard, {t}, term, 5.0)
+        self.log(f"lagging-leader: T leads: {found is not None}")
+        self._hold(fault.duration / 3)
+        c.set_rewrite({})
+        self._hold(fault.duration / 3)
+
+    def _rids(self, shard: int) -> dict[int, int]:
+        return {
+            host: s["shards"][str(shard)]["rid"]
+            for host, s in self.cluster.states().items()
+            if str(shard) in s["shards"]
+        }
+
+    def _wait_leader(
+        self, shard: int, among: set[int] | None, above: int, timeout: float
+    ) -> tuple[int | None, int]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self.stop.is_set():
+            found = self.cluster.leaders().get(shard)
+            if found is not None and found[1] > above and (among is None or found[0] in among):
+                return found
+            time.sleep(0.05)
+        return None, above
