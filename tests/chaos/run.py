@@ -27,6 +27,7 @@ from tests.chaos.nemesis import KINDS, Nemesis, schedule
 from tests.chaos.verify import judge, load, throughput
 
 WORKLOADS = ["register", "kv", "set", "kv"]
+MAX_FAULT_SECONDS = 120.0  # a fault still running this long after the period is cut short
 SHOWN = 1500  # characters of one violation in the summary's list (all in "checker")
 
 
@@ -53,6 +54,7 @@ class RunOptions:
     think_ms: tuple[float, float] = (5.0, 20.0)
     check_seconds: float = 60.0
     recovery_timeout: float = 30.0
+    converge_timeout: float = 15.0
 
     def replay(self) -> str:
         """The command that reruns this run (options left at their default omitted)."""
@@ -133,6 +135,7 @@ def run(options: RunOptions, out_dir: Path, echo: bool = False) -> dict[str, Any
     marks: dict[str, float] = {}
     try:
         cluster.start()
+        log("hosts started")
         marks["load"] = time.monotonic()
         first_leaders = _wait_all_leaders(cluster, shards, 60.0)
         log(f"leaders after {first_leaders:.2f}s; warm-up {options.warmup_seconds}s")
@@ -141,35 +144,41 @@ def run(options: RunOptions, out_dir: Path, echo: bool = False) -> dict[str, Any
         faults = schedule(
             options.seed, options.fault_seconds, {k: KINDS.get(k, 1.0) for k in options.faults}, 3
         )
-        marks["faults"] = time.monotonic()
-        thread = threading.Thread(target=nemesis.run, args=(faults, marks["faults"]), daemon=True)
+        marks["faults"] = start = time.monotonic()
+        until = start + options.fault_seconds
+        thread = threading.Thread(target=nemesis.run, args=(faults, start, until), daemon=True)
         thread.start()
-        thread.join(options.fault_seconds)
-        nemesis.stop.set()
+        thread.join(options.fault_seconds + MAX_FAULT_SECONDS)
+        nemesis.stop.set()  # only if a fault overran its bound: cut it short
         thread.join(120)
         nemesis.stop.clear()
+        log("fault period over")
         nemesis.heal()
         marks["heal"] = time.monotonic()
+        log("healed")
         if nemesis.membership_changed:
             nemesis.reconcile()
         recovery = _recover(cluster, shards, options.recovery_timeout)
-        log(f"healed; recovery {recovery}s; after-load {options.after_seconds}s")
+        log(f"recovery {recovery}s; after-load {options.after_seconds}s")
         summary["recovery_seconds"] = recovery
 
         time.sleep(options.after_seconds)
         cluster.broadcast("clients", timeout=20.0, on=False)
         marks["stop"] = time.monotonic()
+        log("clients stopped")
         finals = cluster.broadcast("final", timeout=5.0)
         log(f"final reads: {finals}")
-        summary.update(_compare_replicas(cluster, shards, 15.0))
+        summary.update(_compare_replicas(cluster, shards, options.converge_timeout))
+        log("replicas compared")
         summary["faults_injected"] = dict(sorted(nemesis.injected.items()))
         summary["fault_timeline"] = nemesis.timeline
         summary["nemesis_problems"] = nemesis.problems
     finally:
         cluster.close()
-    log("processes stopped; checking")
+    log("processes stopped")
     paths = [(h.index, p) for h in cluster.hosts for p in h.histories()]
     histories = load(paths)
+    log(f"histories loaded: {len(histories.kv)} register/kv operations")
     verdicts = judge(histories, options.check_seconds, out_dir)
     log(f"checked in {verdicts.seconds}s")
     ops = histories.counts
