@@ -26,7 +26,6 @@ from tests.chaos.cluster import Cluster
 from tests.chaos.nemesis import KINDS, Nemesis, schedule
 from tests.chaos.verify import judge, load, throughput
 
-WORKLOADS = ["register", "kv", "set", "kv"]
 MAX_FAULT_SECONDS = 120.0  # a fault still running this long after the period is cut short
 SHOWN = 1500  # characters of one violation in the summary's list (all in "checker")
 
@@ -38,6 +37,7 @@ class RunOptions:
     warmup_seconds: float = 5.0
     after_seconds: float = 5.0
     shards: int = 4
+    workloads: list[str] = field(default_factory=lambda: ["register", "kv", "set", "kv"])
     sync_clients: int = 1  # per host and shard
     async_clients: int = 1
     faults: list[str] = field(default_factory=lambda: sorted(KINDS))
@@ -112,7 +112,9 @@ def run(options: RunOptions, out_dir: Path, echo: bool = False) -> dict[str, Any
         "addresses": [f"127.0.0.1:{p}" for p in free_ports(3)],
         "seed": options.seed,
         "epoch_ns": time.monotonic_ns(),
-        "shards": [{"id": s, "kind": WORKLOADS[(s - 1) % len(WORKLOADS)]} for s in shards],
+        "shards": [
+            {"id": s, "kind": options.workloads[(s - 1) % len(options.workloads)]} for s in shards
+        ],
         "sync_clients": options.sync_clients,
         "async_clients": options.async_clients,
         "mutations": options.mutations,

@@ -163,8 +163,8 @@ def judge(h: Histories, timeout: float, out_dir: Path | None = None) -> Verdicts
 
 
 def _lost(h: Histories) -> tuple[int, int]:
-    """Acknowledged set members and appended tokens missing from a final read; appended
-    tokens found more than once (appends use client sessions: exactly once)."""
+    """Acknowledged set members and appended tokens missing from a final read; members
+    and tokens found more than once (a write applied twice)."""
     finals: dict[str, list[Any]] = defaultdict(list)
     for _, shard, _, _, dump in h.finals:
         for key in h.keys[shard]:
@@ -172,10 +172,11 @@ def _lost(h: Histories) -> tuple[int, int]:
     lost: set[tuple[str, str]] = set()
     twice: set[tuple[str, str]] = set()
     for key, acked in h.acked_adds.items():
-        # Adds go through the no-op session: applying one twice is within its contract
-        # (a duplicated message may do it), and a set cannot tell anyway.
         for seen in finals.get(key, []):
             lost.update((key, x) for x in acked - set(seen or []))
+            # Clients never retry an add, and the network never duplicates a proposal.
+            counts = Counter(seen or [])
+            twice.update((key, x) for x, n in counts.items() if n > 1)
     for key, acked in h.acked_appends.items():
         for seen in finals.get(key, []):
             tokens = Counter(t + ";" for t in (seen or "").split(";") if t)

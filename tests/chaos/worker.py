@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nodehost import (
+    Closed,
     Config,
     IRaftEventListener,
     ISystemEventListener,
@@ -56,16 +57,30 @@ class SendFilter:
     - `max_commit`: REPLICATE and HEARTBEAT tell at most that commit index, so the
       receiver learns of commits late (a lagging follower's view of the log).
     Installed around the transport's `send`; messages are copied, never changed in
-    place (the core may still hold them)."""
+    place (the core may still hold them).
 
-    def __init__(self, send: Callable[[Iterable[pb.Message]], None]) -> None:
+    It also duplicates messages (`duplicate`, a probability), but never a forwarded
+    proposal: the transport delivers at most once, and a duplicated proposal is two
+    log entries, which a no-op session by contract does not deduplicate (a registered
+    session does). Duplicates test the protocol, not that contract."""
+
+    def __init__(self, send: Callable[[Iterable[pb.Message]], None], seed: int) -> None:
         self._send = send
         self.rules: list[dict[str, int]] = []
+        self.duplicate = 0.0
+        self._rng = random.Random(seed)
 
     def __call__(self, messages: Iterable[pb.Message]) -> None:
         rules = self.rules
         if rules:
             messages = [self._rewrite(m, rules) for m in messages]
+        if self.duplicate:
+            messages = list(messages)
+            messages += [
+                m
+                for m in messages
+                if m.type != pb.PROPOSE_FORWARD and self._rng.random() < self.duplicate
+            ]
         self._send(messages)
 
     @staticmethod
@@ -136,10 +151,10 @@ class Worker:
         )
         self.hook = FaultHook(seed=config["seed"] * 7919 + self.host)
         self.nh._transport.set_fault_hook(self.hook)
-        self.set_faults(config.get("faults") or {})
         transport: Any = self.nh._transport
-        self.filter = SendFilter(transport.send)
+        self.filter = SendFilter(transport.send, config["seed"] * 7919 + self.host)
         transport.send = self.filter
+        self.set_faults(config.get("faults") or {})
         self.filter.rules = list(config.get("rewrite") or [])
         self.history = HistoryLog(config["history"])
         self.events.history = self.history
@@ -224,9 +239,9 @@ class Worker:
         delay = faults.get("delay", (0.0, 0.0))
         for src, dst in faults.get("cuts", []):
             self.hook.cut(src, dst)
+        self.filter.duplicate = faults.get("duplicate", 0.0)
         self.hook.set_random(
             drop=faults.get("drop", 0.0),
-            duplicate=faults.get("duplicate", 0.0),
             delay=(delay[0], delay[1]),
             delay_rate=faults.get("delay_rate", 0.0),
         )
@@ -302,10 +317,10 @@ class Worker:
         return True
 
     def state(self) -> dict[str, Any]:
-        fatal = self.nh._engine.fatal if self.nh._engine is not None else None
-        if fatal is not None:
-            return {"shards": {}, "fatal": fatal}
-        info = self.nh.get_node_host_info(NodeHostInfoOption(skip_log_info=True))
+        try:
+            info = self.nh.get_node_host_info(NodeHostInfoOption(skip_log_info=True))
+        except Closed as exc:  # the engine stopped for good (a broken invariant)
+            return {"shards": {}, "fatal": str(exc)}
         shards: dict[str, Any] = {}
         for s in info.shard_info_list:
             entry: dict[str, Any] = {
