@@ -45,7 +45,7 @@ KINDS: dict[str, float] = {
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    at: float  # seconds after the fault period started
+    gap: float  # seconds of quiet before it starts
     kind: str
     duration: float
     host: int  # a host for faults that pick one at random
@@ -54,19 +54,23 @@ class Fault:
 
 
 def schedule(seed: int, seconds: float, kinds: dict[str, float], hosts: int) -> list[Fault]:
-    """The faults of one run: back to back with short gaps, within `seconds`."""
+    """The faults of one run, each after a short quiet gap. Planned for twice
+    `seconds` at nominal durations: restarts on a busy machine take longer, and the
+    run stops starting faults when its time is up, not when the plan ends."""
     rng = random.Random(f"nemesis/{seed}")
     names = sorted(kinds)
     weights = [kinds[k] for k in names]
     faults: list[Fault] = []
-    t = rng.uniform(0.0, 1.0)
-    while t < seconds:
+    gap = rng.uniform(0.0, 1.0)
+    t = gap
+    while t < 2 * seconds:
         kind = rng.choices(names, weights)[0]
         duration = _duration(kind, rng)
         host = rng.randrange(hosts)
         other = (host + 1 + rng.randrange(hosts - 1)) % hosts
-        faults.append(Fault(round(t, 3), kind, duration, host, other, rng.random()))
-        t += duration + rng.uniform(1.0, 2.5)
+        faults.append(Fault(round(gap, 3), kind, duration, host, other, rng.random()))
+        gap = rng.uniform(1.0, 2.5)
+        t += duration + gap
     return faults
 
 
@@ -99,16 +103,16 @@ class Nemesis:
     # ------------------------------------------------------------------ running
 
     def run(self, faults: list[Fault], started: float, until: float) -> None:
-        """Inject `faults` in order, relative to `started` (monotonic seconds); start
-        none after `until`, but let the one running finish."""
+        """Inject `faults` in order, each after its gap; start none after `until`
+        (monotonic seconds), but let the one running finish."""
         for fault in faults:
-            if not self._sleep_until(started + fault.at) or time.monotonic() >= until:
+            if not self._sleep_until(time.monotonic() + fault.gap) or time.monotonic() >= until:
                 return
             begin = time.monotonic()
             try:
                 getattr(self, "_" + fault.kind.replace("-", "_"))(fault)
             except Exception as exc:  # a fault that cannot run is a finding, not a crash
-                self.problems.append(f"{fault.kind} at {fault.at}s failed: {exc!r}")
+                self.problems.append(f"{fault.kind} at {begin - started:.1f}s failed: {exc!r}")
                 self.heal()
             self.injected[fault.kind] += 1
             self.timeline.append(

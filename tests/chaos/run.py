@@ -108,78 +108,16 @@ def run(options: RunOptions, out_dir: Path, echo: bool = False) -> dict[str, Any
     log = Log(out_dir / "run.log", echo)
     log(f"seed {options.seed}: {options.replay()}")
     shards = list(range(1, options.shards + 1))
-    base = {
-        "addresses": [f"127.0.0.1:{p}" for p in free_ports(3)],
-        "seed": options.seed,
-        "epoch_ns": time.monotonic_ns(),
-        "shards": [
-            {"id": s, "kind": options.workloads[(s - 1) % len(options.workloads)]} for s in shards
-        ],
-        "sync_clients": options.sync_clients,
-        "async_clients": options.async_clients,
-        "mutations": options.mutations,
-        "gen_seconds": options.gen_seconds,
-        "rtt_ms": options.rtt_ms,
-        "election_rtt": options.election_rtt,
-        "heartbeat_rtt": options.heartbeat_rtt,
-        "snapshot_entries": options.snapshot_entries,
-        "compaction_overhead": options.compaction_overhead,
-        "op_timeout": options.op_timeout,
-        "session_attempt": options.session_attempt,
-        "session_deadline": options.session_deadline,
-        "think": [t / 1000 for t in options.think_ms],
-        "kv_keys": 3,
-        "append_keys": 2,
-    }
-    cluster = Cluster(out_dir, base)
+    cluster = Cluster(out_dir, _worker_config(options, shards))
     nemesis = Nemesis(cluster, shards, log)
     summary: dict[str, Any] = {"seed": options.seed, "replay": options.replay()}
     marks: dict[str, float] = {}
     try:
-        cluster.start()
-        log("hosts started")
-        marks["load"] = time.monotonic()
-        first_leaders = _wait_all_leaders(cluster, shards, 60.0)
-        log(f"leaders after {first_leaders:.2f}s; warm-up {options.warmup_seconds}s")
-        time.sleep(options.warmup_seconds)
-
-        faults = schedule(
-            options.seed, options.fault_seconds, {k: KINDS.get(k, 1.0) for k in options.faults}, 3
-        )
-        marks["faults"] = start = time.monotonic()
-        until = start + options.fault_seconds
-        thread = threading.Thread(target=nemesis.run, args=(faults, start, until), daemon=True)
-        thread.start()
-        thread.join(options.fault_seconds + MAX_FAULT_SECONDS)
-        nemesis.stop.set()  # only if a fault overran its bound: cut it short
-        thread.join(120)
-        nemesis.stop.clear()
-        log("fault period over")
-        nemesis.heal()
-        marks["heal"] = time.monotonic()
-        log("healed")
-        if nemesis.membership_changed:
-            nemesis.reconcile()
-        recovery = _recover(cluster, shards, options.recovery_timeout)
-        log(f"recovery {recovery}s; after-load {options.after_seconds}s")
-        summary["recovery_seconds"] = recovery
-
-        time.sleep(options.after_seconds)
-        cluster.broadcast("clients", timeout=20.0, on=False)
-        marks["stop"] = time.monotonic()
-        log("clients stopped")
-        finals = cluster.broadcast("final", timeout=5.0)
-        log(f"final reads: {finals}")
-        summary.update(_compare_replicas(cluster, shards, options.converge_timeout))
-        log("replicas compared")
-        summary["faults_injected"] = dict(sorted(nemesis.injected.items()))
-        summary["fault_timeline"] = nemesis.timeline
-        summary["nemesis_problems"] = nemesis.problems
+        _drive(options, cluster, nemesis, shards, log, summary, marks)
     finally:
         cluster.close()
     log("processes stopped")
-    paths = [(h.index, p) for h in cluster.hosts for p in h.histories()]
-    histories = load(paths)
+    histories = load([(h.index, p) for h in cluster.hosts for p in h.histories()])
     log(f"histories loaded: {len(histories.kv)} register/kv operations")
     verdicts = judge(histories, options.check_seconds, out_dir)
     log(f"checked in {verdicts.seconds}s")
@@ -219,6 +157,83 @@ def run(options: RunOptions, out_dir: Path, echo: bool = False) -> dict[str, Any
     return summary
 
 
+def _worker_config(options: RunOptions, shards: list[int]) -> dict[str, Any]:
+    """What every worker process is started with (cluster.py adds per-host fields)."""
+    return {
+        "addresses": [f"127.0.0.1:{p}" for p in free_ports(3)],
+        "seed": options.seed,
+        "epoch_ns": time.monotonic_ns(),
+        "shards": [
+            {"id": s, "kind": options.workloads[(s - 1) % len(options.workloads)]} for s in shards
+        ],
+        "sync_clients": options.sync_clients,
+        "async_clients": options.async_clients,
+        "mutations": options.mutations,
+        "gen_seconds": options.gen_seconds,
+        "rtt_ms": options.rtt_ms,
+        "election_rtt": options.election_rtt,
+        "heartbeat_rtt": options.heartbeat_rtt,
+        "snapshot_entries": options.snapshot_entries,
+        "compaction_overhead": options.compaction_overhead,
+        "op_timeout": options.op_timeout,
+        "session_attempt": options.session_attempt,
+        "session_deadline": options.session_deadline,
+        "think": [t / 1000 for t in options.think_ms],
+        "kv_keys": 3,
+        "append_keys": 2,
+    }
+
+
+def _drive(
+    options: RunOptions,
+    cluster: Cluster,
+    nemesis: Nemesis,
+    shards: list[int],
+    log: Log,
+    summary: dict[str, Any],
+    marks: dict[str, float],
+) -> None:
+    """The live part: load, faults, heal, recovery, final reads, replica comparison."""
+    cluster.start()
+    log("hosts started")
+    marks["load"] = time.monotonic()
+    first_leaders = _wait_all_leaders(cluster, shards, 60.0)
+    log(f"leaders after {first_leaders:.2f}s; warm-up {options.warmup_seconds}s")
+    time.sleep(options.warmup_seconds)
+
+    kinds = {k: KINDS.get(k, 1.0) for k in options.faults}
+    faults = schedule(options.seed, options.fault_seconds, kinds, len(cluster.hosts))
+    marks["faults"] = start = time.monotonic()
+    until = start + options.fault_seconds
+    thread = threading.Thread(target=nemesis.run, args=(faults, start, until), daemon=True)
+    thread.start()
+    thread.join(options.fault_seconds + MAX_FAULT_SECONDS)
+    nemesis.stop.set()  # only if a fault overran its bound: cut it short
+    thread.join(120)
+    nemesis.stop.clear()
+    log("fault period over")
+    nemesis.heal()
+    marks["heal"] = time.monotonic()
+    log("healed")
+    if nemesis.membership_changed:
+        nemesis.reconcile()
+    recovery = _recover(cluster, shards, options.recovery_timeout)
+    log(f"recovery {recovery}s; after-load {options.after_seconds}s")
+    summary["recovery_seconds"] = recovery
+
+    time.sleep(options.after_seconds)
+    cluster.broadcast("clients", timeout=20.0, on=False)
+    marks["stop"] = time.monotonic()
+    log("clients stopped")
+    finals = cluster.broadcast("final", timeout=5.0)
+    log(f"final reads: {finals}")
+    summary.update(_compare_replicas(cluster, shards, options.converge_timeout))
+    log("replicas compared")
+    summary["faults_injected"] = dict(sorted(nemesis.injected.items()))
+    summary["fault_timeline"] = nemesis.timeline
+    summary["nemesis_problems"] = nemesis.problems
+
+
 def _violations(summary: dict[str, Any]) -> list[str]:
     found = []
     checker = summary["checker"]
@@ -237,6 +252,7 @@ def _violations(summary: dict[str, Any]) -> list[str]:
         found.append("no recovery: some shard never accepted writes after the heal")
     if summary.get("replicas_not_converged"):
         found.append(f"replicas never reached one applied index: {summary['hash_details']}")
+    found.extend(p for p in summary.get("nemesis_problems", []) if "did not restart" in p)
     return found
 
 

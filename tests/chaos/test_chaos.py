@@ -35,7 +35,12 @@ def test_chaos_run_finds_no_violation(request: pytest.FixtureRequest, chaos_out:
         check_seconds=900.0 if long_run else 60.0,
     )
     print(f"chaos seed {seed}: {options.replay()}")
-    summary = run(options, chaos_out)
+    try:
+        summary = run(options, chaos_out)
+    except Exception as exc:
+        raise AssertionError(
+            f"chaos run crashed (seed {seed}); replay: {options.replay()}"
+        ) from exc
     brief = {k: summary[k] for k in ("ops", "ops_per_second", "faults_injected", "checker")}
     print(json.dumps(brief, indent=1, default=str))
     assert summary["ok"], (

@@ -96,7 +96,10 @@ def test_known_bug_is_reported(bug: Bug, chaos_out: Path) -> None:
             check_seconds=30.0,
             **bug.extra,  # type: ignore[arg-type]
         )
-        summary = run(options, chaos_out / f"seed-{seed}")
+        try:
+            summary = run(options, chaos_out / f"seed-{seed}")
+        except Exception as exc:
+            raise AssertionError(f"run crashed; replay: {options.replay()}") from exc
         if summary["violations"]:
             print(f"{bug.mutation.value} caught with seed {seed}: {summary['violations'][0][:300]}")
             return

@@ -24,110 +24,23 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from nodehost import (
     Closed,
     Config,
-    IRaftEventListener,
-    ISystemEventListener,
-    LeaderInfo,
     NodeHost,
     NodeHostConfig,
     NodeHostInfoOption,
     RaftError,
     ReplicaRemoved,
-    SnapshotInfo,
     SnapshotOption,
 )
-from protos import raft_pb2 as pb
 from tests.chaos.clients import Clients, HistoryLog, WorkloadConfig
+from tests.chaos.hooks import EventLog, SendFilter
 from tests.chaos.machine import ChaosKV, command
 from transport import FaultHook
-
-
-class SendFilter:
-    """Message-level faults the address-level FaultHook cannot express, for scripted
-    schedules (nemesis.py). A rule names a shard and the replica a message goes to or
-    comes from (0: any), and then
-    - `max_term`: REPLICATE messages lose their entries above that term, so a new
-      leader's own entries are held back while older ones pass (figure 8);
-    - `max_commit`: REPLICATE and HEARTBEAT tell at most that commit index, so the
-      receiver learns of commits late (a lagging follower's view of the log).
-    Installed around the transport's `send`; messages are copied, never changed in
-    place (the core may still hold them).
-
-    It also duplicates messages (`duplicate`, a probability), but never a forwarded
-    proposal: the transport delivers at most once, and a duplicated proposal is two
-    log entries, which a no-op session by contract does not deduplicate (a registered
-    session does). Duplicates test the protocol, not that contract."""
-
-    def __init__(self, send: Callable[[Iterable[pb.Message]], None], seed: int) -> None:
-        self._send = send
-        self.rules: list[dict[str, int]] = []
-        self.duplicate = 0.0
-        self._rng = random.Random(seed)
-
-    def __call__(self, messages: Iterable[pb.Message]) -> None:
-        rules = self.rules
-        if rules:
-            messages = [self._rewrite(m, rules) for m in messages]
-        if self.duplicate:
-            messages = list(messages)
-            messages += [
-                m
-                for m in messages
-                if m.type != pb.PROPOSE_FORWARD and self._rng.random() < self.duplicate
-            ]
-        self._send(messages)
-
-    @staticmethod
-    def _rewrite(m: pb.Message, rules: list[dict[str, int]]) -> pb.Message:
-        if m.type != pb.REPLICATE and m.type != pb.HEARTBEAT:
-            return m
-        for rule in rules:
-            if rule["shard"] != m.shard_id or rule.get("to", 0) not in (0, m.to):
-                continue
-            if rule.get("from", 0) not in (0, m.from_id):
-                continue
-            max_term = rule.get("max_term")
-            if max_term is not None and any(e.term > max_term for e in m.entries):
-                copy = pb.Message()
-                copy.CopyFrom(m)
-                del copy.entries[:]
-                copy.entries.extend(e for e in m.entries if e.term <= max_term)
-                m = copy
-            max_commit = rule.get("max_commit")
-            if max_commit is not None and m.commit > max_commit:
-                copy = pb.Message()
-                copy.CopyFrom(m)
-                copy.commit = max_commit
-                m = copy
-        return m
-
-
-class EventLog(ISystemEventListener, IRaftEventListener):
-    """Writes the Raft events the summary counts into the history file (so they
-    survive SIGKILL with everything else the host did)."""
-
-    def __init__(self) -> None:
-        self.history: HistoryLog | None = None
-
-    def _write(self, name: str, shard: int) -> None:
-        if self.history is not None:
-            self.history.write({"e": "ev", "name": name, "s": shard})
-
-    def leader_updated(self, info: LeaderInfo) -> None:
-        if info.leader_id == info.replica_id:
-            self._write("became_leader", info.shard_id)
-
-    def snapshot_received(self, info: SnapshotInfo) -> None:
-        self._write("snapshot_received", info.shard_id)
-
-    def snapshot_created(self, info: SnapshotInfo) -> None:
-        self._write("snapshot_created", info.shard_id)
 
 
 class Worker:
