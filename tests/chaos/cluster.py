@@ -133,10 +133,18 @@ class Host:
                 self._replies.pop(rid, None)
 
     def kill(self) -> None:
+        self.send_kill()
+        self.reap()
+
+    def send_kill(self) -> None:
+        """SIGKILL without waiting, so that several hosts die at the same instant."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+
+    def reap(self) -> None:
+        if self.proc is not None:
+            self.proc.wait(30)
         self.paused = False
 
     def pause(self) -> None:

@@ -185,7 +185,9 @@ class Nemesis:
 
     def _kill(self, hosts: list[Host], seconds: float) -> None:
         for h in hosts:
-            h.kill()
+            h.send_kill()  # all at once: none outlives the others by a flush
+        for h in hosts:
+            h.reap()
         self.log(f"killed {[h.index for h in hosts]} for {seconds}s")
         self._hold(seconds)
         self._restart(hosts)
