@@ -325,21 +325,19 @@ def _compare_replicas(cluster: Cluster, shards: list[int], timeout: float) -> di
         time.sleep(0.3)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None) -> tuple[RunOptions, str]:
+    """RunOptions from command-line flags (the ones `RunOptions.replay` writes)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     defaults = RunOptions(seed=0)
     for f in dataclasses.fields(RunOptions):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        if isinstance(default, list | tuple):
+        if f.name == "seed":
+            parser.add_argument(flag, type=int, required=True)
+        elif isinstance(default, list | tuple):
             parser.add_argument(flag, default=",".join(map(str, default)))
         else:
-            parser.add_argument(
-                flag,
-                type=type(default) if f.name != "seed" else int,
-                default=default,
-                required=f.name == "seed",
-            )
+            parser.add_argument(flag, type=type(default), default=default)
     parser.add_argument("--out", default="", help="run directory (default: a temp dir)")
     args = parser.parse_args(argv)
     values: dict[str, Any] = {}
@@ -351,8 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         elif isinstance(default, tuple):
             value = tuple(float(v) for v in value.split(","))
         values[f.name] = value
-    options = RunOptions(**values)
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix=f"chaos-{options.seed}-"))
+    return RunOptions(**values), args.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, out_arg = parse_args(argv)
+    out = Path(out_arg) if out_arg else Path(tempfile.mkdtemp(prefix=f"chaos-{options.seed}-"))
     summary = run(options, out, echo=True)
     print(json.dumps({k: summary[k] for k in ("ok", "violations", "ops", "checker")}, indent=2))
     print(f"summary: {out / 'summary.json'}")
