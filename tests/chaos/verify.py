@@ -147,8 +147,10 @@ def judge(h: Histories, timeout: float, out_dir: Path | None = None) -> Verdicts
     lost, twice = _lost(h)
     if out_dir is not None:
         dump_history(h.kv, out_dir / "kv-history.json")
-        for i, (_, ops) in enumerate(sorted(h.sets.items())):
-            dump_history(ops, out_dir / f"set-history-{i}.json")
+        sets_dir = out_dir / "set-histories"
+        sets_dir.mkdir(exist_ok=True)
+        for key, ops in sorted(h.sets.items()):
+            dump_history(ops, sets_dir / (key.replace("/", "_") + ".json"))
     return Verdicts(
         linearizable=result.verdict.value,
         explanation=result.explanation,
