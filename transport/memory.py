@@ -92,7 +92,13 @@ class InMemoryTransport(BaseTransport):
         """On this transport's loop: take one snapshot stream."""
         if not self._serving:
             raise ConnectionRefusedError("transport closed")
-        count = await self._snapshot_inbox.receive(_drain(chunks))
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # cancelled by close(), as gRPC would
+        try:
+            count = await self._snapshot_inbox.receive(_drain(chunks))
+        finally:
+            self._tasks.discard(task)
         self.stats.snapshots_received += 1
         return count
 

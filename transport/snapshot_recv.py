@@ -161,9 +161,14 @@ class _Transfer:
             self._handler.on_snapshot_received(_install_message(first, where, names, sizes))
             return first.chunk_count
         finally:
-            # Queued behind any write still running: the directory goes after it.
-            self._io.submit(self._disk.discard, self._tmp)
+            # Queued behind any write still running, so the directory goes after it;
+            # awaited (shielded, even when cancelled) so that once this returns, the
+            # failed transfer has left nothing on disk.
+            cleanup = asyncio.get_running_loop().run_in_executor(
+                self._io, self._disk.discard, self._tmp
+            )
             self._io.shutdown(wait=False)
+            await asyncio.shield(cleanup)
 
     def _check_first(self, c: pb.SnapshotChunk) -> tuple[str, list[str]]:
         source = f"{c.source_address!r} (shard {c.shard_id}, {c.from_id} -> {c.replica_id})"
