@@ -120,3 +120,33 @@ def heartbeat(shard_id: int = 1, to: int = 2, from_id: int = 1, term: int = 5) -
 
 async def wait_all(*aws: Awaitable[Any]) -> None:
     await asyncio.gather(*aws)
+
+
+async def raw_stream(
+    target: str,
+    method: str,
+    frames: list[bytes],
+    credentials: Any = None,
+) -> bytes:
+    """Write raw frames on one gRPC stream, as a hostile or buggy peer would."""
+    import grpc
+
+    options = [("grpc.max_send_message_length", 256 * 1024 * 1024)]
+    if credentials is None:
+        channel = grpc.aio.insecure_channel(target, options=options)
+    else:
+        channel = grpc.aio.secure_channel(target, credentials, options=options)
+    try:
+        call = channel.stream_unary(method)()
+        for frame in frames:
+            await call.write(frame)
+        await call.done_writing()
+        response: bytes = await call
+        return response
+    finally:
+        await channel.close()
+
+
+from conftest import IN_CI  # noqa: E402  re-exported for the tests here
+
+__all__ = ["IN_CI"]
