@@ -21,6 +21,7 @@ from protos import raft_pb2 as pb
 from transport import TransportConfigError
 from transport.base import BaseTransport
 from transport.frames import BATCH_METHOD, BIN_VERSION
+from transport.tls import has_peer_certificate
 
 Key = ec.EllipticCurvePrivateKey
 
@@ -203,3 +204,18 @@ def test_unreadable_credentials_are_a_config_error(
     not_pem.write_text("hello")
     with pytest.raises(TransportConfigError, match="not PEM"):
         make("grpc", Recorder(), mutual_tls=True, **{**pki["nh1"], "key_file": str(not_pem)})
+
+
+class _Context:
+    def __init__(self, auth: dict[str, list[bytes]]) -> None:
+        self._auth = auth
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self._auth
+
+
+def test_the_server_also_checks_for_a_verified_peer_certificate() -> None:
+    """Belt and braces behind require_client_auth: a stream without one is refused."""
+    assert has_peer_certificate(_Context({"x509_pem_cert": [b"-----BEGIN CERTIFICATE-----"]}))
+    assert not has_peer_certificate(_Context({"transport_security_type": [b"ssl"]}))
+    assert not has_peer_certificate(_Context({}))
