@@ -33,8 +33,9 @@ class TransportHandler(Protocol):
         local, complete copy, already renamed into place."""
 
     def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
-        """The directory to place an incoming snapshot in (it must not exist yet; its
-        parent must); None: not hosted here, the transfer is rejected."""
+        """The directory to place an incoming snapshot in (missing parents are made;
+        if it exists already, it is taken as an earlier complete copy and kept); None:
+        not hosted here, the transfer is rejected."""
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool: ...
 

@@ -98,6 +98,10 @@ class SnapshotInbox:
         except asyncio.CancelledError:
             self._stats.reject(Reject.INCOMPLETE, "snapshot stream cancelled by its peer")
             raise
+        except Exception:  # the engine's on_snapshot_received, or a bug here
+            self._stats.handler_errors += 1
+            log.exception("taking an incoming snapshot failed")
+            raise
 
 
 class _Transfer:
@@ -134,7 +138,11 @@ class _Transfer:
             raise SnapshotRejected(Reject.MALFORMED, f"undecodable chunk: {e}") from None
 
     async def _run_io(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        """Run `fn` on the transfer's io thread; a failing disk refuses the transfer."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+        except OSError as e:
+            raise SnapshotRejected(Reject.STORAGE, f"{e} (under {self._tmp})") from None
 
     async def run(self) -> int:
         try:
@@ -142,21 +150,16 @@ class _Transfer:
             if first is None:
                 raise SnapshotRejected(Reject.INCOMPLETE, "stream ended before its first chunk")
             final_dir, names = self._check_first(first)
+            # Named before it exists: a cancel while it is being made still removes it.
             self._tmp = f"{final_dir}{RECEIVING}{secrets.token_hex(6)}"
-            try:
-                await self._run_io(os.mkdir, self._tmp)
-            except OSError as e:
-                raise SnapshotRejected(Reject.STORAGE, f"cannot create {self._tmp}: {e}") from None
+            await self._run_io(_make_dir, self._tmp)
             sizes = await self._receive_files(first, names)
             extra = await self._next()
             if extra is not None:
                 raise SnapshotRejected(
                     Reject.OUT_OF_ORDER, f"chunk {extra.chunk_id} after the last one"
                 )
-            try:
-                where = await self._run_io(_finalize, self._tmp, final_dir)
-            except OSError as e:
-                raise SnapshotRejected(Reject.STORAGE, f"cannot finish {final_dir}: {e}") from None
+            where = await self._run_io(_finalize, self._tmp, final_dir)
             self._tmp = ""
             self._handler.on_snapshot_received(_install_message(first, where, names, sizes))
             return first.chunk_count
@@ -298,6 +301,11 @@ class _Disk:
             self._file = None
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _make_dir(tmp: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
+    os.mkdir(tmp)
 
 
 def _finalize(tmp: str, final_dir: str) -> str:

@@ -305,9 +305,22 @@ def test_too_many_transfers_at_once_are_refused(tmp_path: Path) -> None:
     assert len(os.listdir(root)) == 1 and len(handler.snapshots) == 1
 
 
-def test_a_missing_parent_directory_is_a_storage_rejection(tmp_path: Path) -> None:
+def test_missing_parents_are_made(tmp_path: Path) -> None:
     frames = chunks(install(tmp_path))
-    handler = Recorder(hosted={(1, 2)}, snapshot_root=str(tmp_path / "no" / "such"))
+    handler = Recorder(hosted={(1, 2)}, snapshot_root=str(tmp_path / "new" / "dirs"))
+    inbox = SnapshotInbox(config(), handler, TransportStats(), lambda: None)
+
+    async def main() -> None:
+        assert await inbox.receive(frames_of(frames)) == len(frames)
+
+    run("asyncio", main)
+    assert len(handler.snapshots) == 1
+
+
+def test_a_disk_that_fails_is_a_storage_rejection(tmp_path: Path) -> None:
+    frames = chunks(install(tmp_path))
+    (tmp_path / "a-file").write_text("not a directory")
+    handler = Recorder(hosted={(1, 2)}, snapshot_root=str(tmp_path / "a-file"))
     stats = TransportStats()
     inbox = SnapshotInbox(config(), handler, stats, lambda: None)
 
@@ -317,6 +330,24 @@ def test_a_missing_parent_directory_is_a_storage_rejection(tmp_path: Path) -> No
 
     run("asyncio", main)
     assert stats.rejected == {Reject.STORAGE: 1}
+    assert sorted(os.listdir(tmp_path)) == ["a-file", "src"]
+
+
+def test_an_engine_failure_on_a_received_snapshot_is_counted(tmp_path: Path) -> None:
+    frames = chunks(install(tmp_path))
+    root = tmp_path / "recv"
+    handler = Recorder(hosted={(1, 2)}, snapshot_root=str(root))
+    handler.on_snapshot_received = lambda message: 1 / 0  # type: ignore[method-assign,assignment,misc,func-returns-value]
+    stats = TransportStats()
+    inbox = SnapshotInbox(config(), handler, stats, lambda: None)
+
+    async def main() -> None:
+        with pytest.raises(ZeroDivisionError):  # the sender hears of a failure, and retries
+            await inbox.receive(frames_of(frames))
+
+    run("asyncio", main)
+    assert stats.handler_errors == 1
+    assert len(os.listdir(root)) == 1  # the copy in place is whole; a retry keeps it
 
 
 def test_the_sender_refuses_what_it_cannot_send(tmp_path: Path) -> None:
