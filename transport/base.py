@@ -101,6 +101,7 @@ class BaseTransport(abc.ABC):
             self._closed = True
             return
         self._closed = True
+        await self._stop_serving()  # first: the engine hears nothing more from peers
         await self._snapshots_out.close()
         tasks = [p.task for p in self._peers.values() if p.task is not None]
         tasks += self._tasks
@@ -111,7 +112,6 @@ class BaseTransport(abc.ABC):
             if peer.stream is not None:
                 await peer.stream.close()
                 peer.stream = None
-        await self._stop_serving()
 
     def set_fault_hook(self, hook: FaultHook | None) -> None:
         self._hook = hook
@@ -179,7 +179,8 @@ class BaseTransport(abc.ABC):
         peer.queued += size
 
     def _enqueue(self, peer: _Peer, record: bytes) -> None:
-        """`send`'s queueing step, for messages held back by the fault hook."""
+        """Queue one record, or drop it if it does not fit: the slow path of `_queue`,
+        and where messages held back by the fault hook come in."""
         if self._closed or not peer.accepting:
             return
         n = len(record)

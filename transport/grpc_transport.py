@@ -33,6 +33,8 @@ from transport.stats import Reject
 from transport.tls import Credentials, has_peer_certificate
 
 _GRPC_SLACK = 1 * MiB  # gRPC's hard limit sits this far above ours
+# Streams served at once: one per peer NodeHost plus snapshot transfers; more is a flood.
+_MAX_CONCURRENT_RPCS = 1024
 
 
 class GrpcTransport(BaseTransport):
@@ -62,7 +64,9 @@ class GrpcTransport(BaseTransport):
     # ------------------------------------------------------------------ serving
 
     async def _serve(self) -> None:
-        server = grpc.aio.server(options=self._server_options)
+        server = grpc.aio.server(
+            options=self._server_options, maximum_concurrent_rpcs=_MAX_CONCURRENT_RPCS
+        )
         handlers = grpc.method_handlers_generic_handler(
             SERVICE,
             {

@@ -8,8 +8,9 @@ Rules:
   started at an address looks like a refused connection, so the breaker, unreachable
   reports and reconnects behave as with gRPC, and a transport started again at the
   same address is picked up.
-- Snapshot chunks are handed over without back-pressure: fine for tests, not for
-  snapshots bigger than memory.
+- Frames and snapshot chunks are handed over without back-pressure: fine for tests,
+  not for a sender that outruns its receiver for long, nor for snapshots bigger than
+  memory.
 """
 
 from __future__ import annotations
