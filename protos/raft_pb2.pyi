@@ -210,16 +210,18 @@ class Membership(_message.Message):
     def __init__(self, config_change_id: _Optional[int] = ..., addresses: _Optional[_Mapping[int, str]] = ..., non_votings: _Optional[_Mapping[int, str]] = ..., witnesses: _Optional[_Mapping[int, str]] = ..., removed: _Optional[_Mapping[int, bool]] = ...) -> None: ...
 
 class SnapshotFile(_message.Message):
-    __slots__ = ("file_id", "filepath", "file_size", "metadata")
+    __slots__ = ("file_id", "filepath", "file_size", "metadata", "checksum")
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     FILEPATH_FIELD_NUMBER: _ClassVar[int]
     FILE_SIZE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     file_id: int
     filepath: str
     file_size: int
     metadata: bytes
-    def __init__(self, file_id: _Optional[int] = ..., filepath: _Optional[str] = ..., file_size: _Optional[int] = ..., metadata: _Optional[bytes] = ...) -> None: ...
+    checksum: bytes
+    def __init__(self, file_id: _Optional[int] = ..., filepath: _Optional[str] = ..., file_size: _Optional[int] = ..., metadata: _Optional[bytes] = ..., checksum: _Optional[bytes] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("shard_id", "index", "term", "membership", "filepath", "file_size", "checksum", "files", "type", "on_disk_index", "dummy", "witness", "imported")

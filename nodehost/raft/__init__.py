@@ -1,0 +1,35 @@
+"""The Raft protocol core: pure, deterministic, no IO, no clock, no asyncio.
+
+The engine drives one `Peer` per replica: inputs (`tick`, `step`, `propose`, ...),
+then `get_update` / act on it / `commit_update`. See update.py for the contract.
+"""
+
+from .config import Mutation, RaftConfig
+from .describe import describe_entry, describe_message, describe_update
+from .logreader import CompactedError, LogReader, UnavailableError
+from .memorylog import MemoryLogReader
+from .messages import MessageType, is_local
+from .peer import Peer
+from .raft import HANDLERS, Role
+from .update import LeaderInfo, ReadContext, ReadyToRead, Update
+
+__all__ = [
+    "HANDLERS",
+    "CompactedError",
+    "LeaderInfo",
+    "LogReader",
+    "MemoryLogReader",
+    "MessageType",
+    "Mutation",
+    "Peer",
+    "RaftConfig",
+    "ReadContext",
+    "ReadyToRead",
+    "Role",
+    "UnavailableError",
+    "Update",
+    "describe_entry",
+    "describe_message",
+    "describe_update",
+    "is_local",
+]

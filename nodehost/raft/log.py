@@ -1,0 +1,278 @@
+"""One replica's Raft log: the saved part behind a `LogReader`, the recent part in memory.
+
+Rules:
+- `mem` holds entries [mem_offset, last_index()] in order, entry i at mem[i - mem_offset].
+  Entries above `saved_to` exist only here and go out in the next Update. Entries at or
+  below both `saved_to` and `applied` are trimmed from memory; reads of them go to the
+  reader. So a leader usually serves its followers from memory.
+- `committed` never decreases and never passes `last_index()`; `processed` (handed out
+  for applying) <= `committed`. Overwriting a committed entry raises: that would break
+  state machine safety (thesis 3.6.3), and a corrupt replica must stop, not guess.
+- `snapshot` is a restored snapshot not yet saved; while it is set the log starts
+  after it and the reader is not consulted.
+- Sizes are `len(cmd) + ENTRY_OVERHEAD`, kept as running totals (`cum`) so that a
+  byte-bounded slice is a bisection, not a loop over entries.
+- `config_changes` lists the indices of CONFIG_CHANGE entries in the log that the
+  protocol has not yet taken as committed; truncation and restore keep it exact.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from protos import raft_pb2 as pb
+
+from .logreader import CompactedError, LogReader, UnavailableError
+from .messages import ENTRY_OVERHEAD
+
+CONFIG_CHANGE = pb.CONFIG_CHANGE
+
+
+class RaftLog:
+    __slots__ = (
+        "applied",
+        "bytes_before",
+        "committed",
+        "config_changes",
+        "cum",
+        "mem",
+        "mem_offset",
+        "processed",
+        "reader",
+        "saved_to",
+        "snapshot",
+    )
+
+    def __init__(self, reader: LogReader) -> None:
+        self.reader = reader
+        self.snapshot: pb.Snapshot | None = None
+        last = reader.last_index()
+        self.mem: list[pb.Entry] = []
+        self.cum: list[int] = []
+        self.bytes_before = 0
+        self.mem_offset = last + 1
+        self.saved_to = last
+        first = reader.snapshot().index
+        self.committed = max(min(reader.state().commit, last), first)
+        self.processed = first
+        self.applied = first
+        self.config_changes: list[int] = []
+        # Entries at or below the snapshot are part of its membership already.
+        index = max(reader.first_index(), first + 1)
+        while index <= last:
+            batch = reader.entries(index, last + 1, 8 * 1024 * 1024)
+            self.config_changes.extend(e.index for e in batch if e.type == pb.CONFIG_CHANGE)
+            index = batch[-1].index + 1
+
+    # ------------------------------------------------------------------ reading
+
+    def last_index(self) -> int:
+        return self.mem_offset + len(self.mem) - 1
+
+    def last_term(self) -> int:
+        return self.term(self.mem_offset + len(self.mem) - 1)
+
+    def first_index(self) -> int:
+        """The first index whose entry can still be read."""
+        if self.snapshot is not None:
+            return self.snapshot.index + 1
+        return min(self.mem_offset, self.reader.first_index())
+
+    def term(self, index: int) -> int:
+        k = index - self.mem_offset
+        if k >= 0:
+            if k < len(self.mem):
+                return self.mem[k].term
+            raise UnavailableError(index)
+        ss = self.snapshot
+        if ss is not None:
+            if index == ss.index:
+                return ss.term
+            raise CompactedError(index)
+        return self.reader.term(index)
+
+    def match_term(self, index: int, term: int) -> bool:
+        try:
+            return self.term(index) == term
+        except (CompactedError, UnavailableError):
+            return False
+
+    def entries(self, low: int, high: int, max_bytes: int) -> list[pb.Entry]:
+        """Entries [low, high), at least one if any, stopping before max_bytes is passed."""
+        if low >= high:
+            return []
+        off = self.mem_offset
+        if high > off + len(self.mem):
+            raise UnavailableError(high - 1)
+        if low >= off:
+            k0, k1 = low - off, high - off
+            base = self.cum[k0 - 1] if k0 > 0 else self.bytes_before
+            k = bisect_right(self.cum, base + max_bytes, k0, k1)
+            return self.mem[k0 : max(k, k0 + 1)]
+        if self.snapshot is not None:
+            raise CompactedError(low)
+        stable = self.reader.entries(low, min(high, off), max_bytes)
+        if high <= off or stable[-1].index < off - 1:
+            return stable
+        used = sum(len(e.cmd) + ENTRY_OVERHEAD for e in stable)
+        k = bisect_right(self.cum, self.bytes_before + max_bytes - used, 0, high - off)
+        return stable + self.mem[:k]
+
+    def unsaved(self) -> list[pb.Entry]:
+        return self.mem[self.saved_to + 1 - self.mem_offset :]
+
+    def has_unsaved(self) -> bool:
+        return self.saved_to < self.mem_offset + len(self.mem) - 1
+
+    def in_mem_bytes(self) -> int:
+        return self.cum[-1] - self.bytes_before if self.cum else 0
+
+    def up_to_date(self, last_index: int, last_term: int) -> bool:
+        """Whether a log ending at (last_index, last_term) is at least as up to date as
+        this one (thesis 3.6.1): the later last term wins, then the longer log."""
+        term = self.last_term()
+        return last_term > term or (last_term == term and last_index >= self.last_index())
+
+    def find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
+        """(j, term of j) for the largest j <= index whose term is <= term; (j, 0) when
+        the search reaches compacted entries.
+
+        Both sides of a rejected REPLICATE use it to skip a whole run of entries of a
+        term the other side does not have, instead of one entry per round trip.
+        """
+        index = min(index, self.last_index())
+        while index > 0:
+            try:
+                found = self.term(index)
+            except CompactedError:
+                return index, 0
+            if found <= term:
+                return index, found
+            index -= 1
+        return 0, 0
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, entries: list[pb.Entry]) -> None:
+        """Append entries that follow last_index() (already numbered)."""
+        cum = self.cum
+        total = cum[-1] if cum else self.bytes_before
+        for e in entries:
+            total += len(e.cmd) + ENTRY_OVERHEAD
+            cum.append(total)
+            if e.type == CONFIG_CHANGE:
+                self.config_changes.append(e.index)
+        self.mem.extend(entries)
+
+    def append_after(self, prev_index: int, entries: list[pb.Entry]) -> int:
+        """Append a leader's entries that follow prev_index (whose term matched).
+
+        Entries already present are kept; the first conflicting one and everything
+        after it are replaced (thesis 3.5). Returns the index of the last new entry.
+        """
+        if not entries:
+            return prev_index
+        last = self.last_index()
+        if prev_index == last:
+            self.append(entries)
+            return last + len(entries)
+        for k, e in enumerate(entries):
+            index = e.index
+            if index > last:
+                self.append(entries[k:])
+                break
+            if self.term(index) != e.term:
+                self._truncate(index)
+                self.append(entries[k:])
+                break
+        return prev_index + len(entries)
+
+    def _truncate(self, index: int) -> None:
+        """Drop entries from index on: a new leader's entries replace them."""
+        if index <= self.committed:
+            raise RuntimeError(
+                f"log conflict at index {index} at or below the commit index {self.committed}: "
+                "a committed entry would be overwritten"
+            )
+        k = index - self.mem_offset
+        if k >= 0:
+            del self.mem[k:]
+            del self.cum[k:]
+        else:
+            # The conflict is in the saved part: memory restarts there. The reader
+            # still holds the stale suffix until the new entries overwrite it.
+            if self.cum:
+                self.bytes_before = self.cum[-1]
+            self.mem.clear()
+            self.cum.clear()
+            self.mem_offset = index
+        self.saved_to = min(self.saved_to, index - 1)
+        changes = self.config_changes
+        while changes and changes[-1] >= index:
+            changes.pop()
+
+    def commit_to(self, index: int) -> bool:
+        if index <= self.committed:
+            return False
+        last = self.last_index()
+        if index > last:
+            raise RuntimeError(f"commit index {index} is past the last index {last}")
+        self.committed = index
+        return True
+
+    def restore(self, snapshot: pb.Snapshot) -> None:
+        """Restart the log after a snapshot received from the leader."""
+        self.snapshot = snapshot
+        if self.cum:
+            self.bytes_before = self.cum[-1]
+        self.mem.clear()
+        self.cum.clear()
+        self.config_changes.clear()
+        index = snapshot.index
+        self.mem_offset = index + 1
+        self.saved_to = index
+        self.committed = index
+        self.processed = index
+        self.applied = index
+
+    def committed_entries(self, max_bytes: int) -> list[pb.Entry]:
+        """The next committed entries to apply, marked as handed out."""
+        if self.processed >= self.committed:
+            return []
+        out = self.entries(self.processed + 1, self.committed + 1, max_bytes)
+        self.processed = out[-1].index
+        return out
+
+    def saved(self, entries: list[pb.Entry]) -> int:
+        """Record that `entries` (from one Update) are durable; returns the new saved_to.
+
+        The log may have changed since the Update was made (a conflict truncated it): an
+        entry counts as saved only if the log still holds it, same index, same term.
+        """
+        for e in reversed(entries):
+            index = e.index
+            if index <= self.saved_to:
+                break
+            if self.match_term(index, e.term):
+                self.saved_to = index
+                break
+        self.trim()
+        return self.saved_to
+
+    def snapshot_saved(self, snapshot: pb.Snapshot) -> None:
+        if self.snapshot is snapshot:
+            self.snapshot = None
+
+    def applied_to(self, index: int) -> None:
+        if index > self.applied:
+            self.applied = min(index, self.processed)
+            self.trim()
+
+    def trim(self) -> None:
+        upto = min(self.applied, self.saved_to)
+        k = upto - self.mem_offset + 1
+        if k > 0:
+            self.bytes_before = self.cum[k - 1]
+            del self.mem[:k]
+            del self.cum[:k]
+            self.mem_offset += k

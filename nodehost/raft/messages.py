@@ -1,0 +1,97 @@
+"""Message kinds, and the few facts about them the core and its callers share.
+
+Rules:
+- `MessageType` mirrors `pb.MessageType` value for value (a test checks it), so a
+  message's `type` field can be used as a `MessageType` key without conversion.
+- Local kinds are inputs a replica gives itself; the engine must drop any that
+  arrive from the network (`is_local`).
+- A message with term 0 carries no claim about terms: local inputs and the requests a
+  follower forwards to its leader (proposals, reads, leader transfers). Only these
+  skip the term rules in `Raft.step`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from protos import raft_pb2 as pb
+
+
+class MessageType(IntEnum):
+    INVALID = 0
+    LOCAL_TICK = 1
+    ELECTION = 2
+    LEADER_HEARTBEAT = 3
+    CHECK_QUORUM = 4
+    PROPOSE = 5
+    CONFIG_CHANGE_EVENT = 6
+    SNAPSHOT_STATUS = 7
+    UNREACHABLE = 8
+    LEADER_TRANSFER = 9
+    BATCHED_READ_INDEX = 10
+    SNAPSHOT_RECEIVED = 11
+    REPLICATE = 20
+    REPLICATE_RESP = 21
+    REQUEST_VOTE = 22
+    REQUEST_VOTE_RESP = 23
+    REQUEST_PRE_VOTE = 24
+    REQUEST_PRE_VOTE_RESP = 25
+    INSTALL_SNAPSHOT = 26
+    HEARTBEAT = 27
+    HEARTBEAT_RESP = 28
+    READ_INDEX = 29
+    READ_INDEX_RESP = 30
+    TIMEOUT_NOW = 31
+    QUIESCE = 32
+    RATE_LIMIT = 33
+    PROPOSE_FORWARD = 34
+
+
+# Never accepted from the network. LEADER_TRANSFER is the exception the core itself
+# makes: a follower forwards a transfer request to its leader (term 0), as dragonboat
+# does, so an operator may ask any replica.
+LOCAL_TYPES: frozenset[int] = frozenset(
+    {
+        MessageType.INVALID,
+        MessageType.LOCAL_TICK,
+        MessageType.ELECTION,
+        MessageType.LEADER_HEARTBEAT,
+        MessageType.CHECK_QUORUM,
+        MessageType.PROPOSE,
+        MessageType.CONFIG_CHANGE_EVENT,
+        MessageType.SNAPSHOT_STATUS,
+        MessageType.UNREACHABLE,
+        MessageType.BATCHED_READ_INDEX,
+        MessageType.SNAPSHOT_RECEIVED,
+    }
+)
+
+# Only a leader sends these, so a receiver that sees a newer term in one of them
+# learns who leads that term.
+FROM_LEADER_TYPES: frozenset[int] = frozenset(
+    {
+        MessageType.REPLICATE,
+        MessageType.HEARTBEAT,
+        MessageType.INSTALL_SNAPSHOT,
+        MessageType.TIMEOUT_NOW,
+        MessageType.QUIESCE,
+    }
+)
+
+# Bytes counted per entry on top of its command, for batching and rate limiting. The
+# exact encoded size costs a C call per entry on the hot path; the header of an entry
+# (term, index, type, key, session fields) is rarely more than this.
+ENTRY_OVERHEAD = 24
+
+
+def is_local(message_type: int) -> bool:
+    """True for inputs a replica gives itself: drop them if they arrive from a peer."""
+    return message_type in LOCAL_TYPES
+
+
+def entry_size(entry: pb.Entry) -> int:
+    return len(entry.cmd) + ENTRY_OVERHEAD
+
+
+def local_message(message_type: pb.MessageType, from_id: int = 0, hint: int = 0) -> pb.Message:
+    return pb.Message(type=message_type, from_id=from_id, hint=hint)
