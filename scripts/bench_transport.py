@@ -104,6 +104,9 @@ class Handler:
     def is_hosted(self, shard_id: int, replica_id: int) -> bool:
         return (shard_id, replica_id) in self.hosted
 
+    def on_connection(self, address: str, established: bool) -> None:
+        pass
+
 
 def messages_for(shards: int, count: int) -> list[pb.Message]:
     return [

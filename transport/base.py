@@ -248,6 +248,7 @@ class BaseTransport(abc.ABC):
                 async with asyncio.timeout(config.connect_timeout):
                     stream = peer.stream = await self._connect(peer.address)
                 self.stats.connects += 1
+                self._connection_event(peer.address, established=True)
                 while True:
                     if not peer.records:
                         peer.wake.clear()
@@ -291,6 +292,14 @@ class BaseTransport(abc.ABC):
                 delay,
             )
         self._report_unreachable(self.registry.replicas_at(peer.address))
+        self._connection_event(peer.address, established=False)
+
+    def _connection_event(self, address: str, established: bool) -> None:
+        try:
+            self.handler.on_connection(address, established)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("the engine failed on a connection event for %s", address)
 
     def _report_unreachable(self, replicas: Iterable[tuple[int, int]]) -> None:
         for shard_id, replica_id in replicas:

@@ -41,6 +41,10 @@ class TransportHandler(Protocol):
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool: ...
 
+    def on_connection(self, address: str, established: bool) -> None:
+        """The batch stream to `address` opened (True), or failed to open or broke
+        (False, once per failed attempt): for the engine's connection events."""
+
 
 class ITransport(Protocol):
     registry: Registry

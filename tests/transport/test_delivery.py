@@ -164,6 +164,9 @@ def test_a_peer_that_is_down_is_reported_then_found_when_it_starts(setup: tuple[
                 await asyncio.sleep(0.01)
             assert p.hb.messages, "a peer that came up was never reached"
             assert p.a.stats.connects >= 1
+            b = p.b.config.raft_address
+            failures = p.a.stats.connect_failures
+            assert p.ha.connections == [(b, False)] * failures + [(b, True)]
         finally:
             await p.close()
 

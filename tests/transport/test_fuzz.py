@@ -15,8 +15,19 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_snapshot_recv import chunks, edit, install
-from transport_kit import DEPLOYMENT, IN_CI, Recorder, eventually, heartbeat, make, raw_stream, run
+from transport_kit import (
+    DEPLOYMENT,
+    IN_CI,
+    Recorder,
+    chunks,
+    edit,
+    eventually,
+    heartbeat,
+    install,
+    make,
+    raw_stream,
+    run,
+)
 
 from protos import raft_pb2 as pb
 from transport import Reject

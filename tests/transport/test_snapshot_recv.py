@@ -10,80 +10,16 @@ import asyncio
 import os
 import zlib
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from transport_kit import DEPLOYMENT, Recorder, config, run
+from transport_kit import Recorder, chunks, config, edit, install, run
 
 from protos import raft_pb2 as pb
 from transport import Reject, TransportStats
 from transport.snapshot_recv import SnapshotInbox, SnapshotRejected
-from transport.snapshot_send import SnapshotSendError, plan, stream_snapshot
-
-
-class Capture:
-    """A SnapshotStream that keeps the frames instead of sending them."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    async def write(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    async def finish(self) -> int:
-        return len(self.frames)
-
-    async def abort(self) -> None:
-        pass
-
-
-def install(tmp: Path, sizes: tuple[int, ...] = (5000, 0, 3000), **snapshot: Any) -> pb.Message:
-    src = tmp / "src"
-    src.mkdir(exist_ok=True)
-    paths = []
-    for i, size in enumerate(sizes):
-        path = src / ("snapshot.bin" if i == 0 else f"extra-{i}.sst")
-        path.write_bytes(os.urandom(size))
-        paths.append(str(path))
-    files = [
-        pb.SnapshotFile(file_id=i, filepath=p, metadata=b"m%d" % i)
-        for i, p in enumerate(paths[1:], 1)
-    ]
-    return pb.Message(
-        type=pb.INSTALL_SNAPSHOT,
-        shard_id=1,
-        to=2,
-        from_id=1,
-        term=9,
-        snapshot=pb.Snapshot(
-            shard_id=1, index=77, term=8, filepath=paths[0], files=files, **snapshot
-        ),
-    )
-
-
-def chunks(message: pb.Message, chunk_size: int = 1024) -> list[bytes]:
-    async def main() -> list[bytes]:
-        capture = Capture()
-        with ThreadPoolExecutor(1) as io:
-            await stream_snapshot(
-                message,
-                deployment_id=DEPLOYMENT,
-                source_address="127.0.0.1:9001",
-                chunk_size=chunk_size,
-                stream=capture,
-                io=io,
-            )
-        return capture.frames
-
-    return run("asyncio", main)
-
-
-def edit(frame: bytes, change: Callable[[pb.SnapshotChunk], None]) -> bytes:
-    c = pb.SnapshotChunk.FromString(frame)
-    change(c)
-    return c.SerializeToString()
+from transport.snapshot_send import SnapshotSendError, plan
 
 
 async def frames_of(items: list[bytes], stall: bool = False) -> AsyncIterator[bytes]:
@@ -358,3 +294,14 @@ def test_the_sender_refuses_what_it_cannot_send(tmp_path: Path) -> None:
     message.snapshot.files[1].filepath = str(tmp_path / "other" / "extra-1.sst")  # same base name
     with pytest.raises(SnapshotSendError, match="clash"):
         plan(message)
+
+
+def test_an_empty_directory_made_in_advance_is_filled(tmp_path: Path) -> None:
+    """NodeHost's store makes the receive directory before handing it out."""
+    frames = chunks(install(tmp_path))
+    final = tmp_path / "recv" / "snapshot-1-2-000000000000004d"
+    final.mkdir(parents=True)
+    result, handler, _, root = receive(tmp_path, frames)
+    assert result == len(frames) and len(handler.snapshots) == 1
+    assert sorted(os.listdir(final)) == ["extra-1.sst", "extra-2.sst", "snapshot.bin"]
+    assert os.listdir(root) == [final.name]
