@@ -343,6 +343,8 @@ def bench_snapshot(loop: str, mib: int, workdir: str) -> None:
     with open(path, "wb") as f:
         for i in range(mib):
             f.write(hashlib.sha256(i.to_bytes(8, "big")).digest() + piece[32:])
+        f.flush()
+        os.fsync(f.fileno())  # its writeback must not compete with the transfer
     ctx = mp.get_context("spawn")
     port = free_port()
     r_out, r_in = ctx.Pipe(duplex=False)
