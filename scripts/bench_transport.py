@@ -15,7 +15,9 @@ Parts:
    whether memory stays flat. Beside it: a raw grpc.aio stream of 2 MiB byte frames
    (no files, no checksums), and writing + fsyncing the same bytes to the same disk.
 
-Every figure is one run on a shared, noisy machine: read ratios, not promises.
+Each figure is the median of `--repeat` rounds, the transport and its ceilings taken in
+turn so they meet the same load; CPU per message is printed too, as it depends less on
+what else runs. On a shared, noisy machine read ratios, not promises.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 import resource
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -336,7 +339,7 @@ def snapshot_sender_main(port: int, loop: str, path: str, out: Connection) -> No
     run_loop(loop, main)
 
 
-def bench_snapshot(loop: str, mib: int, workdir: str) -> None:
+def bench_snapshot(loop: str, mib: int, workdir: str, repeat: int) -> None:
     src = os.path.join(workdir, "send")
     dst = os.path.join(workdir, "recv")
     os.makedirs(src)
@@ -348,40 +351,60 @@ def bench_snapshot(loop: str, mib: int, workdir: str) -> None:
             f.write(hashlib.sha256(i.to_bytes(8, "big")).digest() + piece[32:])
         f.flush()
         os.fsync(f.fileno())  # its writeback must not compete with the transfer
+    rates, disk, grpc_raw, rss = [], [], [], []
+    for _ in range(repeat):
+        disk.append(mib / _copy_seconds(path, os.path.join(dst, "copy.bin")))
+        elapsed, receiver_rss, sender_rss = _transfer(loop, path, dst)
+        rates.append(mib / elapsed)
+        rss.append((receiver_rss, sender_rss))
+        grpc_raw.append(raw_bytes_stream(loop, 2 * MiB))
+    print(
+        f"snapshot {mib} MiB: {statistics.median(rates):.0f} MiB/s (median of "
+        f"{', '.join(f'{r:.0f}' for r in rates)}), every copy intact; peak RSS receiver "
+        f"{max(r for r, _ in rss):.0f} MiB, sender {max(s for _, s in rss):.0f} MiB "
+        f"(processes start at ~46 MiB)"
+    )
+    print(
+        f"  ceiling: raw grpc.aio stream of 2 MiB byte frames: {statistics.median(grpc_raw):.0f} MiB/s"
+    )
+    print(
+        f"  ceiling: read + write + fsync of the file, just before each transfer: "
+        f"{statistics.median(disk):.0f} MiB/s (median of {', '.join(f'{d:.0f}' for d in disk)})"
+    )
+
+
+def _copy_seconds(path: str, copy: str) -> float:
+    start = time.perf_counter()
+    with open(path, "rb") as f, open(copy, "wb") as g:
+        while data := f.read(2 * MiB):
+            g.write(data)
+        g.flush()
+        os.fsync(g.fileno())
+    elapsed = time.perf_counter() - start
+    os.remove(copy)
+    return elapsed
+
+
+def _transfer(loop: str, path: str, dst: str) -> tuple[float, float, float]:
+    """One send_snapshot between two processes: (seconds, peak RSS receiver, sender)."""
     ctx = mp.get_context("spawn")
     port = free_port()
     r_out, r_in = ctx.Pipe(duplex=False)
     s_out, s_in = ctx.Pipe(duplex=False)
     rp = ctx.Process(target=snapshot_receiver_main, args=(port, loop, dst, r_in))
     rp.start()
-    _, receiver_rss0 = r_out.recv()
+    r_out.recv()
     sp = ctx.Process(target=snapshot_sender_main, args=(port, loop, path, s_in))
     sp.start()
-    elapsed, failed, sender_rss0, sender_rss = s_out.recv()
+    elapsed, failed, _, sender_rss = s_out.recv()
     receiver_rss, ok, rejected = r_out.recv()
     for p in (sp, rp):
         p.join(10)
-    received = os.path.join(dst, "snapshot-1-100", "snapshot.bin")
-    same = ok and not failed and _same_file(path, received)
-    print(
-        f"snapshot {mib} MiB: {mib / elapsed:.0f} MiB/s ({elapsed:.2f} s), "
-        f"{'intact' if same else f'FAILED {rejected}'}; peak RSS receiver "
-        f"{receiver_rss0:.0f} -> {receiver_rss:.0f} MiB, sender {sender_rss0:.0f} -> "
-        f"{sender_rss:.0f} MiB"
-    )
-    shutil.rmtree(os.path.join(dst, "snapshot-1-100"), ignore_errors=True)
-    raw = raw_bytes_stream(loop, 2 * MiB)
-    print(f"  ceiling: raw grpc.aio stream of 2 MiB byte frames: {raw:.0f} MiB/s")
-    start = time.perf_counter()
-    copy = os.path.join(dst, "copy.bin")
-    with open(path, "rb") as f, open(copy, "wb") as g:
-        while data := f.read(2 * MiB):
-            g.write(data)
-        g.flush()
-        os.fsync(g.fileno())
-    print(
-        f"  ceiling: read + write + fsync of the file: {mib / (time.perf_counter() - start):.0f} MiB/s"
-    )
+    received = os.path.join(dst, "snapshot-1-100")
+    if not (ok and not failed and _same_file(path, os.path.join(received, "snapshot.bin"))):
+        raise SystemExit(f"snapshot transfer failed: {rejected}")
+    shutil.rmtree(received)
+    return elapsed, receiver_rss, sender_rss
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -444,34 +467,52 @@ def raw_receiver_bytes_main(
 
 
 def bench_messages(args: argparse.Namespace, pass_size: int) -> None:
-    port = free_port()
-    (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
-        receiver_main,
-        (port, args.loop, args.shards, args.warmup, args.seconds),
-        sender_main,
-        (port, args.loop, args.shards, pass_size),
-    )
-    per_frame = max(1, round(sent / max(1, batches)))
+    """`--repeat` rounds of (transport, both ceilings), interleaved so that each figure
+    meets the same neighbours on a shared machine; medians are printed."""
+    ours: list[tuple[float, float, float]] = []
+    ceilings: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    per_frame = 0
+    problems = 0
+    for _ in range(args.repeat):
+        port = free_port()
+        (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
+            receiver_main,
+            (port, args.loop, args.shards, args.warmup, args.seconds),
+            sender_main,
+            (port, args.loop, args.shards, pass_size),
+        )
+        ours.append((rate, scpu / rate * 1e6, rcpu / rate * 1e6))
+        problems += dropped + sum(rejected.values())
+        per_frame = per_frame or max(1, round(sent / max(1, batches)))
+        for encode in (False, True):
+            port = free_port()
+            (raw, raw_rcpu, _), (_, raw_scpu) = measure(
+                raw_receiver_main,
+                (port, args.loop, args.warmup, args.seconds),
+                raw_sender_main,
+                (port, args.loop, args.shards, per_frame, 0, encode),
+            )
+            ceilings[encode].append((raw, raw_scpu / raw * 1e6, raw_rcpu / raw * 1e6))
     size = len(messages_for(args.shards, 1)[0].SerializeToString())
+    rate, scpu_us, rcpu_us = _medians(ours)
     print(
         f"transport, {pass_size} messages per send(): {rate:,.0f} msgs/s one way "
-        f"({size} byte messages, {per_frame} per frame on average, {dropped} dropped, "
-        f"{sum(rejected.values())} rejected); CPU per message: sender "
-        f"{scpu / rate * 1e6:.2f} us, receiver {rcpu / rate * 1e6:.2f} us"
+        f"(median of {args.repeat}: {', '.join(f'{r:,.0f}' for r, _, _ in ours)}; "
+        f"{size} byte messages, {per_frame} per frame, {problems} dropped or rejected); "
+        f"CPU per message: sender {scpu_us:.2f} us, receiver {rcpu_us:.2f} us"
     )
     for encode, what in ((False, "pre-encoded frames"), (True, "a MessageBatch encoded per frame")):
-        port = free_port()
-        (raw, raw_rcpu, _), (_, raw_scpu) = measure(
-            raw_receiver_main,
-            (port, args.loop, args.warmup, args.seconds),
-            raw_sender_main,
-            (port, args.loop, args.shards, per_frame, 0, encode),
-        )
+        raw, raw_scpu_us, raw_rcpu_us = _medians(ceilings[encode])
         print(
             f"  ceiling: raw grpc.aio stream, {what} of {per_frame} messages, decoded and "
-            f"walked: {raw:,.0f} msgs/s (CPU per message: sender {raw_scpu / raw * 1e6:.2f} us, "
-            f"receiver {raw_rcpu / raw * 1e6:.2f} us); transport/ceiling = {rate / raw:.2f}"
+            f"walked: {raw:,.0f} msgs/s (CPU per message: sender {raw_scpu_us:.2f} us, "
+            f"receiver {raw_rcpu_us:.2f} us); transport/ceiling = {rate / raw:.2f}"
         )
+
+
+def _medians(rows: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    a, b, c = (statistics.median(column) for column in zip(*rows, strict=True))
+    return a, b, c
 
 
 def main() -> None:
@@ -488,6 +529,7 @@ def main() -> None:
         help="messages per send() call (comma-separated: one run each)",
     )
     parser.add_argument("--shards", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per figure (median)")
     parser.add_argument("--snapshot-mib", type=int, default=256)
     parser.add_argument("--skip-snapshot", action="store_true")
     parser.add_argument("--skip-messages", action="store_true")
@@ -503,7 +545,7 @@ def main() -> None:
     if not args.skip_snapshot:
         workdir = tempfile.mkdtemp(prefix="bench-transport-", dir=args.dir)
         try:
-            bench_snapshot(args.loop, args.snapshot_mib, workdir)
+            bench_snapshot(args.loop, args.snapshot_mib, workdir, args.repeat)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
