@@ -41,6 +41,9 @@ from transport.stats import TransportStats
 log = logging.getLogger("transport")
 
 _LOG_FAILURE_EVERY = 10  # after the first, log one connection failure in this many
+# The receiver checks and delivers a frame in one go, on the engine's loop: this many
+# small messages take it a few milliseconds, a frame of a million would stall it.
+MAX_BATCH_MESSAGES = 4096
 
 
 class Stream(Protocol):
@@ -221,15 +224,20 @@ class BaseTransport(abc.ABC):
         return peer
 
     def _take(self, peer: _Peer) -> tuple[bytes, int]:
-        """One frame of queued messages, at most batch_bytes of them (at least one)."""
+        """One frame of queued messages: at most batch_bytes of them (at least one) and
+        at most MAX_BATCH_MESSAGES."""
         records = peer.records
         budget = self.config.batch_bytes
-        if peer.queued <= budget:
+        if peer.queued <= budget and len(records) <= MAX_BATCH_MESSAGES:
             count, peer.records, peer.queued = len(records), deque(), 0
             return self._header + b"".join(records), count
         taken: list[bytes] = []
         size = 0
-        while records and (not taken or size + len(records[0]) <= budget):
+        while (
+            records
+            and len(taken) < MAX_BATCH_MESSAGES
+            and (not taken or size + len(records[0]) <= budget)
+        ):
             record = records.popleft()
             taken.append(record)
             size += len(record)

@@ -16,7 +16,7 @@ import pytest
 from transport_kit import LOOPS, Recorder, eventually, heartbeat, make, run, settle
 
 from transport import BindError, FaultHook, InMemoryNetwork, NotStarted
-from transport.base import BaseTransport
+from transport.base import MAX_BATCH_MESSAGES, BaseTransport
 
 KINDS = ("grpc", "memory")
 
@@ -86,6 +86,27 @@ def test_messages_of_all_shards_reach_the_hosted_replicas(setup: tuple[str, str]
         assert not p.a.stats.rejected and not p.b.stats.rejected
 
     scenario(setup, body)
+
+
+def test_a_long_queue_goes_in_frames_of_bounded_size(setup: tuple[str, str]) -> None:
+    async def body(p: Pair) -> None:
+        p.a.send([heartbeat(term=i + 1) for i in range(MAX_BATCH_MESSAGES * 2 + 10)])
+        await eventually(lambda: len(p.hb.messages) == MAX_BATCH_MESSAGES * 2 + 10)
+        assert p.a.stats.batches_sent == 3  # all queued in one pass, sent in three frames
+        assert [m.term for m in p.hb.messages] == list(range(1, MAX_BATCH_MESSAGES * 2 + 11))
+
+    scenario(setup, body)
+
+
+def test_frames_are_bounded_by_bytes(setup: tuple[str, str]) -> None:
+    async def body(p: Pair) -> None:
+        burst = [heartbeat(term=i + 1) for i in range(300)]  # 3,773 bytes encoded
+        p.a.send(burst)
+        await eventually(lambda: len(p.hb.messages) == 300)
+        assert p.hb.messages == burst
+        assert 4 <= p.a.stats.batches_sent <= 5  # at most 1 KiB each
+
+    scenario(setup, body, batch_bytes=1024)
 
 
 def test_engine_may_reuse_messages_after_send(setup: tuple[str, str]) -> None:
