@@ -88,7 +88,7 @@ async def serve(settings: Settings) -> int:
         if joining and not await _unless_stopped(ask_to_join(settings), stop):
             return 0
         await asyncio.to_thread(start_replicas, nh, settings, state, joining)
-        service = KVService(nh, settings, ServiceMetrics())
+        service = KVService(nh, settings, ServiceMetrics(), ELECTION_RTT)
         runner = web.AppRunner(make_app(service), access_log=None, handle_signals=False)
         await runner.setup()
         host, port = settings.http_host_port

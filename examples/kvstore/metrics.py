@@ -26,8 +26,8 @@ class ServiceMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.retries = Counter(
-            "kvstore_leaderless_retries",
-            "Requests retried because no leader was known yet (before their timeout)",
+            "kvstore_retries",
+            "Attempts repeated within a request's timeout (no leader yet, or a lost read)",
             registry=self.registry,
         )
 

@@ -4,9 +4,10 @@ Rules:
 - A key always lives in the same shard: 1 + (blake2b(key) mod SHARDS). Every node
   hosts a replica of every shard, with replica id = NODE_ID.
 - Every call has a deadline (the request's timeout). "No leader yet" is retried with
-  back-off until then, since nothing was applied; a library Timeout is not retried, as
-  the write may still be applied. Whatever stops a call, the caller gets Unavailable,
-  with a message that says why, by the deadline: a request never hangs.
+  back-off until then, since nothing was done. A timed-out read is retried too; a
+  timed-out write is not, as it may still be applied. Whatever stops a call, the
+  caller gets Unavailable, with a message that says why, by the deadline (plus one
+  guard second at most): a request never hangs.
 - Nothing here blocks the event loop: writes and reads await the library's request
   states; lookups are dict or RocksDB point reads.
 - Membership changes touch every shard in turn and are idempotent, so a failed
@@ -74,11 +75,15 @@ def shard_for(key: str, shards: int) -> int:
 
 
 class KVService:
-    def __init__(self, nh: NodeHost, settings: Settings, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, nh: NodeHost, settings: Settings, metrics: ServiceMetrics, election_rtt: int
+    ) -> None:
         self.nh = nh
         self.settings = settings
         self.metrics = metrics
         self.shard_ids = list(range(1, settings.shards + 1))
+        # A read attempt outlasting two election timeouts went to a leader that is gone.
+        self.attempt_seconds = max(0.5, 2 * election_rtt * settings.rtt_ms / 1000)
         self._sessions: dict[int, Session] = {s: nh.get_noop_session(s) for s in self.shard_ids}
 
     def shard_for(self, key: str) -> int:
@@ -92,7 +97,7 @@ class KVService:
         if stale:
             return await self._call("stale read", lambda _: self._stale(shard, key), timeout)
         value: bytes | None = await self._call(
-            "read", lambda left: self.nh.aio_read(shard, key, left), timeout
+            "read", lambda left: self.nh.aio_read(shard, key, left), timeout, repeatable=True
         )
         return value
 
@@ -131,8 +136,21 @@ class KVService:
 
     # ------------------------------------------------------------ deadlines
 
-    async def _call(self, what: str, attempt: Callable[[float], Awaitable[T]], timeout: float) -> T:
-        """Run `attempt(seconds left)` until it succeeds or the deadline passes."""
+    async def _call(
+        self,
+        what: str,
+        attempt: Callable[[float], Awaitable[T]],
+        timeout: float,
+        *,
+        repeatable: bool = False,
+    ) -> T:
+        """Run `attempt(seconds it may take)` until it succeeds or the deadline passes.
+
+        `repeatable` calls (reads) are also tried again after a timed-out attempt, each
+        attempt bounded by `attempt_seconds`: a read sent to a leader that just died is
+        lost, and the next one finds the new leader. A write never is: it may still be
+        applied, and applying it twice could undo a later write.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         backoff = _FIRST_BACKOFF
@@ -140,25 +158,29 @@ class KVService:
             left = deadline - loop.time()
             if left <= 0:
                 raise Unavailable(
-                    f"{what} failed: no leader was elected within {timeout:g}s "
+                    f"{what} failed: no leader answered within {timeout:g}s "
                     "(is a quorum of nodes up and reachable?)"
                 )
+            if repeatable:
+                left = min(left, self.attempt_seconds)
             try:
                 async with asyncio.timeout(left + _GUARD_SECONDS):
                     return await attempt(left)
             except (ShardNotReady, SystemBusy):
-                self.metrics.retries.inc()
-                await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
-                backoff = min(2 * backoff, _MAX_BACKOFF)
+                pass  # nothing was done: try again
             except (Timeout, TimeoutError):
-                outcome = " (the write may still be applied)" if what == "write" else ""
-                raise Unavailable(
-                    f"{what} timed out after {timeout:g}s: no quorum answered{outcome}"
-                ) from None
+                if not repeatable:
+                    raise Unavailable(
+                        f"{what} timed out after {timeout:g}s: no quorum answered "
+                        "(the write may still be applied)"
+                    ) from None
             except PayloadTooBig as exc:
                 raise TooLarge(str(exc)) from None
             except (ShardClosed, ShardNotFound, ReplicaRemoved, Closed, Aborted) as exc:
                 raise Unavailable(f"{what} failed: {exc}") from None
+            self.metrics.retries.inc()
+            await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
+            backoff = min(2 * backoff, _MAX_BACKOFF)
 
     # ------------------------------------------------------------ cluster
 
@@ -269,6 +291,7 @@ class KVService:
             "membership read",
             lambda left: self.nh.aio_get_shard_membership(shard, left),
             max(timeout, 0.001),
+            repeatable=True,
         )
 
     async def _config_change(
