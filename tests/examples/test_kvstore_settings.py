@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from examples.kvstore.main import run
 from examples.kvstore.service import shard_for
 from examples.kvstore.settings import OPTIONS, SettingsError, load_settings, parse_peers
 from examples.kvstore.statedir import StateDirError, claim
@@ -149,3 +150,8 @@ def test_state_dir_with_foreign_data_is_refused(tmp_path: Path) -> None:
     (tmp_path / "n1" / "nodehost").mkdir(parents=True)
     with pytest.raises(StateDirError, match="refusing to guess"):
         claim(load_settings([], {"STATE_DIR": str(tmp_path / "n1")}))
+
+
+def test_bad_settings_exit_2_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--store", "redis"], {}) == 2
+    assert "not one of memory, disk" in capsys.readouterr().err
