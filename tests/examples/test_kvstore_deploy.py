@@ -189,3 +189,11 @@ def test_every_pod_gets_consistent_settings(manifests: dict[str, dict[str, Any]]
     assert scaled.join == f"http://{first.raft_addr.split(':')[0]}:{ports['http']}"
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_the_readme_section_lists_every_setting() -> None:
+    text = (REPO / "docs" / "kvstore.md").read_text()
+    for option in OPTIONS:
+        assert f"`{option.env}`" in text, option.env
+        for flag in option.flags:
+            assert f"`{flag}`" in text, flag
