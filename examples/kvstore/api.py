@@ -18,6 +18,7 @@ not a path to normalise. `?timeout=<seconds>` bounds any request (default --time
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -32,6 +33,8 @@ from examples.kvstore.commands import BadInput, canonical_json, check_key
 from examples.kvstore.metrics import ServiceMetrics
 from examples.kvstore.service import Conflict, KVService, NotFound, TooLarge, Unavailable
 from examples.kvstore.settings import Settings
+from nodehost import InvalidConfig
+from nodehost.config import parse_address
 
 log = logging.getLogger("kvstore.http")
 
@@ -191,7 +194,7 @@ async def cas_key(request: web.Request) -> web.Response:
 
 
 async def get_cluster(request: web.Request) -> web.Response:
-    return _json(request.app[_SERVICE].cluster())
+    return _json(await asyncio.to_thread(request.app[_SERVICE].cluster))
 
 
 async def join(request: web.Request) -> web.Response:
@@ -208,8 +211,12 @@ async def join(request: web.Request) -> web.Response:
     node_id, addr = body.get("id"), body.get("addr")
     if isinstance(node_id, bool) or not isinstance(node_id, int) or node_id < 1:
         raise BadInput(f"id must be a positive integer, got {node_id!r}")
-    if not isinstance(addr, str) or ":" not in addr:
+    if not isinstance(addr, str):
         raise BadInput(f"addr must be the node's Raft host:port, got {addr!r}")
+    try:
+        parse_address(addr, "addr")
+    except InvalidConfig as exc:
+        raise BadInput(str(exc)) from None
     for name, ours in (("store", settings.store), ("shards", settings.shards)):
         if name in body and body[name] != ours:
             raise Conflict(

@@ -31,6 +31,7 @@ from nodehost import (
     Closed,
     Membership,
     NodeHost,
+    NodeHostInfoOption,
     PayloadTooBig,
     Rejected,
     ReplicaRemoved,
@@ -185,8 +186,9 @@ class KVService:
     # ------------------------------------------------------------ cluster
 
     def cluster(self) -> dict[str, Any]:
-        """This node's view: cheap, local, and answered even without a quorum."""
-        info = self.nh.get_node_host_info()
+        """This node's view: local, and answered even without a quorum. It waits for
+        each shard's apply lock (for the state hash), so callers run it off the loop."""
+        info = self.nh.get_node_host_info(NodeHostInfoOption(skip_log_info=True))
         by_shard = {s.shard_id: s for s in info.shard_info_list}
         shards: list[dict[str, Any]] = []
         for shard_id in self.shard_ids:
@@ -228,7 +230,7 @@ class KVService:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy when every shard's replica runs here (a leader is not required:
         a restart would not bring back a lost quorum)."""
-        info = self.nh.get_node_host_info()
+        info = self.nh.get_node_host_info(NodeHostInfoOption(skip_log_info=True))
         running = {s.shard_id: s for s in info.shard_info_list}
         problems = []
         for shard_id in self.shard_ids:

@@ -253,6 +253,8 @@ def test_a_new_node_joins_and_is_removed(cluster: Cluster) -> None:
     )
     assert wrong.status == 409 and "shards=1" in wrong.json()["error"]
     assert first.call("POST", "/join", b"[]").status == 400
+    bad_addr = first.call("POST", "/join", json.dumps({"id": 5, "addr": "nowhere"}).encode())
+    assert bad_addr.status == 400 and "host:port" in bad_addr.json()["error"]
 
     removed = first.call("DELETE", "/cluster/4")
     assert removed.status == 200, removed
