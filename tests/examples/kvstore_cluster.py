@@ -145,11 +145,11 @@ class Node:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
-    def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM, then wait for the exit code (SIGKILL if it does not come)."""
+    def terminate(self, timeout: float = 30.0, signum: int = signal.SIGTERM) -> int:
+        """SIGTERM (or `signum`), then wait for the exit code (SIGKILL if it does not come)."""
         assert self.proc is not None
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            os.kill(self.proc.pid, signum)
             try:
                 return self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

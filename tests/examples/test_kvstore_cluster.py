@@ -199,6 +199,9 @@ def test_killed_leader_is_replaced_and_catches_up(cluster: Cluster) -> None:
     leader.start()
     leader.wait_healthy()
     cluster.wait_converged()
+    metrics = leader.call("GET", "/metrics").body.decode().splitlines()
+    received = [m for m in metrics if m.startswith('nodehost_snapshots_total{event="received"}')]
+    assert received and float(received[0].split()[-1]) >= 1, "it caught up from a snapshot"
     assert leader.get("while-down-59", "?stale=1").json() == 59
     assert leader.get("after-kill").json() == "written"
     assert leader.put("back", True).status == 200

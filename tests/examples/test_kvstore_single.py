@@ -4,6 +4,7 @@ and a restart that finds every key again."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,8 @@ def test_one_node_starts_bare_spreads_keys_and_restarts(
         node.wait_healthy()
         for i, key in enumerate(keys):
             assert node.get(key, "?timeout=30").json() == {"i": i}, key
-        assert node.terminate() == 0
+        assert node.terminate(signum=signal.SIGINT) == 0, "Ctrl-C: a clean exit too"
+        assert "Traceback" not in node.log()
     finally:
         if node.alive():
             node.terminate()
