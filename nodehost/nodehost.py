@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from logdb import RocksLogDB
+from logdb import LogDBError, RocksLogDB
 from nodehost import errors
 from nodehost.config import Config, NodeHostConfig, parse_address
 from nodehost.engine import Engine, EngineListener
@@ -51,7 +51,7 @@ from statemachine import (
     Result,
     StateMachineType,
 )
-from transport import GrpcTransport, TransportConfig
+from transport import BindError, GrpcTransport, TransportConfig, TransportError
 
 log = logging.getLogger("nodehost")
 
@@ -164,6 +164,9 @@ class NodeHost(EngineListener):
             self._engine.transport = self._transport
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
+        except (LogDBError, TransportError) as exc:
+            self._release()
+            raise errors.InvalidConfig(_open_error(config, exc)) from exc
         except BaseException:
             self._release()
             raise
@@ -981,6 +984,15 @@ class _TransportHandler:
     def on_connection(self, address: str, established: bool) -> None:
         event = "connection_established" if established else "connection_failed"
         self._nh._events.system_event(event, ConnectionInfo(address))
+
+
+def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:
+    """Name the setting behind a store or transport that would not open."""
+    if isinstance(exc, LogDBError):
+        return f"{'wal_dir' if config.wal_dir else 'node_host_dir'}: {exc}"
+    if isinstance(exc, BindError):
+        return f"listen_address: {exc}"
+    return str(exc)  # TransportConfigError names its field
 
 
 def _check_timeout(timeout: float) -> None:
