@@ -226,8 +226,9 @@ async def _piped_lines() -> AsyncIterator[str]:
         # A thread, because stdin cannot be read without blocking everywhere; it is a
         # daemon so that a read still pending when we quit does not hold the process.
         try:
-            for line in sys.stdin:
-                loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+            for raw in sys.stdin.buffer:  # bytes: a stray non-UTF-8 byte is no reason to stop
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                loop.call_soon_threadsafe(lines.put_nowait, line)
             loop.call_soon_threadsafe(lines.put_nowait, None)
         except RuntimeError:  # the loop closed first: we are quitting anyway
             pass
