@@ -78,6 +78,21 @@ def serve(options: Options) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    try:
+        return _run(nh, options)
+    except KeyboardInterrupt:  # Ctrl-C at the prompt, or Ctrl-C / SIGTERM before it
+        return 0
+    finally:
+        # Peers keep sending until they notice we left: their messages to a replica that
+        # is stopping are expected, not worth a warning on the way out.
+        if not options.verbose:
+            logging.getLogger().setLevel(logging.ERROR)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # closing takes a moment; let it
+            signal.signal(sig, signal.SIG_IGN)
+        nh.close()
+
+
+def _run(nh: NodeHost, options: Options) -> int:
     config = Config(
         shard_id=SHARD_ID,
         replica_id=options.replica_id,
@@ -87,18 +102,18 @@ def serve(options: Options) -> int:
         snapshot_entries=10,
         compaction_overhead=5,
     )
-    console = Console(nh)
     try:
         nh.start_replica(options.members, options.join, ExampleStateMachine, config)
-        asyncio.run(console.run())
     except RaftError as exc:
         print(f"failed to add cluster, {exc}", file=sys.stderr)
         return 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    console = Console(nh)
+    try:
+        asyncio.run(console.run())
+    except asyncio.CancelledError:  # SIGTERM
         pass
     finally:
-        console.close(options.verbose)
-        nh.close()
+        console.close()
     return 0
 
 
@@ -132,16 +147,10 @@ class Console:
                 proposer.cancel()
                 reader.cancel()
 
-    def close(self, verbose: bool) -> None:
-        """Stop printing results: what fails from here on fails because we are closing."""
+    def close(self) -> None:
+        """Stop reporting failures: from here on, requests fail because we are closing."""
         self._closing.set()
         self._workers.shutdown(wait=False, cancel_futures=True)
-        # Peers keep sending until they notice: their messages to a replica that is
-        # stopping are expected, not worth a warning on the way out.
-        if not verbose:
-            logging.getLogger().setLevel(logging.ERROR)
-        for sig in (signal.SIGINT, signal.SIGTERM):  # closing takes a moment; let it
-            signal.signal(sig, signal.SIG_IGN)
 
     async def _propose_loop(self, queued: asyncio.Queue[Command | None]) -> None:
         loop = asyncio.get_running_loop()
