@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -162,9 +163,15 @@ def run(argv: list[str]) -> int:
     # gRPC's C core reads GRPC_VERBOSITY once, when grpc is first imported, and would
     # repeat on stderr what the NodeHost already reports (a port in use): quiet it first.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    from examples.helloworld.replica import serve
+    # SIGTERM stops the program as Ctrl-C does (the console handles both itself while
+    # it runs): the NodeHost is closed and the exit code is 0, whenever it arrives.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        from examples.helloworld.replica import serve
 
-    return serve(options)
+        return serve(options)
+    except KeyboardInterrupt:
+        return 0
 
 
 def main() -> None:

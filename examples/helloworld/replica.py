@@ -60,9 +60,6 @@ class SnapshotLogger(ISystemEventListener):
 
 def serve(options: Options) -> int:
     """Start the replica, run the console until the user quits, close. The exit code."""
-    # Until the console takes over, SIGTERM interrupts like Ctrl-C, so a NodeHost that
-    # is starting is still closed properly.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"node address: {options.address}", flush=True)
     try:
         nh = NodeHost(
@@ -76,13 +73,9 @@ def serve(options: Options) -> int:
     except RaftError as exc:
         print(f"cannot start the NodeHost: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 0
     try:
         return _run(nh, options)
-    except KeyboardInterrupt:  # Ctrl-C at the prompt, or Ctrl-C / SIGTERM before it
-        return 0
-    finally:
+    finally:  # also after Ctrl-C (KeyboardInterrupt), which the caller turns into exit 0
         # Peers keep sending until they notice we left: their messages to a replica that
         # is stopping are expected, not worth a warning on the way out.
         if not options.verbose:
