@@ -20,7 +20,9 @@ Rules:
   does not mention it.
 - Library logs show warnings and up (-v: info too); the example's own lines (a
   snapshot captured or recovered) always show.
-- Flag errors print one line to stderr and exit 1, before anything is started.
+- Flags that cannot run (an id without an address, ...) print one line to stderr and
+  exit 1 before anything starts; argparse's own errors (`-replicaid x`) exit 2, as Go's
+  flag package does.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """A program in a pseudo-terminal, typed into and read as a person would.
 
-Our own small pexpect: a child gets a pty as its controlling terminal (so prompt_toolkit
-runs exactly as in a real one), a thread reads everything it prints, answers the
-terminal queries a real terminal answers (cursor position), and keeps the text with
-the escape sequences removed, so tests match what a person would see.
+Our own small pexpect (pexpect itself would be one more dependency for the hundred
+lines needed here, and the screen must be cleaned up anyway): a child gets a pty as its
+controlling terminal (so prompt_toolkit runs exactly as in a real one), a thread reads
+everything it prints, answers the queries a real terminal answers (cursor position),
+and keeps the text with the escape sequences removed, so tests match what a person
+would see.
 
 Rules:
 - Every wait is bounded; a failed wait raises AssertionError with the recent screen.
