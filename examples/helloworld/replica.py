@@ -24,6 +24,10 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from prompt_toolkit import PromptSession
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.patch_stdout import patch_stdout
+
 from examples.helloworld.commands import (
     AddReplica,
     Command,
@@ -129,7 +133,7 @@ class Console:
                 async for line in _lines():
                     command = parse(line)
                     if isinstance(command, Usage):
-                        print(command.text)
+                        print(command.text, flush=True)
                     elif isinstance(command, Exit):
                         break
                     elif command is not None:
@@ -197,8 +201,6 @@ def _patched_stdout() -> Iterator[None]:
     if not _interactive():
         yield
         return
-    from prompt_toolkit.patch_stdout import patch_stdout
-
     with patch_stdout(raw=True):
         yield
 
@@ -206,9 +208,6 @@ def _patched_stdout() -> Iterator[None]:
 async def _lines() -> AsyncIterator[str]:
     """Typed lines, with line editing and history, or piped ones; ends at Ctrl-D / EOF."""
     if _interactive():
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import InMemoryHistory
-
         session: PromptSession[str] = PromptSession(history=InMemoryHistory())
         while True:
             try:

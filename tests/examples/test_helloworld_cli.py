@@ -62,7 +62,6 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     [
         ("node1 is a file", "node_host_dir"),
         ("nodehost.json is not JSON", "nodehost.json is damaged"),
-        ("NODEHOST.ID holds no id", "holds no NodeHost id"),
         ("the log store is garbage", "node_host_dir: store at"),
     ],
 )
@@ -76,9 +75,6 @@ def test_an_unknown_state_in_the_data_directory_is_one_clear_line(
     elif damage == "nodehost.json is not JSON":
         node1.mkdir()
         (node1 / "nodehost.json").write_text("{ garbage\n")
-    elif damage == "NODEHOST.ID holds no id":
-        node1.mkdir()
-        (node1 / "NODEHOST.ID").write_text("not-an-id\n")
     else:
         (node1 / "logdb").mkdir(parents=True)
         for name in ("CURRENT", "MANIFEST-000001"):
