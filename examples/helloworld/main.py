@@ -161,6 +161,7 @@ def run(argv: list[str]) -> int:
     except FlagError as exc:
         print(exc, file=sys.stderr)
         return 1
+    print(f"node address: {options.address}", flush=True)  # before the slow imports
     configure_logging(options.verbose)
     # gRPC's C core reads GRPC_VERBOSITY once, when grpc is first imported, and would
     # repeat on stderr what the NodeHost already reports (a port in use): quiet it first.

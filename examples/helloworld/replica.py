@@ -64,7 +64,6 @@ class SnapshotLogger(ISystemEventListener):
 
 def serve(options: Options) -> int:
     """Start the replica, run the console until the user quits, close. The exit code."""
-    print(f"node address: {options.address}", flush=True)
     try:
         nh = NodeHost(
             NodeHostConfig(
