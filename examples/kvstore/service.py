@@ -159,7 +159,7 @@ class KVService:
             left = deadline - loop.time()
             if left <= 0:
                 raise Unavailable(
-                    f"{what} failed: no leader answered within {timeout:g}s "
+                    f"{what} failed: no leader was known within {timeout:g}s "
                     "(is a quorum of nodes up and reachable?)"
                 )
             if repeatable:
