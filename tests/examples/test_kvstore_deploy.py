@@ -192,7 +192,7 @@ def test_every_pod_gets_consistent_settings(manifests: dict[str, dict[str, Any]]
 
 
 def test_the_readme_section_lists_every_setting() -> None:
-    text = (REPO / "docs" / "kvstore.md").read_text()
+    text = (REPO / "README.md").read_text()
     for option in OPTIONS:
         assert f"`{option.env}`" in text, option.env
         for flag in option.flags:
