@@ -283,6 +283,10 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             rsm.recover(snapshot, stopped)
             if replica_id in snapshot.membership.removed:
                 raise errors.ReplicaRemoved(f"shard {shard_id} replica {replica_id} was removed")
+            self._metrics.snapshot("recovered")
+            self._events.system_event(
+                "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
+            )
         peer = Peer(
             RaftConfig(
                 shard_id=shard_id,
