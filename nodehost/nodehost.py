@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logdb import RocksLogDB
+from logdb import LogDBError, RocksLogDB
 from nodehost import errors
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
@@ -60,7 +60,7 @@ from statemachine import (
     Result,
     StateMachineType,
 )
-from transport import GrpcTransport, TransportConfig
+from transport import BindError, GrpcTransport, TransportConfig, TransportError
 
 log = logging.getLogger("nodehost")
 
@@ -111,6 +111,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             self._engine.transport = self._transport
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
+        except (LogDBError, TransportError) as exc:
+            self._release()
+            raise errors.InvalidConfig(_open_error(config, exc)) from exc
         except BaseException:
             self._release()
             raise
@@ -280,6 +283,10 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             rsm.recover(snapshot, stopped)
             if replica_id in snapshot.membership.removed:
                 raise errors.ReplicaRemoved(f"shard {shard_id} replica {replica_id} was removed")
+            self._metrics.snapshot("recovered")
+            self._events.system_event(
+                "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
+            )
         peer = Peer(
             RaftConfig(
                 shard_id=shard_id,
@@ -648,6 +655,15 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event(
             "snapshot_recovered", SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
         )
+
+
+def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:
+    """Name the setting behind a store or transport that would not open."""
+    if isinstance(exc, LogDBError):
+        return f"{'wal_dir' if config.wal_dir else 'node_host_dir'}: {exc}"
+    if isinstance(exc, BindError):
+        return f"listen_address: {exc}"
+    return str(exc)  # TransportConfigError names its field
 
 
 __all__ = [
