@@ -609,10 +609,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         return node
 
     def _transport_stats(self) -> dict[str, int]:
-        stats = self._transport.stats
-        if isinstance(stats, dict):
-            return {k: int(v) for k, v in stats.items()}
-        return {k: int(v) for k, v in vars(stats).items() if isinstance(v, int)}
+        return self._transport.stats.as_dict()
 
     def _sync_registry(self, node: Node) -> None:
         """Point the transport at the addresses in the core's membership (on the loop)."""
