@@ -164,11 +164,24 @@ class _GrpcStream:
         self._call = call
 
     async def write(self, frame: bytes) -> None:
-        await self._call.write(frame)
+        try:
+            await self._call.write(frame)
+        except asyncio.InvalidStateError:
+            # grpc.aio's way of saying the stream already ended: the peer closed it.
+            code = self._call.code() if self._call.done() else None
+            raise ConnectionError(f"stream closed by the peer ({await _status(code)})") from None
 
     async def close(self) -> None:
         self._call.cancel()
         await self._channel.close()
+
+
+async def _status(code: object) -> str:
+    if code is None:
+        return "no status"
+    if asyncio.iscoroutine(code) or isinstance(code, asyncio.Future):
+        code = await code
+    return str(getattr(code, "name", code))
 
 
 class _GrpcSnapshotStream:
