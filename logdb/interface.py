@@ -25,7 +25,8 @@ class SaveRecord(Protocol):
     Applied in this order: `snapshot` (an INSTALLED snapshot: every saved entry of
     the replica is dropped and the log restarts after it), then `entries` (a first
     index at or below the last saved one overwrites that conflicting suffix), then
-    `state` (replaces the hard state). `must_sync` asks for the write to be synced.
+    `state` (replaces the hard state). `must_sync` asks for the write to be synced;
+    records with entries or a snapshot are synced whatever it says.
     """
 
     @property
@@ -60,7 +61,10 @@ class ILogDB(Protocol):
     """
 
     def save(self, updates: Sequence[SaveRecord]) -> None:
-        """Persist all records in one atomic write, synced if any record's must_sync.
+        """Persist all records in one atomic write with at most one sync.
+
+        Synced unless no record has entries, a snapshot or must_sync set (then it is a
+        commit index advance, which the next synced write makes durable too).
 
         Raises InvalidRequestError (nothing written) when a record would break the
         log's invariants, WriteError when the disk refused it.

@@ -33,6 +33,7 @@ from logdb.view import (
     StoredReplica,
     check_range,
     known_term,
+    needs_sync,
     publish,
     recover_view,
 )
@@ -181,7 +182,7 @@ class MemoryLogDB:
             sync = False
             for record in updates:
                 plan.save(record)
-                sync = sync or record.must_sync
+                sync = sync or needs_sync(record)
             self._commit(batch, sync)
             publish(self._views, plan)
 

@@ -47,6 +47,7 @@ from logdb.view import (
     ReplicaView,
     check_range,
     known_term,
+    needs_sync,
     publish,
 )
 from protos import raft_pb2 as pb
@@ -214,7 +215,7 @@ class RocksLogDB:
             sync = False
             for record in updates:
                 plan.save(record)
-                sync = sync or record.must_sync
+                sync = sync or needs_sync(record)
             self._commit(batch, sync)
             publish(self._views, plan)
 

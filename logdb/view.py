@@ -20,7 +20,7 @@ Rules (a violation is a caller bug: InvalidRequestError, nothing written):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
@@ -67,6 +67,20 @@ class ReplicaView:
     @property
     def snapshot_term(self) -> int:
         return self.snapshot.term if self.snapshot is not None else 0
+
+    def copy(self) -> ReplicaView:
+        # Hand-written: dataclasses.replace costs ten times more, once per record saved.
+        return ReplicaView(
+            self.shard_id,
+            self.replica_id,
+            self.entry_prefix,
+            self.first_index,
+            self.last_index,
+            self.last_term,
+            self.state,
+            self.snapshot,
+            self.bootstrap,
+        )
 
     def has_entries(self) -> bool:
         return self.last_index >= self.first_index
@@ -125,7 +139,7 @@ class Plan:
                 keys.check_id("replica_id", replica_id)
                 view = ReplicaView.new(shard_id, replica_id)
             else:
-                view = replace(current)
+                view = current.copy()
             self.staged[key] = view
         return view
 
@@ -168,18 +182,22 @@ class Plan:
 
     def _append(self, view: ReplicaView, entries: Sequence[pb.Entry]) -> None:
         first = entries[0].index
-        expect = first
-        term = entries[0].term
-        for entry in entries:
-            if entry.index != expect or entry.term < term:
-                raise InvalidRequestError(
-                    f"{view.name}: entries must be contiguous with non-decreasing terms, "
-                    f"got index {entry.index} term {entry.term} after index {expect - 1} "
-                    f"term {term}"
-                )
-            term = entry.term
-            expect += 1
-        last = expect - 1
+        last = first + len(entries) - 1
+        # List comparisons run in C: a quarter of the cost of a Python loop per entry.
+        indexes = [entry.index for entry in entries]
+        terms = [entry.term for entry in entries]
+        if indexes != list(range(first, last + 1)) or terms != sorted(terms):
+            at = next(
+                i
+                for i in range(1, len(entries))
+                if indexes[i] != indexes[i - 1] + 1 or terms[i] < terms[i - 1]
+            )
+            raise InvalidRequestError(
+                f"{view.name}: entries must be contiguous with non-decreasing terms, got "
+                f"index {indexes[at]} term {terms[at]} after index {indexes[at - 1]} "
+                f"term {terms[at - 1]}"
+            )
+        term = terms[-1]
         if first <= view.snapshot_index or first == 0:
             raise InvalidRequestError(
                 f"{view.name}: entry {first} is covered by snapshot {view.snapshot_index}"
@@ -271,6 +289,16 @@ class Plan:
         if existing is not None:
             self._writer.delete_replica(existing)
         self.staged[(shard_id, replica_id)] = None
+
+
+def needs_sync(record: SaveRecord) -> bool:
+    """Whether a record must be synced before `save` returns.
+
+    The core's must_sync, and always for entries and snapshots: only a hard state
+    whose term and vote are unchanged (a commit index advance, which a restarted
+    replica learns again from its leader) may wait for a later sync.
+    """
+    return record.must_sync or bool(record.entries) or record.snapshot is not None
 
 
 def publish(views: dict[ReplicaKey, ReplicaView], plan: Plan) -> None:
