@@ -6,8 +6,10 @@ way) and adds what simulation tests of the layers above need:
   (Dragonboat's StrictMem `ResetToSyncedState`); `restart()` keeps them, as a process
   crash does (the page cache survives it). Both then rebuild the views from the
   surviving records, as opening a RocksLogDB does.
-- `fail_next_write()` makes the next write fail as a full disk would: WriteError,
-  nothing applied, and the store refuses writes until `restart()` or `power_cut()`.
+- `fail_next_write()` makes the next write fail as a full disk would: WriteError, and
+  the store refuses writes until `restart()` or `power_cut()`. The failed batch is
+  lost, or with `written=True` it reached the file but not the disk (its sync failed):
+  a restart then finds it, a power cut does not.
 
 Rules:
 - Writes are kept as batches of operations. A write is applied to the live records
@@ -20,7 +22,7 @@ Rules:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from logdb import keys
@@ -33,7 +35,6 @@ from logdb.view import (
     StoredReplica,
     check_range,
     known_term,
-    needs_sync,
     publish,
     recover_view,
 )
@@ -126,7 +127,7 @@ class MemoryLogDB:
         self._lock = threading.Lock()
         self._closed = False
         self._failed = False
-        self._fail_next = False
+        self._fail_next = ""
         self._live: dict[ReplicaKey, _Records] = {}
         self._synced: dict[ReplicaKey, _Records] = {}
         self._pending: list[list[_Op]] = []
@@ -149,10 +150,10 @@ class MemoryLogDB:
         with self._lock:
             self._reopen()
 
-    def fail_next_write(self) -> None:
+    def fail_next_write(self, written: bool = False) -> None:
         """The next write fails as on a full disk, and the store then refuses writes."""
         with self._lock:
-            self._fail_next = True
+            self._fail_next = "written" if written else "lost"
 
     def pending_batches(self) -> int:
         """Writes made since the last sync (what a power cut now would lose)."""
@@ -175,51 +176,28 @@ class MemoryLogDB:
     # ------------------------------------------------------------------ writes
 
     def save(self, updates: Sequence[SaveRecord]) -> None:
-        with self._lock:
-            self._check_writable()
-            batch = _MemoryBatch()
-            plan = Plan(self._views, batch)
-            sync = False
-            for record in updates:
-                plan.save(record)
-                sync = sync or needs_sync(record)
-            self._commit(batch, sync)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.save_all(updates))
 
     def save_snapshot(self, shard_id: int, replica_id: int, snapshot: pb.Snapshot) -> None:
-        with self._lock:
-            self._check_writable()
-            batch = _MemoryBatch()
-            plan = Plan(self._views, batch)
-            plan.local_snapshot(shard_id, replica_id, snapshot)
-            self._commit(batch, sync=bool(batch.ops))
-            publish(self._views, plan)
+        self._write(lambda plan: plan.local_snapshot(shard_id, replica_id, snapshot))
 
     def remove_entries_to(self, shard_id: int, replica_id: int, index: int) -> None:
-        with self._lock:
-            self._check_writable()
-            batch = _MemoryBatch()
-            plan = Plan(self._views, batch)
-            plan.compact(shard_id, replica_id, index)
-            self._commit(batch, sync=False)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.compact(shard_id, replica_id, index))
 
     def save_bootstrap(self, shard_id: int, replica_id: int, bootstrap: pb.Bootstrap) -> None:
-        with self._lock:
-            self._check_writable()
-            batch = _MemoryBatch()
-            plan = Plan(self._views, batch)
-            plan.bootstrap(shard_id, replica_id, bootstrap)
-            self._commit(batch, sync=True)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.bootstrap(shard_id, replica_id, bootstrap))
 
     def remove_node_data(self, shard_id: int, replica_id: int) -> None:
+        self._write(lambda plan: plan.remove(shard_id, replica_id))
+
+    def _write(self, stage: Callable[[Plan], bool]) -> None:
         with self._lock:
             self._check_writable()
             batch = _MemoryBatch()
             plan = Plan(self._views, batch)
-            plan.remove(shard_id, replica_id)
-            self._commit(batch, sync=bool(batch.ops))
+            sync = stage(plan)
+            if batch.ops:
+                self._commit(batch, sync)
             publish(self._views, plan)
 
     def _check_writable(self) -> None:
@@ -228,13 +206,13 @@ class MemoryLogDB:
             raise WriteError("memory store refused the write: an earlier write failed")
 
     def _commit(self, batch: _MemoryBatch, sync: bool) -> None:
-        if self._fail_next:
-            self._fail_next = False
-            self._failed = True
-            raise WriteError("memory store: injected write failure (disk full)")
-        if batch.ops:
+        failure, self._fail_next = self._fail_next, ""
+        if failure != "lost":
             _apply(self._live, batch.ops)
             self._pending.append(batch.ops)
+        if failure:
+            self._failed = True
+            raise WriteError("memory store: injected write failure (disk full)")
         if sync:
             for ops in self._pending:
                 _apply(self._synced, ops)

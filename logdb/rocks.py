@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from rocksdict import (
@@ -47,7 +47,6 @@ from logdb.view import (
     ReplicaView,
     check_range,
     known_term,
-    needs_sync,
     publish,
 )
 from protos import raft_pb2 as pb
@@ -208,51 +207,29 @@ class RocksLogDB:
     # ------------------------------------------------------------------ writes
 
     def save(self, updates: Sequence[SaveRecord]) -> None:
-        with self._write_lock:
-            self._check_writable()
-            batch = _RocksBatch()
-            plan = Plan(self._views, batch)
-            sync = False
-            for record in updates:
-                plan.save(record)
-                sync = sync or needs_sync(record)
-            self._commit(batch, sync)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.save_all(updates))
 
     def save_snapshot(self, shard_id: int, replica_id: int, snapshot: pb.Snapshot) -> None:
-        with self._write_lock:
-            self._check_writable()
-            batch = _RocksBatch()
-            plan = Plan(self._views, batch)
-            plan.local_snapshot(shard_id, replica_id, snapshot)
-            self._commit(batch, sync=not batch.empty)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.local_snapshot(shard_id, replica_id, snapshot))
 
     def remove_entries_to(self, shard_id: int, replica_id: int, index: int) -> None:
-        with self._write_lock:
-            self._check_writable()
-            batch = _RocksBatch()
-            plan = Plan(self._views, batch)
-            plan.compact(shard_id, replica_id, index)
-            self._commit(batch, sync=False)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.compact(shard_id, replica_id, index))
 
     def save_bootstrap(self, shard_id: int, replica_id: int, bootstrap: pb.Bootstrap) -> None:
-        with self._write_lock:
-            self._check_writable()
-            batch = _RocksBatch()
-            plan = Plan(self._views, batch)
-            plan.bootstrap(shard_id, replica_id, bootstrap)
-            self._commit(batch, sync=True)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.bootstrap(shard_id, replica_id, bootstrap))
 
     def remove_node_data(self, shard_id: int, replica_id: int) -> None:
+        self._write(lambda plan: plan.remove(shard_id, replica_id))
+
+    def _write(self, stage: Callable[[Plan], bool]) -> None:
+        """Stage writes on a Plan (which says whether to sync), write, then publish."""
         with self._write_lock:
             self._check_writable()
             batch = _RocksBatch()
             plan = Plan(self._views, batch)
-            plan.remove(shard_id, replica_id)
-            self._commit(batch, sync=not batch.empty)
+            sync = stage(plan)
+            if not batch.empty:
+                self._commit(batch, sync)
             publish(self._views, plan)
 
     def _check_writable(self) -> None:
@@ -266,8 +243,7 @@ class RocksLogDB:
 
     def _commit(self, batch: _RocksBatch, sync: bool) -> None:
         try:
-            if not batch.empty:
-                self._db.write(batch.batch, self._no_sync)
+            self._db.write(batch.batch, self._no_sync)
             if sync:
                 self._db.flush_wal(True)
         except Exception as e:

@@ -119,6 +119,7 @@ class Plan:
 
     Records for the same replica may follow each other in one batch: each is checked
     against the view the previous one staged, and the writer keeps their order.
+    Each write method returns whether its batch must be synced before returning.
     """
 
     __slots__ = ("_views", "_writer", "staged")
@@ -148,6 +149,13 @@ class Plan:
         if key in self.staged:
             return self.staged[key]
         return self._views.get(key)
+
+    def save_all(self, records: Sequence[SaveRecord]) -> bool:
+        sync = False
+        for record in records:
+            self.save(record)
+            sync = sync or needs_sync(record)
+        return sync
 
     def save(self, record: SaveRecord) -> None:
         view = self._stage(record.shard_id, record.replica_id)
@@ -245,10 +253,10 @@ class Plan:
         self._writer.put_state(view, copy)
         view.state = copy
 
-    def local_snapshot(self, shard_id: int, replica_id: int, snapshot: pb.Snapshot) -> None:
+    def local_snapshot(self, shard_id: int, replica_id: int, snapshot: pb.Snapshot) -> bool:
         existing = self._existing(shard_id, replica_id)
         if existing is not None and snapshot.index <= existing.snapshot_index:
-            return  # superseded, e.g. by a snapshot installed from the leader meanwhile
+            return False  # superseded, e.g. by a snapshot installed from the leader meanwhile
         view = self._stage(shard_id, replica_id)
         if snapshot.index > view.last_index:
             raise InvalidRequestError(
@@ -259,8 +267,10 @@ class Plan:
         copy.CopyFrom(snapshot)
         self._writer.put_snapshot(view, copy)
         view.snapshot = copy
+        return True
 
-    def compact(self, shard_id: int, replica_id: int, index: int) -> None:
+    def compact(self, shard_id: int, replica_id: int, index: int) -> bool:
+        """Not synced: losing it in a crash only brings back entries a snapshot covers."""
         existing = self._existing(shard_id, replica_id)
         if existing is None:
             raise InvalidRequestError(
@@ -272,31 +282,34 @@ class Plan:
                 f"{existing.snapshot_index} and lose entries no snapshot covers"
             )
         if index < existing.first_index:
-            return
+            return False
         view = self._stage(shard_id, replica_id)
         self._writer.delete_entries(view, 0, index + 1)
         view.first_index = index + 1
+        return False
 
-    def bootstrap(self, shard_id: int, replica_id: int, bootstrap: pb.Bootstrap) -> None:
+    def bootstrap(self, shard_id: int, replica_id: int, bootstrap: pb.Bootstrap) -> bool:
         view = self._stage(shard_id, replica_id)
         copy = pb.Bootstrap()
         copy.CopyFrom(bootstrap)
         self._writer.put_bootstrap(view, copy)
         view.bootstrap = copy
+        return True
 
-    def remove(self, shard_id: int, replica_id: int) -> None:
+    def remove(self, shard_id: int, replica_id: int) -> bool:
         existing = self._existing(shard_id, replica_id)
         if existing is not None:
             self._writer.delete_replica(existing)
         self.staged[(shard_id, replica_id)] = None
+        return True
 
 
 def needs_sync(record: SaveRecord) -> bool:
     """Whether a record must be synced before `save` returns.
 
-    The core's must_sync, and always for entries and snapshots: only a hard state
-    whose term and vote are unchanged (a commit index advance, which a restarted
-    replica learns again from its leader) may wait for a later sync.
+    The core's must_sync, and always for entries and snapshots: only a record of a
+    hard state alone that the core did not mark (a commit index advance, which a
+    restarted replica learns again from its leader) may wait for a later sync.
     """
     return record.must_sync or bool(record.entries) or record.snapshot is not None
 
