@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -161,6 +162,9 @@ class RocksLogDB:
         self._no_sync = WriteOptions()
         self._no_sync.sync = False
         try:
+            os.makedirs(path, exist_ok=True)
+            if wal_dir:
+                os.makedirs(wal_dir, exist_ok=True)
             self._db = Rdict(path, _options(wal_dir, write_buffer_bytes, cache_bytes))
         except Exception as e:
             raise _open_error(path, e) from None
