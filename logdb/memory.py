@@ -54,42 +54,12 @@ class _Records:
         return replace(self, entries=dict(self.entries))
 
 
-# (op, replica, *args): put_entries(first, values), delete_entries(low, high|None),
-# put(kind, value), delete_replica().
-_Op = tuple[object, ...]
-
-
-def _apply(store: dict[ReplicaKey, _Records], ops: list[_Op]) -> None:
-    for op in ops:
-        name, key = op[0], op[1]
-        assert isinstance(key, tuple)
-        if name == "delete_replica":
-            store.pop(key, None)
-            continue
-        records = store.setdefault(key, _Records())
-        if name == "put_entries":
-            first, values = op[2], op[3]
-            assert isinstance(first, int) and isinstance(values, list)
-            records.entries.update(zip(range(first, first + len(values)), values, strict=True))
-        elif name == "delete_entries":
-            low, high = op[2], op[3]
-            assert isinstance(low, int) and (high is None or isinstance(high, int))
-            top = keys.MAX_UINT64 + 1 if high is None else high
-            for index in [i for i in records.entries if low <= i < top]:
-                del records.entries[index]
-        elif name == "put":
-            kind, value = op[2], op[3]
-            assert isinstance(value, bytes)
-            if kind == keys.KIND_BOOTSTRAP:
-                records.bootstrap = value
-            elif kind == keys.KIND_STATE:
-                records.state = value
-            else:
-                records.snapshot = value
+_Store = dict[ReplicaKey, _Records]
+_Op = Callable[[_Store], None]  # one write, applied to the live and later the synced store
 
 
 class _MemoryBatch:
-    """A `BatchWriter` that records operations."""
+    """A `BatchWriter` that records its writes as operations on a store."""
 
     __slots__ = ("ops",)
 
@@ -97,23 +67,50 @@ class _MemoryBatch:
         self.ops: list[_Op] = []
 
     def put_entries(self, view: ReplicaView, entries: Sequence[pb.Entry]) -> None:
+        key, first = _key(view), entries[0].index
         values = [entry.SerializeToString() for entry in entries]
-        self.ops.append(("put_entries", _key(view), entries[0].index, values))
+
+        def op(store: _Store) -> None:
+            records = store.setdefault(key, _Records())
+            records.entries.update(zip(range(first, first + len(values)), values, strict=True))
+
+        self.ops.append(op)
 
     def delete_entries(self, view: ReplicaView, low: int, high: int | None) -> None:
-        self.ops.append(("delete_entries", _key(view), low, high))
+        key, top = _key(view), keys.MAX_UINT64 + 1 if high is None else high
+
+        def op(store: _Store) -> None:
+            entries = store.setdefault(key, _Records()).entries
+            for index in [i for i in entries if low <= i < top]:
+                del entries[index]
+
+        self.ops.append(op)
 
     def put_state(self, view: ReplicaView, state: pb.State) -> None:
-        self.ops.append(("put", _key(view), keys.KIND_STATE, state.SerializeToString()))
+        self._put(view, "state", state.SerializeToString())
 
     def put_snapshot(self, view: ReplicaView, snapshot: pb.Snapshot) -> None:
-        self.ops.append(("put", _key(view), keys.KIND_SNAPSHOT, snapshot.SerializeToString()))
+        self._put(view, "snapshot", snapshot.SerializeToString())
 
     def put_bootstrap(self, view: ReplicaView, bootstrap: pb.Bootstrap) -> None:
-        self.ops.append(("put", _key(view), keys.KIND_BOOTSTRAP, bootstrap.SerializeToString()))
+        self._put(view, "bootstrap", bootstrap.SerializeToString())
+
+    def _put(self, view: ReplicaView, field_name: str, value: bytes) -> None:
+        key = _key(view)
+        self.ops.append(lambda store: setattr(store.setdefault(key, _Records()), field_name, value))
 
     def delete_replica(self, view: ReplicaView) -> None:
-        self.ops.append(("delete_replica", _key(view)))
+        key = _key(view)
+
+        def op(store: _Store) -> None:
+            store.pop(key, None)
+
+        self.ops.append(op)
+
+
+def _apply(store: _Store, ops: list[_Op]) -> None:
+    for op in ops:
+        op(store)
 
 
 def _key(view: ReplicaView) -> ReplicaKey:

@@ -137,7 +137,7 @@ def _open_error(path: str, error: Exception) -> LogDBError:
             f"store at {path} is damaged and was not opened: {text}. Its replicas must "
             "be recovered from their peers"
         )
-    if "lock" in text.lower():
+    if "/LOCK" in text:  # RocksDB's lock file, held by another open of the same store
         return LogDBError(f"store at {path} is already open (one NodeHost per store): {text}")
     return LogDBError(f"cannot open store at {path}: {text}")
 
