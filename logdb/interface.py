@@ -4,8 +4,10 @@ Rules:
 - `save` is the only write on the hot path. It takes the records of many replicas and
   applies them in one atomic batch: after a crash either all of it or none of it is
   there. Nothing is promised durable before it returns.
-- Reads answer from durable data (or data written by an earlier call); they never
-  block on a write in progress for longer than a dictionary lookup.
+- Reads see every write that returned. The log range they check against (first and
+  last index, hard state) moves only once a write has returned; entries a write in
+  progress overwrites may show through before it returns. Reads never wait for a
+  write's sync.
 - Every pb message handed in is copied or serialized; every one handed out is fresh,
   so callers may mutate what they pass and what they get.
 """

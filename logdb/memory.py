@@ -28,16 +28,8 @@ from dataclasses import dataclass, field, replace
 from logdb import keys
 from logdb.errors import StoreClosedError, WriteError
 from logdb.interface import RaftState, SaveRecord
-from logdb.view import (
-    Plan,
-    ReplicaKey,
-    ReplicaView,
-    StoredReplica,
-    check_range,
-    known_term,
-    publish,
-    recover_view,
-)
+from logdb.plan import Plan, publish
+from logdb.view import ReplicaKey, ReplicaView, StoredReplica, check_range, known_term, recover_view
 from protos import raft_pb2 as pb
 
 

@@ -41,15 +41,9 @@ from logdb.errors import (
     WriteError,
 )
 from logdb.interface import RaftState, SaveRecord
+from logdb.plan import Plan, publish
 from logdb.scan import scan_store
-from logdb.view import (
-    Plan,
-    ReplicaKey,
-    ReplicaView,
-    check_range,
-    known_term,
-    publish,
-)
+from logdb.view import ReplicaKey, ReplicaView, check_range, known_term
 from protos import raft_pb2 as pb
 
 MiB = 1024 * 1024
