@@ -2,7 +2,7 @@
 
 `RocksLogDB` keeps it in one RocksDB (through rocksdict); `MemoryLogDB` keeps it in
 memory and can lose what was not synced, for simulations. Both follow `ILogDB`
-(interface.py) and the same write rules (view.py); keys are laid out in keys.py.
+(interface.py) and the same write rules (plan.py); keys are laid out in keys.py.
 
 Rules:
 - Only what `save` returned for is promised durable. One `save` is one RocksDB
