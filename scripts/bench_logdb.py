@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -210,10 +211,34 @@ def spin(seconds: float) -> int:
     return n
 
 
-def _write_until(write: Callable[[], None], stop: threading.Event, calls: list[int]) -> None:
-    while not stop.is_set():
-        write()
-        calls[0] += 1
+def share_left(write: Callable[[], None], seconds: float) -> tuple[float, float]:
+    """(median speed ratio of the main thread with / without the worker, worker calls/s).
+
+    Slices with and without the worker alternate, a fifth of a second each, so that
+    the load of the shared machine drifting weighs on both sides of each ratio alike.
+    """
+    running, stop = threading.Event(), threading.Event()
+    calls = [0]
+
+    def worker() -> None:
+        while not stop.is_set():
+            if running.wait(0.01):
+                write()
+                calls[0] += 1
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    ratios = []
+    slice_seconds = 0.2
+    for _ in range(max(1, int(seconds / (2 * slice_seconds)))):
+        alone = spin(slice_seconds)
+        running.set()
+        beside = spin(slice_seconds)
+        running.clear()
+        ratios.append(beside / alone)
+    stop.set()
+    thread.join()
+    return statistics.median(ratios), calls[0] / (len(ratios) * slice_seconds)
 
 
 def bench_threads(base: Path, seconds: float) -> None:
@@ -242,17 +267,10 @@ def bench_threads(base: Path, seconds: float) -> None:
         sys.setswitchinterval(interval)
         print(f"   switch interval {interval * 1000:.1f} ms:")
         for name, write, per_call in cases:
-            baseline = spin(seconds)  # measured next to each case: the machine is shared
-            stop = threading.Event()
-            calls = [0]
-            thread = threading.Thread(target=_write_until, args=(write, stop, calls))
-            thread.start()
-            left = spin(seconds) / baseline
-            stop.set()
-            thread.join()
+            left, rate = share_left(write, seconds)
             print(
                 f"     {name:22s} main thread at {left:4.2f} of its speed; worker "
-                f"{calls[0] * per_call / seconds:10,.0f} entries/s meanwhile"
+                f"{rate * per_call:10,.0f} entries/s meanwhile"
             )
     sys.setswitchinterval(default_interval)
     store.close()
