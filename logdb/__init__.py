@@ -25,12 +25,14 @@ What was found about rocksdict 0.3.29 (RocksDB 9) and chosen because of it:
   and a write(2) to the WAL, GIL held, ~0.8 ms per 1,024 entries) then
   `flush_wal(sync=True)`, RocksDB's SyncWAL: it fsyncs every live WAL file up to the
   current one, and the WAL directory after a new file (db_impl.cc SyncWalImpl), with
-  the GIL released. Same atomicity and durability as a synced write; the engine's
-  thread keeps about 0.85 of its speed during single-entry saves and 0.5-0.6 during
-  64 x 16-entry saves, where building the batch in Python is most of the GIL time
-  (figures: scripts/bench_logdb.py). After the fsync the worker waits for the GIL up
-  to the switch interval (5 ms by default) while the engine's thread computes;
-  `sys.setswitchinterval(0.0005)` shortens that wait (the engine decides).
+  the GIL released. Same atomicity and durability as a synced write. Measured with
+  scripts/bench_logdb.py on the shared 2-core machine (noisy): the engine's thread
+  keeps 0.7-0.9 of its speed during single-entry saves (a raw synced put: 0.35-0.65
+  in the same runs), and 0.45-0.8 during 64 x 16-entry saves, where building the
+  batch in Python is most of the GIL time. After the fsync the worker waits for the
+  GIL up to the switch interval (5 ms by default) while the engine's thread
+  computes; `sys.setswitchinterval(0.0005)` raised the worker's single-entry saves
+  from ~100/s to ~200-550/s beside a busy thread (the engine decides).
 - Silent iterator ends. rocksdict's `keys()`, `values()` and `items()` iterators
   stop at a read error as if the range ended there. Reads here use `RdictIter` and
   check `status()`, or (in the open scan) confirm where a drained range ended.
