@@ -83,8 +83,12 @@ class Peer:
 
     # ------------------------------------------------------------------ inputs
 
-    def tick(self) -> None:
-        self._raft.tick()
+    def tick(self) -> bool:
+        """Advance logical time one tick.
+
+        Returns False when the tick surely made no work (a quiesced replica, a follower
+        whose election timer has not fired): an engine may skip has_update then."""
+        return self._raft.tick()
 
     def step(self, msg: pb.Message) -> None:
         self._raft.step(msg)
@@ -125,18 +129,23 @@ class Peer:
         r = self._raft
         if r.need_flush:
             r.flush()
+        if r.msgs or r.replicate:
+            return True
         log = r.log
+        committed = log.committed
+        saved = self._saved_state
         return bool(
-            r.msgs
-            or r.replicate
-            or log.has_unsaved()
-            or log.snapshot is not None
-            or log.committed > log.processed
+            committed > log.processed
+            or log.saved_to < log.mem_offset + len(log.mem) - 1
+            or committed != saved[2]
+            or r.term != saved[0]
+            or r.vote != saved[1]
+            or r.leader_id != self._leader[0]
+            or r.term != self._leader[1]
             or r.ready_reads
             or r.dropped_entries
             or r.dropped_reads
-            or (r.term, r.vote, log.committed) != self._saved_state
-            or (r.leader_id, r.term) != self._leader
+            or log.snapshot is not None
         )
 
     def get_update(self) -> Update:
@@ -146,35 +155,38 @@ class Peer:
         if r.need_flush:
             r.flush()
         log = r.log
-        u = Update(r.shard_id, r.replica_id)
         term, vote, commit = r.term, r.vote, log.committed
         saved = self._saved_state
-        if (term, vote, commit) != saved:
-            u.state = pb.State(term=term, vote=vote, commit=commit)
-        entries = log.unsaved()
-        u.entries = entries
-        u.snapshot = log.snapshot
-        u.must_sync = bool(entries) or u.snapshot is not None or (term, vote) != saved[:2]
-        if r.replicate:
-            u.replicate = r.replicate
-            r.replicate = []
-        if r.msgs:
-            u.messages = r.msgs
-            r.msgs = []
-        u.committed = log.committed_entries(MAX_APPLY_BYTES)
-        if r.ready_reads:
-            u.ready_to_reads = r.ready_reads
-            r.ready_reads = []
-        if r.dropped_entries:
-            u.dropped_entries = r.dropped_entries
-            r.dropped_entries = []
-        if r.dropped_reads:
-            u.dropped_reads = r.dropped_reads
-            r.dropped_reads = []
-        leader = (r.leader_id, term)
-        if leader != self._leader:
-            u.leader = LeaderInfo(*leader)
-            self._leader = leader
+        state = None
+        if commit != saved[2] or term != saved[0] or vote != saved[1]:
+            state = pb.State(term=term, vote=vote, commit=commit)
+        entries = log.unsaved() if log.has_unsaved() else []
+        snapshot = log.snapshot
+        # The Update takes the output lists; the core starts new ones.
+        replicate, r.replicate = r.replicate, []
+        messages, r.msgs = r.msgs, []
+        ready, r.ready_reads = r.ready_reads, []
+        dropped_entries, r.dropped_entries = r.dropped_entries, []
+        dropped_reads, r.dropped_reads = r.dropped_reads, []
+        leader = None
+        if r.leader_id != self._leader[0] or term != self._leader[1]:
+            leader = LeaderInfo(r.leader_id, term)
+            self._leader = (r.leader_id, term)
+        u = Update(
+            r.shard_id,
+            r.replica_id,
+            state,
+            entries,
+            snapshot,
+            replicate,
+            messages,
+            log.committed_entries(MAX_APPLY_BYTES),
+            ready,
+            dropped_entries,
+            dropped_reads,
+            leader,
+            bool(entries) or snapshot is not None or term != saved[0] or vote != saved[1],
+        )
         self._outstanding = u
         return u
 
@@ -236,7 +248,7 @@ class Peer:
 
     @property
     def quiesced(self) -> bool:
-        return self._raft.quiesce.quiesced
+        return self._raft.quiesce.quiesced_since >= 0
 
     @property
     def removed(self) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from enum import IntEnum
+from operator import attrgetter
 
 from protos import raft_pb2 as pb
 
@@ -38,6 +39,7 @@ from .update import ReadContext, ReadyToRead
 
 MT = MessageType
 CONFIG_CHANGE = pb.CONFIG_CHANGE
+_TYPE = attrgetter("type")
 # Entries handed out for applying in one Update, at most (at least one entry).
 MAX_APPLY_BYTES = 64 * 1024 * 1024
 # Byte budget that means "everything", for reads that must not be cut short.
@@ -89,6 +91,7 @@ class Raft:
         self.witnesses: frozenset[int] = frozenset()
         self.removed = False
         self.rescued_at = -config.election_rtt
+        self.rescue_wait = config.election_rtt
         self.election_timeout = config.election_rtt
         self.heartbeat_timeout = config.heartbeat_rtt
         self.election_elapsed = 0
@@ -104,7 +107,9 @@ class Raft:
         self.reads = ReadIndexQueue()
         self.need_flush = False
         self.limiter = RateLimiter(config.max_in_mem_log_size, config.election_rtt)
+        self.limit_on = config.max_in_mem_log_size > 0
         self.quiesce = Quiesce(config.quiesce, config.election_rtt)
+        self.quiesce_on = config.quiesce
         self.mutations = config.mutations
         # Output, drained by Peer.get_update.
         self.msgs: list[pb.Message] = []
@@ -200,7 +205,7 @@ class Raft:
         self.term_committed = False
         # A no-op entry of the new term (thesis 3.6.2, 6.4): committing it commits all
         # earlier entries, and tells us our commit index is the cluster's.
-        self._append([pb.Entry()])
+        self._append([pb.Entry()], False)
         if self.removed:
             self._hand_over()
 
@@ -210,28 +215,30 @@ class Raft:
 
     # ------------------------------------------------------------------ input
 
-    def tick(self) -> None:
-        q = self.quiesce
-        if q.enabled:
-            if q.quiesced:
+    def tick(self) -> bool:
+        """One tick of logical time; False when it surely made no work for the caller
+        (so an engine with thousands of idle replicas may skip their has_update)."""
+        if self.quiesce_on:
+            q = self.quiesce
+            if q.quiesced_since >= 0:
                 q.now += 1
-                return
+                return False
             if q.tick():
-                self._enter_quiesce()
-                return
+                return self._enter_quiesce()
         self.tick_count += 1
-        if self.limiter.enabled and self.limiter.tick() and self.role is not Role.LEADER:
-            self._report_rate()
+        work = False
+        if self.limit_on and self.limiter.tick() and self.role is not Role.LEADER:
+            work = self._report_rate()
         if self.role is Role.LEADER:
-            self._tick_leader()
-        else:
-            self._tick_election()
+            return self._tick_leader() or work
+        return self._tick_election() or work
 
     def step(self, m: pb.Message) -> None:
-        if m.to and m.to != self.replica_id:
+        to = m.to
+        if to and to != self.replica_id:
             return
         mt = m.type
-        if self.quiesce.enabled:
+        if self.quiesce_on:
             self._note_activity(mt)
         term = m.term
         if term:
@@ -295,54 +302,69 @@ class Raft:
         hint: int = 0,
         hint_high: int = 0,
     ) -> None:
-        self.msgs.append(
-            pb.Message(
-                type=mt,
-                to=to,
-                from_id=self.replica_id,
-                shard_id=self.shard_id,
-                term=self.term if term is None else term,
-                log_index=log_index,
-                log_term=log_term,
-                commit=commit,
-                reject=reject,
-                hint=hint,
-                hint_high=hint_high,
-            )
+        m = pb.Message(
+            type=mt,
+            to=to,
+            from_id=self.replica_id,
+            shard_id=self.shard_id,
+            term=self.term if term is None else term,
         )
+        # Only the fields that are set: each one costs as much as the message itself.
+        if log_index:
+            m.log_index = log_index
+        if log_term:
+            m.log_term = log_term
+        if commit:
+            m.commit = commit
+        if reject:
+            m.reject = True
+        if hint:
+            m.hint = hint
+        if hint_high:
+            m.hint_high = hint_high
+        self.msgs.append(m)
 
     # ------------------------------------------------------------------ ticks
 
-    def _tick_election(self) -> None:
+    def _tick_election(self) -> bool:
         self.election_elapsed += 1
-        if self.election_elapsed >= self.randomized_timeout:
-            if self.promotable():
-                self.election_elapsed = 0
-                self._campaign(transfer=False)
-            elif self.removed:
-                if self.role is not Role.FOLLOWER:
-                    self.become_follower(self.term, 0)  # a rescue campaign failed
-                self._rescue()
+        if self.election_elapsed < self.randomized_timeout:
+            return False
+        if self.promotable():
+            self.election_elapsed = 0
+            self._campaign(transfer=False)
+            return True
+        if self.removed:
+            if self.role is not Role.FOLLOWER:
+                self.become_follower(self.term, 0)  # a rescue campaign failed
+            self._rescue()
+            return True
+        return False
 
-    def _tick_leader(self) -> None:
+    def _tick_leader(self) -> bool:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        work = False
         if self.election_elapsed >= self.election_timeout:
             self.election_elapsed = 0
             if self.config.check_quorum and not self._quorum_active():
                 # Cannot reach a majority: step down rather than serve as a leader
                 # that may already be replaced (thesis 6.2).
                 self.become_follower(self.term, 0)
-                return
+                return True
             if self.transfer_target:
                 self.transfer_target = 0  # the target did not take over in time
             if self.removed:
                 self._hand_over()
             for read in self.reads.expire(self.tick_count, 2 * self.election_timeout):
                 self._reject_read(read)
+            work = True
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
             self.heartbeat_elapsed = 0
-            self._broadcast_heartbeat()
+            if self.progress:
+                self._broadcast_heartbeat()
+                work = True
+        return work
 
     def _quorum_active(self) -> bool:
         active = 0
@@ -439,11 +461,10 @@ class Raft:
         per election timeout, always through pre-vote, and hand over if we win. Voters
         that hear from a live leader ignore a removed replica, so it cannot disrupt a
         shard that has one."""
-        if (
-            self.tick_count - self.rescued_at >= self.election_timeout
-            and not self.config.is_witness
-        ):
+        if self.tick_count - self.rescued_at >= self.rescue_wait and not self.config.is_witness:
             self.rescued_at = self.tick_count
+            # Back off: a removed replica left running must not chatter forever.
+            self.rescue_wait = min(2 * self.rescue_wait, 64 * self.election_timeout)
             self._campaign(transfer=False, rescue=True)
 
     def _handle_timeout_now(self, m: pb.Message) -> None:
@@ -456,7 +477,7 @@ class Raft:
         if self.removed:
             self.dropped_entries.extend(entries)
             return
-        if self.quiesce.enabled and self.quiesce.activity():
+        if self.quiesce_on and self.quiesce.activity():
             self._woke()
         role = self.role
         if role is Role.LEADER:
@@ -485,12 +506,12 @@ class Raft:
             # Leadership is moving (thesis 3.10): the new leader will take these.
             self.dropped_entries.extend(entries)
             return
-        for i, e in enumerate(entries):
-            if e.type == CONFIG_CHANGE:
-                entries = self._admit_config_changes(entries, i)
-                break
+        config_changes = CONFIG_CHANGE in map(_TYPE, entries)
+        if config_changes:
+            first = next(i for i, e in enumerate(entries) if e.type == CONFIG_CHANGE)
+            entries = self._admit_config_changes(entries, first)
         if entries:
-            self._append(entries)
+            self._append(entries, config_changes)
 
     def _admit_config_changes(self, entries: list[pb.Entry], first: int) -> list[pb.Entry]:
         """One change in flight at a time, and none before this leader committed an
@@ -507,7 +528,7 @@ class Raft:
             admitted.append(e)
         return admitted
 
-    def _append(self, entries: list[pb.Entry]) -> None:
+    def _append(self, entries: list[pb.Entry], config_changes: bool | None = None) -> None:
         log = self.log
         term = self.term
         index = log.last_index()
@@ -515,7 +536,7 @@ class Raft:
             index += 1
             e.term = term
             e.index = index
-        log.append(entries)
+        log.append(entries, config_changes)
         self.need_flush = True
 
     # ------------------------------------------------------------------ replication (leader)
@@ -580,6 +601,10 @@ class Raft:
                 )
                 if entries:
                     m.entries.extend(_for_witness(entries) if witness else entries)
+                    # Tells the follower whether to look for config changes: most
+                    # messages carry none, and scanning costs per entry.
+                    if log.may_have_config_change(nxt, nxt + len(entries) - 1):
+                        m.hint = 1
                 built[key] = m
                 count = len(entries)
                 sent_last = nxt + count - 1
@@ -744,7 +769,7 @@ class Raft:
             return
         if log.match_term(prev, m.log_term):
             entries = m.entries
-            last_new = log.append_after(prev, list(entries)) if entries else prev
+            last_new = log.append_after(prev, list(entries), bool(m.hint)) if entries else prev
             self._commit_to(min(m.commit, last_new))
             self._send(pb.REPLICATE_RESP, m.from_id, log_index=last_new)
             return
@@ -812,9 +837,17 @@ class Raft:
         if self.role is Role.LEADER:
             members_now = set(self._members())
             members_now.discard(self.replica_id)
+            committed = self.log.committed
             for rid in list(self.progress):
                 if rid not in members_now:
+                    # A last word, so that it usually learns it was removed and stays
+                    # quiet: an empty REPLICATE that commits, if its log matches ours
+                    # at our commit index. We will not talk to it again.
                     del self.progress[rid]
+                    term = self.log.term(committed)
+                    self._send(
+                        pb.REPLICATE, rid, log_index=committed, log_term=term, commit=committed
+                    )
             last = self.log.last_index()
             for rid in members_now:
                 if rid not in self.progress:
@@ -852,7 +885,7 @@ class Raft:
         if self.removed:
             self.dropped_reads.append(ctx)
             return
-        if self.quiesce.enabled and self.quiesce.activity():
+        if self.quiesce_on and self.quiesce.activity():
             self._woke()
         role = self.role
         if role is Role.LEADER:
@@ -934,7 +967,7 @@ class Raft:
     # ------------------------------------------------------------------ leader transfer
 
     def _handle_leader_transfer(self, m: pb.Message) -> None:
-        if self.quiesce.enabled and self.quiesce.activity():
+        if self.quiesce_on and self.quiesce.activity():
             self._woke()
         if not self.removed:
             self._start_transfer(m.hint)
@@ -951,9 +984,11 @@ class Raft:
         # The transfer is abandoned if the target has not won within one election
         # timeout (thesis 3.10); the leader's election clock measures it.
         self.election_elapsed = 0
-        if self.progress[target].match == self.log.last_index():
+        pr = self.progress[target]
+        if pr.match == self.log.last_index():
             self._send(pb.TIMEOUT_NOW, target)
         else:
+            pr.probe_due = True  # catch it up now, not at the next heartbeat
             self.need_flush = True
 
     def _handle_forward_leader_transfer(self, m: pb.Message) -> None:
@@ -973,9 +1008,11 @@ class Raft:
     def rate_limited(self) -> bool:
         return self.limiter.limited(self.log.in_mem_bytes())
 
-    def _report_rate(self) -> None:
+    def _report_rate(self) -> bool:
         if self.leader_id and self.leader_id != self.replica_id:
             self._send(pb.RATE_LIMIT, self.leader_id, hint=self.log.in_mem_bytes())
+            return True
+        return False
 
     def _handle_leader_rate_limit(self, m: pb.Message) -> None:
         self.limiter.follower_size(m.from_id, m.hint)
@@ -987,10 +1024,12 @@ class Raft:
 
     # ------------------------------------------------------------------ quiesce
 
-    def _enter_quiesce(self) -> None:
-        if self.role is Role.LEADER:
+    def _enter_quiesce(self) -> bool:
+        if self.role is Role.LEADER and self.progress:
             for rid in self.progress:
                 self._send(pb.QUIESCE, rid)
+            return True
+        return False
 
     def _handle_quiesce(self, m: pb.Message) -> None:
         if m.from_id == self.leader_id:
