@@ -48,8 +48,10 @@ def describe_message(m: pb.Message) -> str:
     except ValueError:
         name = f"type{m.type}"
     parts = [f"{m.from_id}->{m.to} {name} t={m.term}"]
-    if m.log_index or m.log_term:
+    if m.log_term:
         parts.append(f"log={m.log_term}/{m.log_index}")
+    elif m.log_index:
+        parts.append(f"index={m.log_index}")
     if m.commit:
         parts.append(f"commit={m.commit}")
     if m.reject:

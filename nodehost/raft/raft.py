@@ -108,6 +108,7 @@ class Raft:
         self.need_flush = False
         self.limiter = RateLimiter(config.max_in_mem_log_size, config.election_rtt)
         self.limit_on = config.max_in_mem_log_size > 0
+        self.told_limited = False
         self.quiesce = Quiesce(config.quiesce, config.election_rtt)
         self.quiesce_on = config.quiesce
         self.mutations = config.mutations
@@ -1016,7 +1017,14 @@ class Raft:
 
     def _handle_leader_rate_limit(self, m: pb.Message) -> None:
         self.limiter.follower_size(m.from_id, m.hint)
-        self._send(pb.RATE_LIMIT, m.from_id, reject=self.rate_limited())
+        limited = self.rate_limited()
+        if limited != self.told_limited:
+            # The verdict changed: everyone hears it now, not at their next report.
+            self.told_limited = limited
+            for rid in self.progress:
+                self._send(pb.RATE_LIMIT, rid, reject=limited)
+        else:
+            self._send(pb.RATE_LIMIT, m.from_id, reject=limited)
 
     def _handle_follower_rate_limit(self, m: pb.Message) -> None:
         if m.from_id == self.leader_id:
