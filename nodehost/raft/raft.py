@@ -684,8 +684,9 @@ class Raft:
         elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.snapshot_index:
             pr.become_probe()
             pr.become_replicate()
-        self._try_commit()
-        if m.from_id == self.transfer_target and pr.match == self.log.last_index():
+        target = self.transfer_target
+        self._try_commit()  # may start a transfer (a removed leader): not twice
+        if m.from_id == target == self.transfer_target and pr.match == self.log.last_index():
             self._send(pb.TIMEOUT_NOW, m.from_id)
 
     def _handle_heartbeat_resp(self, m: pb.Message) -> None:

@@ -210,17 +210,16 @@ class Network:
 
     def send(self, messages: list[pb.Message]) -> None:
         for m in messages:
-            self._event(describe_message(m))
             if (
                 (m.from_id, m.to) in self.cut
                 or m.to not in self.nodes
                 or any(f(m) for f in self.filters)
+                or (self.drop_rate and self.rng.random() < self.drop_rate)
             ):
+                self._event(describe_message(m) + " (lost)")
                 self._lost(m)
                 continue
-            if self.drop_rate and self.rng.random() < self.drop_rate:
-                self._lost(m)
-                continue
+            self._event(describe_message(m))
             copies = 1
             if (
                 self.duplicate_rate

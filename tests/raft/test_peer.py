@@ -168,7 +168,7 @@ def test_descriptions() -> None:
     reject = pb.Message(
         type=pb.REPLICATE_RESP, from_id=2, to=1, term=3, log_index=5, reject=True, hint=4
     )
-    assert describe_message(reject) == "2->1 REPLICATE_RESP t=3 index=5 reject hint=4"
+    assert describe_message(reject) == "2->1 REPLICATE_RESP t=3 index=5 reject hint=0/4"
     peer, _ = make(1, {1: "a"})
     text = describe_update(peer.get_update())
     assert text.splitlines()[0] == "update 7/1 sync"
