@@ -8,6 +8,8 @@ committed. Also: ticks per second over 10,000 idle replicas.
 
     uv run python scripts/bench_core.py [--seconds 3] [--profile]
 
+Rates are per CPU-second of this process (time.process_time), so that other work on a
+shared machine does not count against the core; "one core" in the targets means this.
 Prints figures beside the raw ceilings of this machine kind (shared/research/limits.md).
 """
 
@@ -99,29 +101,43 @@ def bench_proposals(seconds: float, per_call: int, calls_per_pass: int) -> tuple
         for _ in range(100 * calls_per_pass):
             batches.append([pb.Entry(key=key + i, cmd=PAYLOAD) for i in range(per_call)])
             key += per_call
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         it = iter(batches)
         for _ in range(100):
             for _ in range(calls_per_pass):
                 leader.propose(next(it))
             c.pass_()
-        elapsed += time.perf_counter() - t0
+        elapsed += time.process_time() - t0
         proposed += 100 * calls_per_pass * per_call
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     c.run()
-    elapsed += time.perf_counter() - t0
+    elapsed += time.process_time() - t0
     done = c.all_applied() - start_applied
     # Every leader entry of this term is ours but the no-op, which start_applied covers.
     assert done == proposed, (done, proposed)
     return done / elapsed, done
 
 
+def small_message_codec(count: int = 200_000) -> tuple[float, float]:
+    """The raw ceiling limits.md gives for this machine kind, measured now: small
+    protobuf Message encodes and decodes per second (limits.md: 4.2 M / 2.3 M)."""
+    m = pb.Message(type=pb.REPLICATE_RESP, to=1, from_id=2, shard_id=1, term=3, log_index=10)
+    t0 = time.process_time()
+    for _ in range(count):
+        data = m.SerializeToString()
+    encode = count / (time.process_time() - t0)
+    t0 = time.process_time()
+    for _ in range(count):
+        pb.Message.FromString(data)
+    return encode, count / (time.process_time() - t0)
+
+
 def make_entries(count: int = 100_000) -> float:
     """Entries per second the caller can build (for scale: the core sees them built)."""
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for i in range(count):
         pb.Entry(key=i, cmd=PAYLOAD)
-    return count / (time.perf_counter() - t0)
+    return count / (time.process_time() - t0)
 
 
 def bench_idle_ticks(replicas: int, rounds: int, quiesce: bool) -> float:
@@ -151,13 +167,13 @@ def bench_idle_ticks(replicas: int, rounds: int, quiesce: bool) -> float:
     if quiesce:
         assert all(p.quiesced for p, _ in peers)
     only = [p for p, _ in peers]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(rounds):
         for p in only:
             # As the engine would: has_update only for replicas whose tick made work.
             if p.tick() and p.has_update():
                 p.commit_update(p.get_update())
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     return replicas * rounds / elapsed
 
 
@@ -171,7 +187,12 @@ def main() -> None:
         rate, n = fn()
         print(f"  {name:<58} {rate:>10,.0f} entries/s  ({n:,} entries)")
 
-    print("3 replicas, in memory, one thread; counted when applied on all three")
+    encode, decode = small_message_codec()
+    print("3 replicas, in memory, one thread; counted when applied on all three; per CPU-second")
+    print(
+        f"raw ceiling now: small protobuf Message encode {encode / 1e6:.2f} M/s, decode "
+        f"{decode / 1e6:.2f} M/s (limits.md: 4.2 M / 2.3 M; a slower figure means a busy machine)"
+    )
     print("raw ceilings (limits.md): protobuf Message with 64 entries encode+decode 169 k/s;")
     print("  building a 64-entry message field by field in Python, then walking it: 12 k/s")
     print(f"  (building pb.Entry objects, outside the timed part: {make_entries():,.0f}/s)")

@@ -22,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from itertools import accumulate, islice
 from operator import add, attrgetter
 
@@ -191,7 +192,7 @@ class RaftLog:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, entries: list[pb.Entry], config_changes: bool | None = None) -> None:
+    def append(self, entries: Sequence[pb.Entry], config_changes: bool | None = None) -> None:
         """Append entries that follow last_index() (already numbered).
 
         `config_changes` says whether any entry is a CONFIG_CHANGE, when the caller
@@ -275,10 +276,19 @@ class RaftLog:
         self.applied = index
 
     def committed_entries(self, max_bytes: int) -> list[pb.Entry]:
-        """The next committed entries to apply, marked as handed out."""
-        if self.processed >= self.committed:
+        """The next committed entries to apply, marked as handed out.
+
+        Entries still in memory go out all at once (they are in memory already, and
+        sizing them would cost a pass over each); only reads from the saved log, after
+        a restart or a long lag, are cut at max_bytes."""
+        low, high = self.processed + 1, self.committed + 1
+        if low >= high:
             return []
-        out = self.entries(self.processed + 1, self.committed + 1, max_bytes)
+        off = self.mem_offset
+        if low >= off:
+            out = self.mem[low - off : high - off]
+        else:
+            out = self.entries(low, high, max_bytes)
         self.processed = out[-1].index
         return out
 
@@ -288,13 +298,22 @@ class RaftLog:
         The log may have changed since the Update was made (a conflict truncated it): an
         entry counts as saved only if the log still holds it, same index, same term.
         """
-        for e in reversed(entries):
-            index = e.index
-            if index <= self.saved_to:
-                break
-            if self.match_term(index, e.term):
-                self.saved_to = index
-                break
+        if not entries:
+            return self.saved_to
+        last = entries[-1]
+        index = last.index
+        if index > self.saved_to:
+            k = index - self.mem_offset
+            if 0 <= k < len(self.mem) and self.mem[k] is last:
+                self.saved_to = index  # the same object: nothing replaced it
+            else:
+                for e in reversed(entries):
+                    index = e.index
+                    if index <= self.saved_to:
+                        break
+                    if self.match_term(index, e.term):
+                        self.saved_to = index
+                        break
         self.trim()
         return self.saved_to
 
@@ -304,11 +323,11 @@ class RaftLog:
 
     def applied_to(self, index: int) -> None:
         if index > self.applied:
-            self.applied = min(index, self.processed)
+            self.applied = index if index < self.processed else self.processed
             self.trim()
 
     def trim(self) -> None:
-        upto = min(self.applied, self.saved_to)
+        upto = self.applied if self.applied < self.saved_to else self.saved_to
         k = upto - self.mem_offset + 1
         if k > 0:
             cum = self.cum

@@ -22,7 +22,7 @@ from .config import RaftConfig
 from .log import RaftLog
 from .logreader import LogReader
 from .messages import local_message
-from .raft import MAX_APPLY_BYTES, Raft, Role
+from .raft import MAX_APPLY_BYTES, ProposalResult, Raft, Role
 from .update import LeaderInfo, ReadContext, Update
 
 
@@ -93,13 +93,17 @@ class Peer:
     def step(self, msg: pb.Message) -> None:
         self._raft.step(msg)
 
-    def propose(self, entries: list[pb.Entry]) -> None:
-        """Append on the leader, forward from a follower, or drop (Update.dropped_entries)."""
-        self._raft.propose(entries)
+    def propose(self, entries: list[pb.Entry]) -> ProposalResult:
+        """Append on the leader, forward from a follower, or drop (Update.dropped_entries).
 
-    def propose_config_change(self, cc: pb.ConfigChange, key: int) -> None:
+        A config change entry is dropped while another one is pending, or before this
+        leader committed an entry of its term; a batch is dropped during a leader
+        transfer or on a removed replica."""
+        return self._raft.propose(entries)
+
+    def propose_config_change(self, cc: pb.ConfigChange, key: int) -> ProposalResult:
         entry = pb.Entry(type=pb.CONFIG_CHANGE, key=key, cmd=cc.SerializeToString())
-        self._raft.propose([entry])
+        return self._raft.propose([entry])
 
     def read_index(self, ctx: ReadContext) -> None:
         self._raft.read_index(ctx)
@@ -160,7 +164,8 @@ class Peer:
         state = None
         if commit != saved[2] or term != saved[0] or vote != saved[1]:
             state = pb.State(term=term, vote=vote, commit=commit)
-        entries = log.unsaved() if log.has_unsaved() else []
+        k = log.saved_to + 1 - log.mem_offset
+        entries = log.mem[k:] if k < len(log.mem) else []
         snapshot = log.snapshot
         # The Update takes the output lists; the core starts new ones.
         replicate, r.replicate = r.replicate, []
@@ -203,7 +208,9 @@ class Peer:
         if update.snapshot is not None:
             log.snapshot_saved(update.snapshot)
         if update.entries:
-            r.self_saved(log.saved(update.entries))
+            saved_to = log.saved(update.entries)
+            if r.role is Role.LEADER:
+                r.self_saved(saved_to)
 
     def rate_limited(self) -> bool:
         """True while proposals must be refused (SystemBusy)."""

@@ -48,6 +48,14 @@ UNBOUNDED = 1 << 62
 _QUIET_TYPES: frozenset[int] = frozenset({pb.LOCAL_TICK, pb.QUIESCE, pb.RATE_LIMIT})
 
 
+class ProposalResult(IntEnum):
+    """What `propose` did with a batch, at once (the Update says it again)."""
+
+    APPENDED = 0  # in this leader's log; results come when the entries apply
+    FORWARDED = 1  # sent to the leader this replica knows; no answer will come back
+    DROPPED = 2  # some or all refused: see Update.dropped_entries (retry later)
+
+
 class Role(IntEnum):
     FOLLOWER = 0
     PRE_CANDIDATE = 1
@@ -474,16 +482,16 @@ class Raft:
 
     # ------------------------------------------------------------------ proposals
 
-    def propose(self, entries: list[pb.Entry]) -> None:
+    def propose(self, entries: list[pb.Entry]) -> ProposalResult:
         if self.removed:
             self.dropped_entries.extend(entries)
-            return
+            return ProposalResult.DROPPED
         if self.quiesce_on and self.quiesce.activity():
             self._woke()
         role = self.role
         if role is Role.LEADER:
-            self._leader_propose(entries)
-        elif self.leader_id and role is not Role.CANDIDATE and role is not Role.PRE_CANDIDATE:
+            return self._leader_propose(entries)
+        if self.leader_id and role is not Role.CANDIDATE and role is not Role.PRE_CANDIDATE:
             m = pb.Message(
                 type=pb.PROPOSE_FORWARD,
                 to=self.leader_id,
@@ -492,8 +500,9 @@ class Raft:
             )
             m.entries.extend(entries)
             self.msgs.append(m)
-        else:
-            self.dropped_entries.extend(entries)
+            return ProposalResult.FORWARDED
+        self.dropped_entries.extend(entries)
+        return ProposalResult.DROPPED
 
     def _handle_propose(self, m: pb.Message) -> None:
         self.propose(list(m.entries))
@@ -502,17 +511,22 @@ class Raft:
         if not self.removed:
             self._leader_propose(list(m.entries))
 
-    def _leader_propose(self, entries: list[pb.Entry]) -> None:
+    def _leader_propose(self, entries: list[pb.Entry]) -> ProposalResult:
         if self.transfer_target:
             # Leadership is moving (thesis 3.10): the new leader will take these.
             self.dropped_entries.extend(entries)
-            return
+            return ProposalResult.DROPPED
+        result = ProposalResult.APPENDED
         config_changes = CONFIG_CHANGE in map(_TYPE, entries)
         if config_changes:
             first = next(i for i, e in enumerate(entries) if e.type == CONFIG_CHANGE)
-            entries = self._admit_config_changes(entries, first)
+            admitted = self._admit_config_changes(entries, first)
+            if len(admitted) < len(entries):
+                result = ProposalResult.DROPPED
+            entries = admitted
         if entries:
             self._append(entries, config_changes)
+        return result
 
     def _admit_config_changes(self, entries: list[pb.Entry], first: int) -> list[pb.Entry]:
         """One change in flight at a time, and none before this leader committed an
@@ -685,7 +699,8 @@ class Raft:
             pr.become_probe()
             pr.become_replicate()
         target = self.transfer_target
-        self._try_commit()  # may start a transfer (a removed leader): not twice
+        if pr.match > self.log.committed:
+            self._try_commit()  # may start a transfer (a removed leader): not twice
         if m.from_id == target == self.transfer_target and pr.match == self.log.last_index():
             self._send(pb.TIMEOUT_NOW, m.from_id)
 
@@ -730,14 +745,17 @@ class Raft:
         """The leader's own entries up to saved_to are durable: it may count itself."""
         if self.role is Role.LEADER and saved_to > self.self_match:
             self.self_match = saved_to
-            self._try_commit()
+            if saved_to > self.log.committed:
+                self._try_commit()
 
     def _try_commit(self) -> None:
         log = self.log
         while self.role is Role.LEADER:
             rid = self.replica_id
-            matches = [self.self_match if v == rid else self.progress[v].match for v in self.voters]
-            index = committed_index(matches)
+            progress = self.progress
+            index = committed_index(
+                [self.self_match if v == rid else progress[v].match for v in self.voters]
+            )
             if index <= log.committed:
                 return
             # Count replicas only for entries of our own term (thesis 3.6.2): an older
@@ -763,23 +781,60 @@ class Raft:
     # ------------------------------------------------------------------ replication (follower)
 
     def _handle_replicate(self, m: pb.Message) -> None:
-        self._heard_from_leader(m)
+        leader = m.from_id
+        if self.role is Role.CANDIDATE or self.role is Role.PRE_CANDIDATE:
+            self.become_follower(self.term, leader)  # someone won this term (3.4)
+        self.leader_id = leader
+        self.election_elapsed = 0
         log = self.log
         prev = m.log_index
-        if prev < log.committed:
-            self._send(pb.REPLICATE_RESP, m.from_id, log_index=log.committed)
+        committed = log.committed
+        if prev < committed:
+            self._reply(leader, committed)
             return
-        if log.match_term(prev, m.log_term):
+        mem = log.mem
+        last = log.mem_offset + len(mem) - 1
+        if prev == last and (mem[-1].term if mem else log.term(last)) == m.log_term:
+            # The common case, kept short: the leader continues where our log ends.
             entries = m.entries
-            last_new = log.append_after(prev, list(entries), bool(m.hint)) if entries else prev
-            self._commit_to(min(m.commit, last_new))
-            self._send(pb.REPLICATE_RESP, m.from_id, log_index=last_new)
+            if entries:
+                log.append(entries, bool(m.hint))
+                last = log.mem_offset + len(mem) - 1
+        elif log.match_term(prev, m.log_term):
+            entries = m.entries
+            last = log.append_after(prev, list(entries), bool(m.hint)) if entries else prev
+        else:
+            # Fast back-off (etcd): name the last entry whose term is no newer than
+            # the leader's, so it skips a whole run of entries we do not have.
+            hint, hint_term = log.find_conflict_by_term(prev, m.log_term)
+            self._send(
+                pb.REPLICATE_RESP,
+                leader,
+                reject=True,
+                log_index=prev,
+                hint=hint,
+                log_term=hint_term,
+            )
             return
-        # Fast back-off (etcd): name the last entry whose term is no newer than the
-        # leader's, so the leader skips a whole run of entries it does not have.
-        hint, hint_term = log.find_conflict_by_term(prev, m.log_term)
-        self._send(
-            pb.REPLICATE_RESP, m.from_id, reject=True, log_index=prev, hint=hint, log_term=hint_term
+        # Commit only what the leader's message proved we hold (thesis 3.5).
+        commit = m.commit
+        if commit > last:
+            commit = last
+        if commit > committed:
+            self._commit_to(commit)
+        self._reply(leader, last)
+
+    def _reply(self, leader: int, index: int) -> None:
+        """Acknowledge our log up to index (sent after the caller saved it)."""
+        self.msgs.append(
+            pb.Message(
+                type=pb.REPLICATE_RESP,
+                to=leader,
+                from_id=self.replica_id,
+                shard_id=self.shard_id,
+                term=self.term,
+                log_index=index,
+            )
         )
 
     def _handle_heartbeat(self, m: pb.Message) -> None:

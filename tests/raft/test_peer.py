@@ -173,3 +173,20 @@ def test_descriptions() -> None:
     text = describe_update(peer.get_update())
     assert text.splitlines()[0] == "update 7/1 sync"
     assert "save [1/1 cc:add(1)]" in text
+
+
+def test_propose_says_what_it_did() -> None:
+    from nodehost.raft import ProposalResult
+
+    from .network import Network
+
+    net = Network.of(3, seed=3)
+    assert net.peer(2).propose([pb.Entry(key=1)]) is ProposalResult.DROPPED  # no leader
+    net.elect(1)
+    assert net.peer(1).propose([pb.Entry(key=2)]) is ProposalResult.APPENDED
+    assert net.peer(2).propose([pb.Entry(key=3)]) is ProposalResult.FORWARDED
+    cc = pb.ConfigChange(type=pb.ADD_NON_VOTING, replica_id=4, address="d")
+    assert net.peer(1).propose_config_change(cc, key=4) is ProposalResult.APPENDED
+    # A second change while the first is pending is refused.
+    cc2 = pb.ConfigChange(type=pb.ADD_NON_VOTING, replica_id=5, address="e")
+    assert net.peer(1).propose_config_change(cc2, key=5) is ProposalResult.DROPPED
