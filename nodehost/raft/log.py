@@ -157,9 +157,6 @@ class RaftLog:
     def unsaved(self) -> list[pb.Entry]:
         return self.mem[self.saved_to + 1 - self.mem_offset :]
 
-    def has_unsaved(self) -> bool:
-        return self.saved_to < self.mem_offset + len(self.mem) - 1
-
     def in_mem_bytes(self) -> int:
         if not self.mem:
             return 0

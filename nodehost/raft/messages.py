@@ -113,9 +113,5 @@ def is_local(message_type: int) -> bool:
     return message_type in LOCAL_TYPES
 
 
-def entry_size(entry: pb.Entry) -> int:
-    return len(entry.cmd) + ENTRY_OVERHEAD
-
-
 def local_message(message_type: pb.MessageType, from_id: int = 0, hint: int = 0) -> pb.Message:
     return pb.Message(type=message_type, from_id=from_id, hint=hint)

@@ -760,8 +760,11 @@ class Raft:
                 return
             # Count replicas only for entries of our own term (thesis 3.6.2): an older
             # entry stored on a majority can still be overwritten by a future leader.
-            if log.term(index) != self.term and Mutation.COMMIT_EARLIER_TERM_BY_COUNT not in (
-                self.mutations
+            # MUTATION (tests only): COMMIT_EARLIER_TERM_BY_COUNT commits it anyway,
+            # the figure-8 bug.
+            if (
+                log.term(index) != self.term
+                and Mutation.COMMIT_EARLIER_TERM_BY_COUNT not in self.mutations
             ):
                 return
             self._commit_to(index)
@@ -972,11 +975,13 @@ class Raft:
         if self.removed:
             self._reject_read(read)
             return
-        if not self.term_committed and Mutation.READ_INDEX_BEFORE_FIRST_COMMIT not in (
-            self.mutations
+        # Our commit index may be behind the cluster's until an entry of our term
+        # commits (thesis 6.4, etcd #7331): the caller retries (ShardNotReady).
+        # MUTATION (tests only): READ_INDEX_BEFORE_FIRST_COMMIT serves it anyway.
+        if (
+            not self.term_committed
+            and Mutation.READ_INDEX_BEFORE_FIRST_COMMIT not in self.mutations
         ):
-            # Our commit index may be behind the cluster's until an entry of our term
-            # commits (thesis 6.4, etcd #7331): the caller retries (ShardNotReady).
             self._reject_read(read)
             return
         if self.voters == {self.replica_id}:
