@@ -623,7 +623,13 @@ class Raft:
                 built[key] = m
                 count = len(entries)
                 sent_last = nxt + count - 1
-            self.replicate.append(m)
+            if witness:
+                # Only after we saved them: a witness cannot lead, so an entry only it
+                # holds (we crashed before saving) would block every election it must
+                # vote in: its log would be ahead of every replica that can win.
+                self.msgs.append(m)
+            else:
+                self.replicate.append(m)
             pr.sent(sent_last, count)
             pr.sent_commit = committed
             pr.probe_due = False

@@ -272,3 +272,23 @@ def test_a_joining_replica_learns_the_initial_membership(kind: pb.ConfigChangeTy
     net.stabilize()
     net.tick(ticks=2)
     assert agree(net, 1, 4)
+
+
+def test_a_witness_gets_entries_only_after_the_leader_saved_them() -> None:
+    # 1 and witness 2 both must vote. Had 2 received an entry that 1 then lost in a
+    # crash before saving it, 2's log would be ahead of the only replica that can
+    # lead, and no election could ever succeed.
+    net = Network.of(1, seed=15)
+    net.elect(1)
+    net.add_node(2, is_witness=True)
+    net.propose_config_change(1, pb.ADD_WITNESS, 2)
+    net.stabilize()
+    assert sorted(net.peer(1).raft.voters) == [1, 2]
+    net.propose(1, b"unsaved")
+    net.process(1, split=True)  # the leader's replicate went out; its save did not happen
+    net.deliver_due()
+    assert net.peer(2).raft.log.last_index() < net.peer(1).raft.log.last_index()
+    net.crash(1)
+    net.restart(1)
+    net.tick(ticks=5 * ELECTION)
+    assert net.leader() == 1
