@@ -210,16 +210,18 @@ class Membership(_message.Message):
     def __init__(self, config_change_id: _Optional[int] = ..., addresses: _Optional[_Mapping[int, str]] = ..., non_votings: _Optional[_Mapping[int, str]] = ..., witnesses: _Optional[_Mapping[int, str]] = ..., removed: _Optional[_Mapping[int, bool]] = ...) -> None: ...
 
 class SnapshotFile(_message.Message):
-    __slots__ = ("file_id", "filepath", "file_size", "metadata")
+    __slots__ = ("file_id", "filepath", "file_size", "metadata", "checksum")
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     FILEPATH_FIELD_NUMBER: _ClassVar[int]
     FILE_SIZE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     file_id: int
     filepath: str
     file_size: int
     metadata: bytes
-    def __init__(self, file_id: _Optional[int] = ..., filepath: _Optional[str] = ..., file_size: _Optional[int] = ..., metadata: _Optional[bytes] = ...) -> None: ...
+    checksum: bytes
+    def __init__(self, file_id: _Optional[int] = ..., filepath: _Optional[str] = ..., file_size: _Optional[int] = ..., metadata: _Optional[bytes] = ..., checksum: _Optional[bytes] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("shard_id", "index", "term", "membership", "filepath", "file_size", "checksum", "files", "type", "on_disk_index", "dummy", "witness", "imported")
@@ -297,7 +299,7 @@ class SnapshotHeader(_message.Message):
     def __init__(self, version: _Optional[int] = ..., session_size: _Optional[int] = ..., data_size: _Optional[int] = ..., compression: _Optional[int] = ..., payload_checksum: _Optional[bytes] = ...) -> None: ...
 
 class SnapshotChunk(_message.Message):
-    __slots__ = ("shard_id", "replica_id", "from_id", "deployment_id", "bin_ver", "index", "term", "message_term", "chunk_id", "chunk_count", "file_size", "filepath", "data", "chunk_checksum", "file_checksum", "membership", "witness", "dummy", "on_disk_index", "type", "source_address", "files")
+    __slots__ = ("shard_id", "replica_id", "from_id", "deployment_id", "bin_ver", "index", "term", "message_term", "chunk_id", "chunk_count", "file_size", "filepath", "data", "chunk_checksum", "file_checksum", "membership", "witness", "dummy", "on_disk_index", "type", "source_address", "files", "file_index", "file_offset", "snapshot_checksum", "imported")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +322,10 @@ class SnapshotChunk(_message.Message):
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
+    FILE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FILE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     replica_id: int
     from_id: int
@@ -342,7 +348,11 @@ class SnapshotChunk(_message.Message):
     type: StateMachineType
     source_address: str
     files: _containers.RepeatedCompositeFieldContainer[SnapshotFile]
-    def __init__(self, shard_id: _Optional[int] = ..., replica_id: _Optional[int] = ..., from_id: _Optional[int] = ..., deployment_id: _Optional[int] = ..., bin_ver: _Optional[int] = ..., index: _Optional[int] = ..., term: _Optional[int] = ..., message_term: _Optional[int] = ..., chunk_id: _Optional[int] = ..., chunk_count: _Optional[int] = ..., file_size: _Optional[int] = ..., filepath: _Optional[str] = ..., data: _Optional[bytes] = ..., chunk_checksum: _Optional[int] = ..., file_checksum: _Optional[bytes] = ..., membership: _Optional[_Union[Membership, _Mapping]] = ..., witness: _Optional[bool] = ..., dummy: _Optional[bool] = ..., on_disk_index: _Optional[int] = ..., type: _Optional[_Union[StateMachineType, str]] = ..., source_address: _Optional[str] = ..., files: _Optional[_Iterable[_Union[SnapshotFile, _Mapping]]] = ...) -> None: ...
+    file_index: int
+    file_offset: int
+    snapshot_checksum: bytes
+    imported: bool
+    def __init__(self, shard_id: _Optional[int] = ..., replica_id: _Optional[int] = ..., from_id: _Optional[int] = ..., deployment_id: _Optional[int] = ..., bin_ver: _Optional[int] = ..., index: _Optional[int] = ..., term: _Optional[int] = ..., message_term: _Optional[int] = ..., chunk_id: _Optional[int] = ..., chunk_count: _Optional[int] = ..., file_size: _Optional[int] = ..., filepath: _Optional[str] = ..., data: _Optional[bytes] = ..., chunk_checksum: _Optional[int] = ..., file_checksum: _Optional[bytes] = ..., membership: _Optional[_Union[Membership, _Mapping]] = ..., witness: _Optional[bool] = ..., dummy: _Optional[bool] = ..., on_disk_index: _Optional[int] = ..., type: _Optional[_Union[StateMachineType, str]] = ..., source_address: _Optional[str] = ..., files: _Optional[_Iterable[_Union[SnapshotFile, _Mapping]]] = ..., file_index: _Optional[int] = ..., file_offset: _Optional[int] = ..., snapshot_checksum: _Optional[bytes] = ..., imported: _Optional[bool] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("received",)

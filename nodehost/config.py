@@ -1,0 +1,156 @@
+"""NodeHost and per-replica settings, validated when built.
+
+Every value is checked in `__post_init__`, so a bad setting fails at the line that made
+it, with `InvalidConfig` naming the field, never later inside the engine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from nodehost.errors import InvalidConfig
+from nodehost.rsm import CompressionType as CompressionType
+
+if TYPE_CHECKING:
+    from nodehost.events import IRaftEventListener, ISystemEventListener
+
+MAX_ID = 2**64 - 1
+
+
+def parse_address(address: str, field_name: str) -> tuple[str, int]:
+    """Split "host:port" (IPv6 as "[::1]:port"); raise InvalidConfig naming the field."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise InvalidConfig(f"{field_name}: {address!r} is not host:port")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise InvalidConfig(f"{field_name}: port {port} is out of range")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise InvalidConfig(f"{field_name}: {address!r} has an unclosed '['")
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError as exc:
+            raise InvalidConfig(f"{field_name}: {host!r} is not an IPv6 address") from exc
+    elif any(c.isspace() or c in "/[]" for c in host):
+        raise InvalidConfig(f"{field_name}: {host!r} is not a host name")
+    return host, port
+
+
+def _check_id(value: int, field_name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfig(f"{field_name} must be an int, got {type(value).__name__}")
+    if not 0 < value <= MAX_ID:
+        raise InvalidConfig(f"{field_name} must be in 1..2**64-1, got {value}")
+
+
+def _check_non_negative(value: int, field_name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidConfig(f"{field_name} must be a non-negative int, got {value!r}")
+
+
+@dataclass
+class NodeHostConfig:
+    """Settings of one NodeHost (one per process).
+
+    `rtt_millisecond` is the tick: election and heartbeat intervals of every replica are
+    counted in it, so it should be about the round trip time between NodeHosts.
+    """
+
+    node_host_dir: str
+    raft_address: str
+    rtt_millisecond: int = 200
+    listen_address: str = ""
+    wal_dir: str = ""
+    deployment_id: int = 0
+    mutual_tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    max_send_queue_size: int = 0
+    max_receive_queue_size: int = 0
+    notify_commit: bool = False
+    raft_event_listener: IRaftEventListener | None = None
+    system_event_listener: ISystemEventListener | None = None
+    enable_metrics: bool = False
+    # Largest command accepted in one proposal (bytes).
+    max_entry_size: int = 8 * 1024 * 1024
+    # Worker threads that apply committed entries (a shard always uses the same one).
+    apply_workers: int = 2
+    # Use uvloop for the engine loop where available.
+    use_uvloop: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.node_host_dir, str) or not self.node_host_dir:
+            raise InvalidConfig("node_host_dir is required")
+        parse_address(self.raft_address, "raft_address")
+        if not self.listen_address:
+            self.listen_address = self.raft_address
+        else:
+            parse_address(self.listen_address, "listen_address")
+        if isinstance(self.rtt_millisecond, bool) or not isinstance(self.rtt_millisecond, int):
+            raise InvalidConfig("rtt_millisecond must be an int")
+        if not 1 <= self.rtt_millisecond <= 60_000:
+            raise InvalidConfig(f"rtt_millisecond must be in 1..60000, got {self.rtt_millisecond}")
+        _check_non_negative(self.deployment_id, "deployment_id")
+        if self.deployment_id > MAX_ID:
+            raise InvalidConfig("deployment_id must fit in 64 bits")
+        _check_non_negative(self.max_send_queue_size, "max_send_queue_size")
+        _check_non_negative(self.max_receive_queue_size, "max_receive_queue_size")
+        if self.max_entry_size < 1:
+            raise InvalidConfig("max_entry_size must be positive")
+        if not 1 <= self.apply_workers <= 64:
+            raise InvalidConfig(f"apply_workers must be in 1..64, got {self.apply_workers}")
+        if self.mutual_tls:
+            for name in ("ca_file", "cert_file", "key_file"):
+                if not getattr(self, name):
+                    raise InvalidConfig(f"{name} is required when mutual_tls is on")
+
+
+@dataclass
+class Config:
+    """Settings of one replica. Times are in ticks of NodeHostConfig.rtt_millisecond."""
+
+    shard_id: int
+    replica_id: int
+    election_rtt: int = 10
+    heartbeat_rtt: int = 1
+    check_quorum: bool = False
+    pre_vote: bool = False
+    snapshot_entries: int = 0
+    compaction_overhead: int = 0
+    ordered_config_change: bool = False
+    max_in_mem_log_size: int = 0
+    snapshot_compression: CompressionType = CompressionType.NONE
+    is_non_voting: bool = False
+    is_witness: bool = False
+    quiesce: bool = False
+    wait_ready: bool = False
+    # Test-only known-bug switches for the chaos suite; never set by users.
+    _mutations: frozenset[str] = field(default_factory=frozenset, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_id(self.shard_id, "shard_id")
+        _check_id(self.replica_id, "replica_id")
+        for name in ("election_rtt", "heartbeat_rtt"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidConfig(f"{name} must be a positive int, got {value!r}")
+        if self.election_rtt <= 2 * self.heartbeat_rtt:
+            raise InvalidConfig(
+                f"election_rtt ({self.election_rtt}) must be more than twice "
+                f"heartbeat_rtt ({self.heartbeat_rtt})"
+            )
+        _check_non_negative(self.snapshot_entries, "snapshot_entries")
+        _check_non_negative(self.compaction_overhead, "compaction_overhead")
+        _check_non_negative(self.max_in_mem_log_size, "max_in_mem_log_size")
+        if self.is_witness and self.is_non_voting:
+            raise InvalidConfig("is_witness and is_non_voting cannot both be set")
+        if self.is_witness and self.snapshot_entries:
+            raise InvalidConfig("snapshot_entries must be 0 on a witness (it has no state)")
+        try:
+            self.snapshot_compression = CompressionType(self.snapshot_compression)
+        except ValueError as exc:
+            raise InvalidConfig(f"snapshot_compression: {exc}") from exc

@@ -1,0 +1,120 @@
+"""Every error the public API raises; one base class so callers can catch them all.
+
+Errors from grpc, rocksdict and user code are translated where they enter, so a caller
+never has to know which layer failed.
+"""
+
+from __future__ import annotations
+
+
+class RaftError(Exception):
+    """Base of every error raised by the public API."""
+
+    #: True when retrying the same call later may succeed (dragonboat's IsTempError).
+    temporary = False
+
+
+class Timeout(RaftError):
+    """The request did not complete in time. A proposal may still be applied later."""
+
+    temporary = True
+
+
+class Rejected(RaftError):
+    """The shard refused the request for good (a removed id, a stale config change id,
+    an expired session, a snapshot that already exists)."""
+
+
+class ShardNotReady(RaftError):
+    """No leader is known yet, or leadership is moving. Retrying later is safe."""
+
+    temporary = True
+
+
+class SystemBusy(RaftError):
+    """Too much unapplied log in memory (max_in_mem_log_size) or too many requests queued."""
+
+    temporary = True
+
+
+class Aborted(RaftError):
+    """The request was cancelled before it took effect."""
+
+    temporary = True
+
+
+class ShardClosed(RaftError):
+    """The replica was stopped while the request was pending."""
+
+    temporary = True
+
+
+class ShardNotFound(RaftError):
+    """No replica of this shard runs on this NodeHost."""
+
+
+class ShardAlreadyExists(RaftError):
+    """A replica of this shard already runs on this NodeHost."""
+
+
+class ShardNotStopped(RaftError):
+    """The operation needs the replica to be stopped first."""
+
+
+class InvalidConfig(RaftError):
+    """A configuration value is out of range; the message names the field."""
+
+
+class InvalidShardSettings(RaftError):
+    """start_* arguments contradict what was recorded when the replica first started."""
+
+
+class InvalidSession(RaftError):
+    """The session belongs to another shard, or cannot be used for this call."""
+
+
+class PayloadTooBig(RaftError):
+    """The command is larger than the shard accepts in one entry."""
+
+
+class ReplicaRemoved(RaftError):
+    """This replica was removed from its shard; its id can never be used again."""
+
+
+class Closed(RaftError):
+    """The NodeHost was closed."""
+
+
+class InvalidOperation(RaftError):
+    """The call is not valid for this replica (e.g. a stale read on a witness)."""
+
+
+class StateMachineFailed(RaftError):
+    """The user's state machine raised; the replica stopped rather than skip an entry."""
+
+
+class DirectoryLocked(RaftError):
+    """Another NodeHost is using this directory."""
+
+
+__all__ = [
+    "Aborted",
+    "Closed",
+    "DirectoryLocked",
+    "InvalidConfig",
+    "InvalidOperation",
+    "InvalidSession",
+    "InvalidShardSettings",
+    "PayloadTooBig",
+    "RaftError",
+    "Rejected",
+    "ReplicaRemoved",
+    "ShardAlreadyExists",
+    "ShardClosed",
+    "ShardNotFound",
+    "ShardNotReady",
+    "ShardNotStopped",
+    "StateMachineFailed",
+    "SystemBusy",
+    "Timeout",
+]

@@ -1,0 +1,122 @@
+"""Event listeners: how an application learns about leaders, membership and snapshots.
+
+Rules:
+- Listener methods run on one dedicated thread per NodeHost, in the order the events
+  happened, never on the engine loop: a slow listener delays other events, never Raft.
+- An exception in a listener is logged and swallowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("nodehost.events")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    shard_id: int
+    replica_id: int
+    term: int
+    leader_id: int  # 0 while no leader is known
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    shard_id: int
+    replica_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    shard_id: int
+    replica_id: int
+    index: int
+    from_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EntryInfo:
+    shard_id: int
+    replica_id: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    address: str
+    snapshot_connection: bool = False
+
+
+class IRaftEventListener:
+    """Subclass and override what you need."""
+
+    def leader_updated(self, info: LeaderInfo) -> None:
+        """A replica on this NodeHost saw a new leader (or lost it: leader_id 0)."""
+
+
+class ISystemEventListener:
+    """Subclass and override what you need; every method defaults to doing nothing."""
+
+    def node_host_shutting_down(self) -> None: ...
+    def node_ready(self, info: NodeInfo) -> None: ...
+    def node_unloaded(self, info: NodeInfo) -> None: ...
+    def node_deleted(self, info: NodeInfo) -> None: ...
+    def membership_changed(self, info: NodeInfo) -> None: ...
+    def connection_established(self, info: ConnectionInfo) -> None: ...
+    def connection_failed(self, info: ConnectionInfo) -> None: ...
+    def send_snapshot_started(self, info: SnapshotInfo) -> None: ...
+    def send_snapshot_completed(self, info: SnapshotInfo) -> None: ...
+    def send_snapshot_aborted(self, info: SnapshotInfo) -> None: ...
+    def snapshot_received(self, info: SnapshotInfo) -> None: ...
+    def snapshot_recovered(self, info: SnapshotInfo) -> None: ...
+    def snapshot_created(self, info: SnapshotInfo) -> None: ...
+    def snapshot_compacted(self, info: SnapshotInfo) -> None: ...
+    def log_compacted(self, info: EntryInfo) -> None: ...
+    def log_db_compacted(self, info: EntryInfo) -> None: ...
+
+
+class EventDispatcher:
+    """Runs listener calls on its own thread, in order."""
+
+    def __init__(
+        self,
+        raft: IRaftEventListener | None,
+        system: ISystemEventListener | None,
+    ) -> None:
+        self.raft = raft
+        self.system = system
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        if raft is not None or system is not None:
+            self._thread = threading.Thread(target=self._run, name="nodehost-events", daemon=True)
+            self._thread.start()
+
+    def leader_updated(self, info: LeaderInfo) -> None:
+        if self.raft is not None:
+            self._queue.put(lambda: self.raft.leader_updated(info))  # type: ignore[union-attr]
+
+    def system_event(self, name: str, *args: object) -> None:
+        if self.system is not None:
+            method = getattr(self.system, name)
+            self._queue.put(lambda: method(*args))
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            call = self._queue.get()
+            if call is None:
+                return
+            try:
+                call()
+            except Exception:
+                log.exception("event listener raised")

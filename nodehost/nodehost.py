@@ -1,0 +1,673 @@
+"""NodeHost: the public entry point. One per process, any number of shards.
+
+Every public method is thread-safe and may be called from any thread, including from
+inside an asyncio event loop (none of them block on the engine loop for long; the
+`sync_*` ones block the calling thread until done or timed out: from a coroutine, prefer
+`await nh.propose(...)` and friends, which return awaitable RequestStates).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from logdb import LogDBError, RocksLogDB
+from nodehost import errors
+from nodehost.aio import AsyncAPI
+from nodehost.bootstrap import check_bootstrap
+from nodehost.config import Config, NodeHostConfig, parse_address
+from nodehost.engine import Engine, EngineListener
+from nodehost.env import Env
+from nodehost.events import (
+    EventDispatcher,
+    LeaderInfo,
+    NodeInfo,
+    SnapshotInfo,
+)
+from nodehost.info import (
+    Membership,
+    NodeHostInfo,
+    NodeHostInfoOption,
+    ShardInfo,
+    SnapshotOption,
+)
+from nodehost.logreader import CachedLogReader
+from nodehost.membership_api import MembershipAPI
+from nodehost.metrics import Metrics
+from nodehost.node import Node, SnapshotRequest
+from nodehost.raft import Mutation, Peer, RaftConfig
+from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
+from nodehost.routing import TransportRouter
+from nodehost.rsm import (
+    SERIES_ID_NOOP,
+    SERIES_ID_REGISTER,
+    SERIES_ID_UNREGISTER,
+    Session,
+    SnapshotStore,
+    StateMachineManager,
+)
+from protos import raft_pb2 as pb
+from statemachine import (
+    IConcurrentStateMachine,
+    IOnDiskStateMachine,
+    IStateMachine,
+    Result,
+    StateMachineType,
+)
+from transport import BindError, GrpcTransport, TransportConfig, TransportError
+
+log = logging.getLogger("nodehost")
+
+
+class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
+    """Hosts replicas of many shards over one transport and one log store."""
+
+    def __init__(self, config: NodeHostConfig) -> None:
+        if not isinstance(config, NodeHostConfig):
+            raise errors.InvalidConfig("NodeHost needs a NodeHostConfig")
+        self.config = config
+        self._lock = threading.RLock()
+        self._closed = False
+        self._rng = random.Random()
+        self._keys = itertools.count(self._rng.getrandbits(62) + 1)
+        self._stale_read_warned = False
+        self._env = Env(
+            config.node_host_dir, config.wal_dir, config.raft_address, config.deployment_id
+        )
+        self._logdb: RocksLogDB | None = None
+        self._engine: Engine | None = None
+        try:
+            self._logdb = RocksLogDB(str(self._env.logdb_dir), deployment_id=config.deployment_id)
+            self._metrics = Metrics(config.enable_metrics)
+            self._events = EventDispatcher(config.raft_event_listener, config.system_event_listener)
+            self._engine = Engine(
+                self._logdb,
+                config.rtt_millisecond,
+                config.apply_workers,
+                config.notify_commit,
+                self._metrics,
+                use_uvloop=config.use_uvloop,
+            )
+            self._engine.listener = self
+            self._transport = GrpcTransport(
+                TransportConfig(
+                    raft_address=config.raft_address,
+                    listen_address=config.listen_address,
+                    deployment_id=config.deployment_id,
+                    mutual_tls=config.mutual_tls,
+                    ca_file=config.ca_file,
+                    cert_file=config.cert_file,
+                    key_file=config.key_file,
+                    max_send_queue_size=config.max_send_queue_size,
+                ),
+                TransportRouter(self),
+            )
+            self._engine.transport = self._transport
+            self._engine.run(self._transport.start(), timeout=30)
+            self._metrics.watch_transport(self._transport_stats)
+        except (LogDBError, TransportError) as exc:
+            self._release()
+            raise errors.InvalidConfig(_open_error(config, exc)) from exc
+        except BaseException:
+            self._release()
+            raise
+        log.info("NodeHost %s listening on %s", self.id, config.listen_address)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def id(self) -> str:
+        """This NodeHost's persistent id."""
+        return self._env.node_host_id
+
+    @property
+    def raft_address(self) -> str:
+        return self.config.raft_address
+
+    def close(self) -> None:
+        """Stop every replica, the transport and the engine; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._events.system_event("node_host_shutting_down")
+        engine = self._engine
+        if engine is not None:
+            try:
+                nodes = engine.call(lambda: list(engine.nodes.values()), timeout=10)
+            except Exception:
+                nodes = list(engine.nodes.values())
+            for node in nodes:
+                self._unload(node, ResultCode.TERMINATED)
+        self._release()
+
+    def _release(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        if self._logdb is not None:
+            self._logdb.close()
+            self._logdb = None
+        events = getattr(self, "_events", None)
+        if events is not None:
+            events.close()
+        self._env.close()
+
+    def __enter__(self) -> NodeHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> Engine:
+        if self._closed or self._engine is None:
+            raise errors.Closed("the NodeHost is closed")
+        if self._engine.fatal is not None:
+            raise errors.Closed(f"the NodeHost stopped: {self._engine.fatal}")
+        return self._engine
+
+    # ---------------------------------------------------------------- replicas
+
+    def start_replica(
+        self,
+        initial_members: dict[int, str],
+        join: bool,
+        create: Callable[[int, int], IStateMachine],
+        config: Config,
+    ) -> None:
+        """Start this host's replica of `config.shard_id`.
+
+        New shard: join=False with every initial member's address. A replica added with
+        request_add_*: join=True and no members. Restart: the same arguments as the first
+        start (or empty members).
+        """
+        self._start(initial_members, join, create, config, StateMachineType.REGULAR)
+
+    def start_concurrent_replica(
+        self,
+        initial_members: dict[int, str],
+        join: bool,
+        create: Callable[[int, int], IConcurrentStateMachine],
+        config: Config,
+    ) -> None:
+        self._start(initial_members, join, create, config, StateMachineType.CONCURRENT)
+
+    def start_on_disk_replica(
+        self,
+        initial_members: dict[int, str],
+        join: bool,
+        create: Callable[[int, int], IOnDiskStateMachine],
+        config: Config,
+    ) -> None:
+        self._start(initial_members, join, create, config, StateMachineType.ON_DISK)
+
+    def _start(
+        self,
+        initial_members: dict[int, str],
+        join: bool,
+        create: Callable[[int, int], Any],
+        config: Config,
+        kind: StateMachineType,
+    ) -> None:
+        engine = self._check_open()
+        if not isinstance(config, Config):
+            raise errors.InvalidConfig("config must be a nodehost.Config")
+        members = dict(initial_members or {})
+        for rid, address in members.items():
+            if isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0:
+                raise errors.InvalidConfig(f"initial_members: bad replica id {rid!r}")
+            parse_address(address, f"initial_members[{rid}]")
+        if len(set(members.values())) != len(members):
+            raise errors.InvalidConfig("initial_members: two replicas share an address")
+        shard_id, replica_id = config.shard_id, config.replica_id
+        with self._lock:
+            if shard_id in engine.nodes:
+                raise errors.ShardAlreadyExists(f"shard {shard_id} already runs here")
+            if self._env.tombstone(shard_id, replica_id).exists():
+                raise errors.ReplicaRemoved(
+                    f"shard {shard_id} replica {replica_id} was removed; use a new replica id"
+                )
+            assert self._logdb is not None
+            new = check_bootstrap(self._logdb, members, join, config, kind)
+            node = self._build_node(engine, members, join, new, create, config, kind)
+            engine.call(lambda: self._add_node(engine, node, members))
+        self._metrics.replicas(len(engine.nodes))
+        self._events.system_event("node_ready", NodeInfo(shard_id, replica_id))
+
+    def _build_node(
+        self,
+        engine: Engine,
+        members: dict[int, str],
+        join: bool,
+        new: bool,
+        create: Callable[[int, int], Any],
+        config: Config,
+        kind: StateMachineType,
+    ) -> Node:
+        assert self._logdb is not None
+        shard_id, replica_id = config.shard_id, config.replica_id
+        reader = CachedLogReader(self._logdb, shard_id, replica_id)
+        snapshots = SnapshotStore(
+            str(self._env.snapshot_dir(shard_id, replica_id)), shard_id, replica_id
+        )
+        sm = None
+        if not config.is_witness:
+            sm = create(shard_id, replica_id)
+            expected = {
+                StateMachineType.REGULAR: IStateMachine,
+                StateMachineType.CONCURRENT: IConcurrentStateMachine,
+                StateMachineType.ON_DISK: IOnDiskStateMachine,
+            }[kind]
+            if not isinstance(sm, expected):
+                raise errors.InvalidConfig(
+                    f"create returned {type(sm).__name__}, not an {expected.__name__}"
+                )
+        rsm = StateMachineManager(
+            shard_id,
+            replica_id,
+            kind,
+            sm,
+            snapshots,
+            ordered_config_change=config.ordered_config_change,
+            compression=config.snapshot_compression,
+        )
+        stopped = lambda: self._closed  # noqa: E731
+        rsm.open(stopped)
+        snapshot = reader.snapshot()
+        if snapshot.index > 0:
+            rsm.recover(snapshot, stopped)
+            if replica_id in snapshot.membership.removed:
+                raise errors.ReplicaRemoved(f"shard {shard_id} replica {replica_id} was removed")
+        peer = Peer(
+            RaftConfig(
+                shard_id=shard_id,
+                replica_id=replica_id,
+                election_rtt=config.election_rtt,
+                heartbeat_rtt=config.heartbeat_rtt,
+                check_quorum=config.check_quorum,
+                pre_vote=config.pre_vote,
+                ordered_config_change=config.ordered_config_change,
+                max_in_mem_log_size=config.max_in_mem_log_size,
+                is_non_voting=config.is_non_voting,
+                is_witness=config.is_witness,
+                quiesce=config.quiesce,
+                mutations=frozenset(Mutation(m) for m in config._mutations),
+            ),
+            reader,
+            random.Random(self._rng.getrandbits(64)),
+            initial_members=members if new and not join else None,
+            join=join,
+        )
+        return Node(engine, config, peer, rsm, reader, snapshots, engine.apply_worker_for(shard_id))
+
+    def _add_node(self, engine: Engine, node: Node, members: dict[int, str]) -> None:
+        registry = self._transport.registry
+        for rid, address in members.items():
+            registry.add(node.shard_id, rid, address)
+        self._sync_registry(node)
+        engine.add_node(node)
+
+    def stop_shard(self, shard_id: int) -> None:
+        """Stop and unload this host's replica of the shard (not a membership change)."""
+        engine = self._check_open()
+        node = engine.nodes.get(shard_id)
+        if node is None:
+            raise errors.ShardNotFound(f"shard {shard_id} does not run here")
+        self._unload(node, ResultCode.TERMINATED)
+
+    def stop_replica(self, shard_id: int, replica_id: int) -> None:
+        engine = self._check_open()
+        node = engine.nodes.get(shard_id)
+        if node is None or node.replica_id != replica_id:
+            raise errors.ShardNotFound(f"shard {shard_id} replica {replica_id} does not run here")
+        self._unload(node, ResultCode.TERMINATED)
+
+    def _unload(self, node: Node, code: ResultCode) -> None:
+        engine = self._engine
+        assert engine is not None
+
+        def on_loop() -> None:
+            engine.remove_node(node.shard_id)
+            self._transport.registry.remove_shard(node.shard_id)
+
+        try:
+            engine.call(on_loop, timeout=10)
+        except Exception:
+            node.stopped = True
+        node.fail_all(code, "the replica was stopped")
+        done = threading.Event()
+
+        def close_sm() -> None:
+            try:
+                node.rsm.close()
+            finally:
+                done.set()
+
+        with node.apply_lock:
+            node.apply_queue.clear()
+            scheduled = node.apply_scheduled
+        if scheduled:
+            # The worker sees `stopped` after its current task; close after it.
+            deadline = time.monotonic() + 10
+            while node.apply_scheduled and time.monotonic() < deadline:
+                time.sleep(0.005)
+        close_sm()
+        self._metrics.replicas(len(engine.nodes))
+        self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
+
+    def remove_data(self, shard_id: int, replica_id: int) -> None:
+        """Delete a stopped replica's log and snapshots; the id can never start here again."""
+        engine = self._check_open()
+        node = engine.nodes.get(shard_id)
+        if node is not None and node.replica_id == replica_id:
+            raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
+        assert self._logdb is not None
+        tombstone = self._env.tombstone(shard_id, replica_id)
+        tombstone.write_text("removed\n")
+        self._logdb.remove_node_data(shard_id, replica_id)
+        shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
+        self._events.system_event("node_deleted", NodeInfo(shard_id, replica_id))
+
+    def has_node_info(self, shard_id: int, replica_id: int) -> bool:
+        """True when this host has started that replica before (its bootstrap record)."""
+        self._check_open()
+        assert self._logdb is not None
+        return self._logdb.get_bootstrap(shard_id, replica_id) is not None
+
+    # ---------------------------------------------------------------- writes
+
+    def get_noop_session(self, shard_id: int) -> Session:
+        """A session without exactly-once bookkeeping: retries may apply twice."""
+        return Session.noop(shard_id, self._rng)
+
+    def sync_get_session(self, shard_id: int, timeout: float) -> Session:
+        """Register a client session: proposals through it are applied at most once."""
+        session = Session.new(shard_id, self._rng)
+        session.prepare_for_register()
+        result = self._propose_session(session, timeout)
+        if result.result.value != session.client_id:
+            raise errors.Rejected("the shard did not register the session")
+        session.registered()
+        return session
+
+    def sync_close_session(self, session: Session, timeout: float) -> None:
+        """Unregister a session; its deduplication state is dropped on every replica."""
+        if session.is_noop():
+            raise errors.InvalidSession("the no-op session cannot be closed")
+        session.prepare_for_unregister()
+        self._propose_session(session, timeout)
+
+    def _propose_session(self, session: Session, timeout: float) -> RequestResult:
+        result = self._retrying(lambda t: self._propose(session, b"", t), timeout)
+        result.raise_for_code()
+        return result
+
+    def propose(self, session: Session, cmd: bytes, timeout: float) -> RequestState:
+        """Propose `cmd`; returns at once. `rs.wait()` or `await rs` gives the outcome."""
+        if session.series_id in (SERIES_ID_REGISTER, SERIES_ID_UNREGISTER):
+            raise errors.InvalidSession("the session is being registered or closed")
+        return self._propose(session, cmd, timeout)
+
+    def sync_propose(self, session: Session, cmd: bytes, timeout: float) -> Result:
+        """Propose and wait for the state machine's Result.
+
+        With a registered session the session advances on success; after a Timeout,
+        retry with the same session and the command is applied at most once.
+        """
+        outcome = self._retrying(lambda t: self.propose(session, cmd, t), timeout)
+        outcome.raise_for_code()
+        if not session.is_noop():
+            session.proposal_completed()
+        return outcome.result
+
+    def _retrying(self, start: Callable[[float], RequestState], timeout: float) -> RequestResult:
+        """Wait for a request, starting it again while it is dropped (no leader yet, or
+        leadership moving): a dropped request never took effect, so this is safe, and a
+        caller's timeout covers the election instead of failing at once."""
+        check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        pause = self.config.rtt_millisecond / 1000.0
+        while True:
+            remaining = deadline - time.monotonic()
+            outcome = start(max(remaining, 0.001)).wait(max(remaining, 0.0) + 0.5)
+            if outcome.code is not ResultCode.DROPPED:
+                return outcome
+            if time.monotonic() + pause >= deadline:
+                return outcome
+            time.sleep(pause)
+
+    def _propose(self, session: Session, cmd: bytes, timeout: float) -> RequestState:
+        engine = self._check_open()
+        if not isinstance(cmd, bytes | bytearray | memoryview):
+            raise TypeError(f"cmd must be bytes, got {type(cmd).__name__}")
+        check_timeout(timeout)
+        if len(cmd) > self.config.max_entry_size:
+            raise errors.PayloadTooBig(
+                f"{len(cmd)} bytes is more than max_entry_size ({self.config.max_entry_size})"
+            )
+        node = self._node(session.shard_id)
+        if node.rsm.kind is StateMachineType.ON_DISK and not session.is_noop():
+            raise errors.InvalidSession("on-disk state machines need the no-op session")
+        if node.peer.rate_limited():
+            raise errors.SystemBusy(
+                f"shard {session.shard_id}: too much unapplied log in memory; retry later"
+            )
+        key = next(self._keys)
+        rs = RequestState(key, time.monotonic() + timeout, self.config.notify_commit)
+        node.pending_proposals.add(rs)
+        node.proposals.append(
+            pb.Entry(
+                key=key,
+                client_id=session.client_id,
+                series_id=session.series_id,
+                responded_to=session.responded_to,
+                cmd=bytes(cmd),
+            )
+        )
+        self._metrics.proposal(session.shard_id)
+        engine.wake_from_thread(node)
+        return rs
+
+    # ---------------------------------------------------------------- reads
+
+    def read_index(self, shard_id: int, timeout: float) -> RequestState:
+        """Start a linearizable read; once it completes, call `read_local_node`."""
+        engine = self._check_open()
+        check_timeout(timeout)
+        node = self._node(shard_id)
+        if node.config.is_witness:
+            raise errors.InvalidOperation("a witness has no state machine to read")
+        rs = RequestState(next(self._keys), time.monotonic() + timeout, shard_id=shard_id)
+        node.pending_reads.add(rs)
+        node.reads.append(rs)
+        self._metrics.read()
+        engine.wake_from_thread(node)
+        return rs
+
+    def read_local_node(self, rs: RequestState, query: Any) -> Any:
+        """Query the local state machine after `read_index` completed."""
+        outcome = rs.result() if rs.done() else None
+        if outcome is None or not outcome.completed():
+            raise errors.InvalidOperation("read_local_node needs a completed read_index")
+        return self._node(rs.shard_id).rsm.lookup(query)
+
+    def sync_read(self, shard_id: int, query: Any, timeout: float) -> Any:
+        """A linearizable read: reflects every write acknowledged before the call."""
+        self._retrying(lambda t: self.read_index(shard_id, t), timeout).raise_for_code()
+        return self._node(shard_id).rsm.lookup(query)
+
+    def stale_read(self, shard_id: int, query: Any) -> Any:
+        """Query the local state machine now: fast, but may miss recent writes."""
+        self._check_open()
+        node = self._node(shard_id)
+        if node.config.is_witness:
+            raise errors.InvalidOperation("a witness has no state machine to read")
+        if not self._stale_read_warned:
+            self._stale_read_warned = True
+            log.warning("stale_read may return data older than acknowledged writes")
+        return node.rsm.lookup(query)
+
+    # ---------------------------------------------------------------- snapshots
+
+    def request_snapshot(
+        self, shard_id: int, option: SnapshotOption | None, timeout: float
+    ) -> RequestState:
+        """Snapshot the state machine now; `snapshot_index` of the result tells where."""
+        engine = self._check_open()
+        check_timeout(timeout)
+        option = option or SnapshotOption()
+        if option.exported and not option.export_path:
+            raise errors.InvalidOperation("an exported snapshot needs export_path")
+        if option.override_compaction_overhead and option.compaction_overhead < 0:
+            raise errors.InvalidOperation("compaction_overhead must not be negative")
+        node = self._node(shard_id)
+        if node.config.is_witness:
+            raise errors.InvalidOperation("a witness has no state machine to snapshot")
+        rs = RequestState(next(self._keys), time.monotonic() + timeout)
+        node.pending_snapshots.add(rs)
+        node.submit_apply(
+            "snapshot",
+            SnapshotRequest(
+                rs,
+                option.export_path if option.exported else None,
+                option.compaction_overhead if option.override_compaction_overhead else None,
+            ),
+        )
+        del engine
+        return rs
+
+    def sync_request_snapshot(
+        self, shard_id: int, option: SnapshotOption | None, timeout: float
+    ) -> int:
+        rs = self.request_snapshot(shard_id, option, timeout)
+        outcome = rs.wait(timeout + 0.5)
+        outcome.raise_for_code()
+        return outcome.snapshot_index
+
+    # ---------------------------------------------------------------- information
+
+    def get_leader_id(self, shard_id: int) -> tuple[int, int, bool]:
+        """(leader_id, term, valid) as this replica knows it; valid is False with no leader."""
+        self._check_open()
+        node = self._node(shard_id)
+        return node.leader_id, node.term, node.leader_id != 0
+
+    def get_node_host_info(self, option: NodeHostInfoOption | None = None) -> NodeHostInfo:
+        engine = self._check_open()
+        option = option or NodeHostInfoOption()
+        info = NodeHostInfo(self.id, self.raft_address)
+        for node in list(engine.nodes.values()):
+            m = node.peer.membership
+            info.shard_info_list.append(
+                ShardInfo(
+                    shard_id=node.shard_id,
+                    replica_id=node.replica_id,
+                    is_leader=node.leader_id == node.replica_id,
+                    is_non_voting=node.replica_id in m.non_votings,
+                    is_witness=node.replica_id in m.witnesses,
+                    leader_id=node.leader_id,
+                    term=node.term,
+                    config_change_index=m.config_change_id,
+                    nodes=dict(m.addresses),
+                    state_machine_type=node.rsm.kind,
+                    applied_index=node.applied_index,
+                    failed=node.failed,
+                )
+            )
+        if not option.skip_log_info and self._logdb is not None:
+            info.log_info = self._logdb.list_node_info()
+        return info
+
+    def get_state_hash(self, shard_id: int) -> int:
+        """A digest of the replica's state (sessions, membership, user IHash): replicas
+        that applied the same entries have equal hashes. For tests and audits."""
+        self._check_open()
+        return self._node(shard_id).rsm.hash()
+
+    def write_health_metrics(self) -> bytes:
+        """Prometheus text exposition of this NodeHost's metrics (enable_metrics)."""
+        return self._metrics.render()
+
+    # ---------------------------------------------------------------- internals
+
+    def _node(self, shard_id: int) -> Node:
+        engine = self._check_open()
+        node = engine.nodes.get(shard_id)
+        if node is None:
+            raise errors.ShardNotFound(f"shard {shard_id} does not run on this NodeHost")
+        if node.failed is not None:
+            raise errors.ShardClosed(f"shard {shard_id} stopped: {node.failed}")
+        return node
+
+    def _transport_stats(self) -> dict[str, int]:
+        stats = self._transport.stats
+        if isinstance(stats, dict):
+            return {k: int(v) for k, v in stats.items()}
+        return {k: int(v) for k, v in vars(stats).items() if isinstance(v, int)}
+
+    def _sync_registry(self, node: Node) -> None:
+        """Point the transport at the addresses in the core's membership (on the loop)."""
+        registry = self._transport.registry
+        m = node.peer.membership
+        for group in (m.addresses, m.non_votings, m.witnesses):
+            for rid, address in group.items():
+                registry.add(node.shard_id, rid, address)
+        for rid in m.removed:
+            registry.remove(node.shard_id, rid)
+
+    # EngineListener (on the loop or an apply thread)
+
+    def leader_changed(self, node: Node) -> None:
+        self._metrics.leader_changed(node.shard_id)
+        self._events.leader_updated(
+            LeaderInfo(node.shard_id, node.replica_id, node.term, node.leader_id)
+        )
+
+    def membership_changed(self, node: Node) -> None:
+        self._sync_registry(node)
+        self._events.system_event("membership_changed", NodeInfo(node.shard_id, node.replica_id))
+
+    def replica_failed(self, node: Node, reason: str) -> None:
+        self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
+
+    def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None:
+        self._metrics.snapshot("created")
+        info = SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
+        self._events.system_event("snapshot_created", info)
+        if compacted_to:
+            from nodehost.events import EntryInfo
+
+            self._events.system_event(
+                "log_compacted", EntryInfo(node.shard_id, node.replica_id, compacted_to)
+            )
+
+    def snapshot_recovered(self, node: Node, snapshot: pb.Snapshot) -> None:
+        self._metrics.snapshot("recovered")
+        self._events.system_event(
+            "snapshot_recovered", SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
+        )
+
+
+def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:
+    """Name the setting behind a store or transport that would not open."""
+    if isinstance(exc, LogDBError):
+        return f"{'wal_dir' if config.wal_dir else 'node_host_dir'}: {exc}"
+    if isinstance(exc, BindError):
+        return f"listen_address: {exc}"
+    return str(exc)  # TransportConfigError names its field
+
+
+__all__ = [
+    "SERIES_ID_NOOP",
+    "Membership",
+    "NodeHost",
+    "NodeHostInfo",
+    "NodeHostInfoOption",
+    "ShardInfo",
+    "SnapshotOption",
+]

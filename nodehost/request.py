@@ -1,0 +1,289 @@
+"""Request states: how a caller waits for a proposal, read, snapshot or config change.
+
+Rules:
+- A request completes exactly once; the first outcome wins and later ones are ignored
+  (an entry applied after its caller timed out is still applied, but nobody is told).
+- Completion may happen on any thread (the engine loop, an apply worker). Waiters on
+  threads use `wait()`; coroutines on any asyncio loop use `await`, and are resumed on
+  their own loop.
+- Every request has a deadline; the engine sweeps expired ones once per tick, so a
+  request never outlives its timeout by more than one tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from nodehost import errors
+from statemachine import Result
+
+
+class ResultCode(IntEnum):
+    TIMEOUT = 0
+    COMPLETED = 1
+    TERMINATED = 2
+    REJECTED = 3
+    DROPPED = 4
+    ABORTED = 5
+    COMMITTED = 6
+
+
+@dataclass(slots=True)
+class RequestResult:
+    """The outcome of a request. `result` is the state machine's Result for proposals."""
+
+    code: ResultCode
+    result: Result = field(default_factory=Result)
+    snapshot_index: int = 0
+    reason: str = ""
+
+    def completed(self) -> bool:
+        return self.code is ResultCode.COMPLETED
+
+    def committed(self) -> bool:
+        return self.code is ResultCode.COMMITTED
+
+    def timeout(self) -> bool:
+        return self.code is ResultCode.TIMEOUT
+
+    def terminated(self) -> bool:
+        return self.code is ResultCode.TERMINATED
+
+    def rejected(self) -> bool:
+        return self.code is ResultCode.REJECTED
+
+    def dropped(self) -> bool:
+        return self.code is ResultCode.DROPPED
+
+    def aborted(self) -> bool:
+        return self.code is ResultCode.ABORTED
+
+    def raise_for_code(self) -> None:
+        """Raise the error matching a failed outcome (what every sync_* call does)."""
+        if self.code is ResultCode.COMPLETED or self.code is ResultCode.COMMITTED:
+            return
+        error = _ERRORS[self.code]
+        raise error(self.reason or _DEFAULT_REASONS[self.code])
+
+
+_ERRORS: dict[ResultCode, type[errors.RaftError]] = {
+    ResultCode.TIMEOUT: errors.Timeout,
+    ResultCode.TERMINATED: errors.ShardClosed,
+    ResultCode.REJECTED: errors.Rejected,
+    ResultCode.DROPPED: errors.ShardNotReady,
+    ResultCode.ABORTED: errors.Aborted,
+}
+_DEFAULT_REASONS = {
+    ResultCode.TIMEOUT: "request timed out",
+    ResultCode.TERMINATED: "the replica was stopped",
+    ResultCode.REJECTED: "request rejected",
+    ResultCode.DROPPED: "request dropped: no leader yet or leadership is moving; retry",
+    ResultCode.ABORTED: "request aborted",
+}
+
+_TIMED_OUT = RequestResult(ResultCode.TIMEOUT)
+
+
+class RequestState:
+    """A pending request. Wait with `wait()` from a thread or `await rs` from a coroutine."""
+
+    __slots__ = (
+        "_committed",
+        "_committed_event",
+        "_event",
+        "_lock",
+        "_result",
+        "_waiters",
+        "deadline",
+        "key",
+        "notify_commit",
+        "shard_id",
+    )
+
+    def __init__(
+        self, key: int, deadline: float, notify_commit: bool = False, shard_id: int = 0
+    ) -> None:
+        self.key = key
+        self.shard_id = shard_id
+        self.deadline = deadline
+        self.notify_commit = notify_commit
+        self._lock = threading.Lock()
+        self._result: RequestResult | None = None
+        self._committed: RequestResult | None = None
+        self._event: threading.Event | None = None
+        self._committed_event: threading.Event | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[RequestResult]]] = []
+
+    def done(self) -> bool:
+        return self._result is not None
+
+    def result(self) -> RequestResult:
+        """The outcome; raises InvalidOperation while still pending."""
+        if self._result is None:
+            raise errors.InvalidOperation("the request is still pending")
+        return self._result
+
+    def wait(self, timeout: float | None = None) -> RequestResult:
+        """Block until the outcome is known, or `timeout` seconds pass (then TIMEOUT,
+        and the request stays pending: it may still complete)."""
+        if self._result is not None:
+            return self._result
+        with self._lock:
+            if self._result is not None:
+                return self._result
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if timeout is None:
+            timeout = max(0.0, self.deadline - time.monotonic()) + 1.0
+            while not event.wait(timeout):
+                timeout = 1.0
+        elif not event.wait(timeout):
+            return _TIMED_OUT
+        assert self._result is not None
+        return self._result
+
+    def wait_committed(self, timeout: float | None = None) -> RequestResult:
+        """With NodeHostConfig.notify_commit: return COMMITTED as soon as the entry is
+        committed (durable on a quorum), before it is applied; else the final outcome."""
+        if not self.notify_commit:
+            raise errors.InvalidOperation("wait_committed needs NodeHostConfig.notify_commit")
+        with self._lock:
+            if self._result is not None:
+                return self._committed or self._result
+            if self._committed is not None:
+                return self._committed
+            if self._committed_event is None:
+                self._committed_event = threading.Event()
+            event = self._committed_event
+        if not event.wait(timeout if timeout is not None else self.deadline - time.monotonic()):
+            return self._committed or self._result or _TIMED_OUT
+        return self._committed or self._result or _TIMED_OUT
+
+    def __await__(self) -> Generator[Any, None, RequestResult]:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> RequestResult:
+        if self._result is not None:
+            return self._result
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RequestResult] = loop.create_future()
+        with self._lock:
+            if self._result is not None:
+                return self._result
+            self._waiters.append((loop, future))
+        return await future
+
+    # ---------------------------------------------------------------- engine side
+
+    def complete(self, result: RequestResult) -> bool:
+        """Record the outcome; False when one was already recorded."""
+        with self._lock:
+            if self._result is not None:
+                return False
+            self._result = result
+            event, committed_event = self._event, self._committed_event
+            waiters, self._waiters = self._waiters, []
+        if event is not None:
+            event.set()
+        if committed_event is not None:
+            committed_event.set()
+        for loop, future in waiters:
+            if loop.is_closed():
+                continue
+            if _running_loop() is loop:
+                _resolve(future, result)
+            else:
+                loop.call_soon_threadsafe(_resolve, future, result)
+        return True
+
+    def committed(self) -> None:
+        """The entry is committed (notify_commit only)."""
+        with self._lock:
+            if self._result is not None or self._committed is not None:
+                return
+            self._committed = RequestResult(ResultCode.COMMITTED)
+            event = self._committed_event
+        if event is not None:
+            event.set()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _resolve(future: asyncio.Future[RequestResult], result: RequestResult) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+class PendingRequests:
+    """Requests of one kind for one replica, by key, expired by deadline.
+
+    Thread-safe: the engine adds and sweeps on its loop, apply workers complete.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[int, RequestState] = {}
+        self._deadlines: list[tuple[float, int, int]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def add(self, rs: RequestState) -> None:
+        with self._lock:
+            self._by_key[rs.key] = rs
+            heapq.heappush(self._deadlines, (rs.deadline, next(self._seq), rs.key))
+
+    def get(self, key: int) -> RequestState | None:
+        return self._by_key.get(key)
+
+    def pop(self, key: int) -> RequestState | None:
+        with self._lock:
+            return self._by_key.pop(key, None)
+
+    def complete(self, key: int, result: RequestResult) -> bool:
+        rs = self.pop(key)
+        return rs is not None and rs.complete(result)
+
+    def expire(self, now: float) -> int:
+        """Time out every request whose deadline passed; returns how many."""
+        expired: list[RequestState] = []
+        with self._lock:
+            heap = self._deadlines
+            while heap and heap[0][0] <= now:
+                _, _, key = heapq.heappop(heap)
+                rs = self._by_key.get(key)
+                if rs is not None and rs.deadline <= now:
+                    del self._by_key[key]
+                    expired.append(rs)
+            if not self._by_key:
+                heap.clear()
+        for rs in expired:
+            rs.complete(RequestResult(ResultCode.TIMEOUT))
+        return len(expired)
+
+    def fail_all(self, code: ResultCode, reason: str = "") -> None:
+        with self._lock:
+            pending, self._by_key = list(self._by_key.values()), {}
+            self._deadlines.clear()
+        for rs in pending:
+            rs.complete(RequestResult(code, reason=reason))
+
+
+def check_timeout(timeout: float) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise errors.InvalidOperation(f"timeout must be a positive number of seconds: {timeout!r}")

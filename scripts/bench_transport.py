@@ -1,0 +1,485 @@
+"""Transport speed between two processes on loopback, printed beside the raw ceilings.
+
+    uv run python scripts/bench_transport.py                 # all parts, uvloop
+    uv run python scripts/bench_transport.py --loop asyncio --skip-snapshot
+
+Parts:
+1. messages: a sender process calls `GrpcTransport.send` once per "engine pass" with
+   `--pass-size` small Raft messages spread over `--shards` shards; a receiver process
+   counts what its handler is given. The sender keeps at most two frames' worth of
+   bytes queued (a closed loop: we measure capacity, not the drop policy).
+2. raw ceiling: a plain grpc.aio stream of pre-encoded MessageBatch frames holding the
+   same number of messages per frame as part 1 averaged; the receiver decodes each frame
+   and touches every message. No encoding per message, no checks, no routing.
+3. snapshot: `send_snapshot` of a `--snapshot-mib` file; the receiver's peak RSS shows
+   whether memory stays flat. Beside it: a raw grpc.aio stream of 2 MiB byte frames
+   (no files, no checksums), and writing + fsyncing the same bytes to the same disk.
+
+Every figure is one run on a shared, noisy machine: read ratios, not promises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+import psutil  # noqa: E402
+
+from protos import raft_pb2 as pb  # noqa: E402
+from transport import GrpcTransport, TransportConfig  # noqa: E402
+from transport.frames import BATCH_METHOD, SERVICE  # noqa: E402
+
+MiB = 1024 * 1024
+DEPLOYMENT = 42
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def run_loop(kind: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    if kind == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    else:
+        asyncio.run(main())
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    t = psutil.Process().cpu_times()
+    return float(t.user + t.system)
+
+
+class Handler:
+    """The engine's side, as cheap as an engine could make it."""
+
+    def __init__(self, hosted: set[tuple[int, int]], snapshot_root: str = "") -> None:
+        self.hosted = hosted
+        self.count = 0
+        self.snapshot_root = snapshot_root
+        self.snapshot: pb.Message | None = None
+        self.status: bool | None = None
+
+    def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
+        self.count += len(messages)
+
+    def on_unreachable(self, shard_id: int, replica_id: int) -> None:
+        pass
+
+    def on_snapshot_status(self, shard_id: int, replica_id: int, failed: bool) -> None:
+        self.status = failed
+
+    def on_snapshot_received(self, message: pb.Message) -> None:
+        self.snapshot = message
+
+    def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
+        return os.path.join(self.snapshot_root, f"snapshot-{shard_id}-{index}")
+
+    def is_hosted(self, shard_id: int, replica_id: int) -> bool:
+        return (shard_id, replica_id) in self.hosted
+
+
+def messages_for(shards: int, count: int) -> list[pb.Message]:
+    return [
+        pb.Message(
+            type=pb.REPLICATE_RESP,
+            shard_id=1 + i % shards,
+            to=1,
+            from_id=2,
+            term=5,
+            log_index=1000 + i,
+            commit=990 + i,
+        )
+        for i in range(count)
+    ]
+
+
+# ---------------------------------------------------------------------- part 1
+
+
+def receiver_main(
+    port: int, loop: str, shards: int, warmup: float, seconds: float, out: Connection
+) -> None:
+    async def main() -> None:
+        handler = Handler({(s, 1) for s in range(1, shards + 1)})
+        t = GrpcTransport(TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), handler)
+        await t.start()
+        out.send("ready")
+        while handler.count == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(warmup)
+        c0, t0, cpu0 = handler.count, time.perf_counter(), cpu_seconds()
+        await asyncio.sleep(seconds)
+        c1, t1, cpu1 = handler.count, time.perf_counter(), cpu_seconds()
+        out.send(((c1 - c0) / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), dict(t.stats.rejected)))
+        await t.close()
+
+    run_loop(loop, main)
+
+
+def sender_main(port: int, loop: str, shards: int, pass_size: int, control: Connection) -> None:
+    async def main() -> None:
+        t = GrpcTransport(
+            TransportConfig(f"127.0.0.1:{free_port()}", "", DEPLOYMENT), Handler(set())
+        )
+        await t.start()
+        target = f"127.0.0.1:{port}"
+        for s in range(1, shards + 1):
+            t.registry.add(s, 1, target)
+        batch = messages_for(shards, pass_size)
+        high_water = 2 * t.config.batch_bytes
+        passes = 0
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        while True:
+            if t.queued_bytes(target) < high_water:
+                t.send(batch)
+                passes += 1
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.0005)
+            if passes % 64 == 0 and control.poll():
+                break
+        cpu = (cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+        s = t.stats
+        control.send((s.messages_sent, s.batches_sent, s.dropped, cpu))
+        await t.close()
+
+    run_loop(loop, main)
+
+
+# ---------------------------------------------------------------------- part 2
+
+
+def raw_receiver_main(port: int, loop: str, warmup: float, seconds: float, out: Connection) -> None:
+    async def main() -> None:
+        count = 0
+
+        async def serve(frames: Any, context: Any) -> bytes:
+            nonlocal count
+            async for frame in frames:
+                batch = pb.MessageBatch.FromString(frame)
+                for m in batch.requests:
+                    m.to  # noqa: B018 - touch it, as any receiver must
+                count += len(batch.requests)
+            return b""
+
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 128 * MiB)])
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE, {"SendBatches": grpc.stream_unary_rpc_method_handler(serve)}
+                ),
+            )
+        )
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        out.send("ready")
+        while count == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(warmup)
+        c0, t0, cpu0 = count, time.perf_counter(), cpu_seconds()
+        await asyncio.sleep(seconds)
+        c1, t1, cpu1 = count, time.perf_counter(), cpu_seconds()
+        out.send(((c1 - c0) / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), {}))
+        await server.stop(0)
+
+    run_loop(loop, main)
+
+
+def raw_sender_main(
+    port: int, loop: str, shards: int, per_frame: int, frame_bytes: int, control: Connection
+) -> None:
+    async def main() -> None:
+        if frame_bytes:
+            frame = b"x" * frame_bytes
+        else:
+            batch = pb.MessageBatch(deployment_id=DEPLOYMENT, source_address="127.0.0.1:1")
+            batch.requests.extend(messages_for(shards, per_frame))
+            frame = batch.SerializeToString()
+        channel = grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 128 * MiB)]
+        )
+        call = channel.stream_unary(BATCH_METHOD)()
+        writes = 0
+        while writes % 16 != 0 or not control.poll():
+            await call.write(frame)
+            writes += 1
+        call.cancel()
+        await channel.close()
+        control.send(writes)
+
+    run_loop(loop, main)
+
+
+def measure(
+    receiver: Callable[..., None],
+    receiver_args: tuple[Any, ...],
+    sender: Callable[..., None],
+    sender_args: tuple[Any, ...],
+) -> tuple[tuple[float, float, dict[str, int]], Any]:
+    ctx = mp.get_context("spawn")
+    r_out, r_in = ctx.Pipe(duplex=False)
+    s_ctl, s_ctl_child = ctx.Pipe()
+    rp = ctx.Process(target=receiver, args=(*receiver_args, r_in))
+    rp.start()
+    if not r_out.poll(30) or r_out.recv() != "ready":
+        rp.kill()
+        raise SystemExit("receiver did not start")
+    sp = ctx.Process(target=sender, args=(*sender_args, s_ctl_child))
+    sp.start()
+    try:
+        if not r_out.poll(120):
+            raise SystemExit("receiver did not report")
+        received = r_out.recv()
+        s_ctl.send("stop")
+        if not s_ctl.poll(30):
+            raise SystemExit("sender did not report")
+        sent = s_ctl.recv()
+    finally:
+        for p in (sp, rp):
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return received, sent
+
+
+# ---------------------------------------------------------------------- part 3
+
+
+def snapshot_receiver_main(port: int, loop: str, root: str, out: Connection) -> None:
+    async def main() -> None:
+        handler = Handler({(1, 1)}, root)
+        t = GrpcTransport(TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), handler)
+        await t.start()
+        out.send(("ready", peak_rss_mib()))
+        while handler.snapshot is None and not t.stats.rejected:
+            await asyncio.sleep(0.01)
+        out.send((peak_rss_mib(), handler.snapshot is not None, dict(t.stats.rejected)))
+        await t.close()
+
+    run_loop(loop, main)
+
+
+def snapshot_sender_main(port: int, loop: str, path: str, out: Connection) -> None:
+    async def main() -> None:
+        handler = Handler(set())
+        t = GrpcTransport(TransportConfig(f"127.0.0.1:{free_port()}", "", DEPLOYMENT), handler)
+        await t.start()
+        t.registry.add(1, 1, f"127.0.0.1:{port}")
+        rss0 = peak_rss_mib()
+        start = time.perf_counter()
+        t.send_snapshot(
+            pb.Message(
+                type=pb.INSTALL_SNAPSHOT,
+                shard_id=1,
+                to=1,
+                from_id=2,
+                term=3,
+                snapshot=pb.Snapshot(shard_id=1, index=100, term=3, filepath=path),
+            )
+        )
+        while handler.status is None:
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        out.send((elapsed, handler.status, rss0, peak_rss_mib()))
+        await t.close()
+
+    run_loop(loop, main)
+
+
+def bench_snapshot(loop: str, mib: int, workdir: str) -> None:
+    src = os.path.join(workdir, "send")
+    dst = os.path.join(workdir, "recv")
+    os.makedirs(src)
+    os.makedirs(dst)
+    path = os.path.join(src, "snapshot.bin")
+    piece = os.urandom(MiB)
+    with open(path, "wb") as f:
+        for i in range(mib):
+            f.write(hashlib.sha256(i.to_bytes(8, "big")).digest() + piece[32:])
+    ctx = mp.get_context("spawn")
+    port = free_port()
+    r_out, r_in = ctx.Pipe(duplex=False)
+    s_out, s_in = ctx.Pipe(duplex=False)
+    rp = ctx.Process(target=snapshot_receiver_main, args=(port, loop, dst, r_in))
+    rp.start()
+    _, receiver_rss0 = r_out.recv()
+    sp = ctx.Process(target=snapshot_sender_main, args=(port, loop, path, s_in))
+    sp.start()
+    elapsed, failed, sender_rss0, sender_rss = s_out.recv()
+    receiver_rss, ok, rejected = r_out.recv()
+    for p in (sp, rp):
+        p.join(10)
+    received = os.path.join(dst, "snapshot-1-100", "snapshot.bin")
+    same = ok and not failed and _same_file(path, received)
+    print(
+        f"snapshot {mib} MiB: {mib / elapsed:.0f} MiB/s ({elapsed:.2f} s), "
+        f"{'intact' if same else f'FAILED {rejected}'}; peak RSS receiver "
+        f"{receiver_rss0:.0f} -> {receiver_rss:.0f} MiB, sender {sender_rss0:.0f} -> "
+        f"{sender_rss:.0f} MiB"
+    )
+    shutil.rmtree(os.path.join(dst, "snapshot-1-100"), ignore_errors=True)
+    raw = raw_bytes_stream(loop, 2 * MiB)
+    print(f"  ceiling: raw grpc.aio stream of 2 MiB byte frames: {raw:.0f} MiB/s")
+    start = time.perf_counter()
+    copy = os.path.join(dst, "copy.bin")
+    with open(path, "rb") as f, open(copy, "wb") as g:
+        while data := f.read(2 * MiB):
+            g.write(data)
+        g.flush()
+        os.fsync(g.fileno())
+    print(
+        f"  ceiling: read + write + fsync of the file: {mib / (time.perf_counter() - start):.0f} MiB/s"
+    )
+
+
+def _same_file(a: str, b: str) -> bool:
+    def digest(p: str) -> bytes:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            while data := f.read(4 * MiB):
+                h.update(data)
+        return h.digest()
+
+    return os.path.exists(b) and digest(a) == digest(b)
+
+
+def raw_bytes_stream(loop: str, frame_bytes: int) -> float:
+    port = free_port()
+    (rate, _, _), _ = measure(
+        raw_receiver_bytes_main,
+        (port, loop, 1.0, 3.0),
+        raw_sender_main,
+        (port, loop, 0, 0, frame_bytes),
+    )
+    return rate * frame_bytes / MiB
+
+
+def raw_receiver_bytes_main(
+    port: int, loop: str, warmup: float, seconds: float, out: Connection
+) -> None:
+    async def main() -> None:
+        count = 0
+
+        async def serve(frames: Any, context: Any) -> bytes:
+            nonlocal count
+            async for _ in frames:
+                count += 1
+            return b""
+
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 128 * MiB)])
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE, {"SendBatches": grpc.stream_unary_rpc_method_handler(serve)}
+                ),
+            )
+        )
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        out.send("ready")
+        while count == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(warmup)
+        c0, t0 = count, time.perf_counter()
+        await asyncio.sleep(seconds)
+        out.send(((count - c0) / (time.perf_counter() - t0), 0.0, {}))
+        await server.stop(0)
+
+    run_loop(loop, main)
+
+
+# ---------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--pass-size", type=int, default=64, help="messages per send() call")
+    parser.add_argument("--shards", type=int, default=64)
+    parser.add_argument("--snapshot-mib", type=int, default=256)
+    parser.add_argument("--skip-snapshot", action="store_true")
+    parser.add_argument("--skip-messages", action="store_true")
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="where snapshot files go")
+    args = parser.parse_args()
+    print(
+        f"loop={args.loop} cores={os.cpu_count()} pass_size={args.pass_size} shards={args.shards}"
+    )
+    if not args.skip_messages:
+        port = free_port()
+        (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
+            receiver_main,
+            (port, args.loop, args.shards, args.warmup, args.seconds),
+            sender_main,
+            (port, args.loop, args.shards, args.pass_size),
+        )
+        per_frame = max(1, round(sent / max(1, batches)))
+        size = len(messages_for(args.shards, 1)[0].SerializeToString())
+        print(
+            f"transport: {rate:,.0f} msgs/s one way ({size} byte messages, {per_frame} per frame "
+            f"on average, {dropped} dropped, rejected {rejected or 0}); CPU sender "
+            f"{scpu:.0%}, receiver {rcpu:.0%}"
+        )
+        port = free_port()
+        (raw, raw_cpu, _), _ = measure(
+            raw_receiver_main,
+            (port, args.loop, args.warmup, args.seconds),
+            raw_sender_main,
+            (port, args.loop, args.shards, per_frame, 0),
+        )
+        print(
+            f"  ceiling: raw grpc.aio stream, {per_frame} pre-encoded messages per frame: "
+            f"{raw:,.0f} msgs/s (receiver CPU {raw_cpu:.0%}); transport/ceiling = {rate / raw:.2f}"
+        )
+        port = free_port()
+        (raw_pass, _, _), _ = measure(
+            raw_receiver_main,
+            (port, args.loop, args.warmup, args.seconds),
+            raw_sender_main,
+            (port, args.loop, args.shards, args.pass_size, 0),
+        )
+        print(
+            f"  ceiling: raw grpc.aio stream, one frame per pass ({args.pass_size} messages): "
+            f"{raw_pass:,.0f} msgs/s"
+        )
+    if not args.skip_snapshot:
+        workdir = tempfile.mkdtemp(prefix="bench-transport-", dir=args.dir)
+        try:
+            bench_snapshot(args.loop, args.snapshot_mib, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Restart: a closed NodeHost comes back with everything; bad restarts are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodehost import (
+    DirectoryLocked,
+    InvalidConfig,
+    InvalidShardSettings,
+    NodeHost,
+    NodeHostConfig,
+    ReplicaRemoved,
+    ShardAlreadyExists,
+    ShardNotStopped,
+)
+from tests.host.cluster import Cluster, ConcurrentKV, encode, propose_retrying, wait_for
+
+
+def test_whole_cluster_restarts_with_nothing_lost(cluster: Cluster) -> None:
+    cluster.start_shard(1, snapshot_entries=7, compaction_overhead=2)
+    cluster.start_shard(2)
+    for i in range(20):
+        propose_retrying(cluster.host(1 + i % 3), 1, encode("put", f"a{i}", i))
+        propose_retrying(cluster.host(1 + i % 3), 2, encode("put", f"b{i}", i))
+    for rid in list(cluster.addresses):
+        cluster.restart(rid)
+    for rid in cluster.addresses:
+        cluster.start_replica(rid, 1, {}, False, snapshot_entries=7, compaction_overhead=2)
+        cluster.start_replica(rid, 2, {}, False)
+    for _, host in cluster.live():
+        assert host.sync_read(1, "__all__", 10) == {f"a{i}": i for i in range(20)}
+        assert host.sync_read(2, "__all__", 10) == {f"b{i}": i for i in range(20)}
+    hashes = {host.get_state_hash(1) for _, host in cluster.live()}
+    assert len(hashes) == 1
+    info = cluster.host(1).get_node_host_info()
+    assert sorted(info.log_info) == [(1, 1), (2, 1)]
+
+
+def test_restart_with_same_members_is_fine_other_settings_refused(cluster: Cluster) -> None:
+    cluster.start_shard(1)
+    cluster.leader(1)
+    members = dict(cluster.addresses)
+    cluster.restart(1)
+    with pytest.raises(InvalidShardSettings, match="initial_members"):
+        cluster.start_replica(1, 1, {1: members[1], 2: members[2]}, False)
+    with pytest.raises(InvalidShardSettings, match="join"):
+        cluster.start_replica(1, 1, {}, True)
+    with pytest.raises(InvalidShardSettings, match="state machine type"):
+        cluster.start_replica(1, 1, {}, False, ConcurrentKV, "concurrent")
+    cluster.start_replica(1, 1, members, False)
+    with pytest.raises(ShardAlreadyExists):
+        cluster.start_replica(1, 1, members, False)
+    assert cluster.host(1).has_node_info(1, 1)
+    assert not cluster.host(1).has_node_info(9, 1)
+
+
+def test_new_replica_needs_members_or_join(cluster: Cluster) -> None:
+    with pytest.raises(InvalidShardSettings, match="initial_members"):
+        cluster.start_replica(1, 5, {}, False)
+    with pytest.raises(InvalidShardSettings, match="not among"):
+        cluster.start_replica(1, 1, {2: cluster.addresses[2]}, False)
+
+
+def test_two_nodehosts_on_one_directory(cluster: Cluster) -> None:
+    host_dir = cluster.root / "nh1"
+    with pytest.raises(DirectoryLocked):
+        NodeHost(NodeHostConfig(node_host_dir=str(host_dir), raft_address="127.0.0.1:1"))
+
+
+def test_changed_address_is_refused(cluster: Cluster) -> None:
+    cluster.stop(1)
+    with pytest.raises(InvalidConfig, match="raft_address"):
+        NodeHost(
+            NodeHostConfig(node_host_dir=str(cluster.root / "nh1"), raft_address="127.0.0.1:2")
+        )
+
+
+def test_damaged_directory_gives_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "nh").mkdir()
+    (tmp_path / "nh" / "nodehost.json").write_text("{not json")
+    with pytest.raises(InvalidConfig, match="damaged"):
+        NodeHost(NodeHostConfig(node_host_dir=str(tmp_path / "nh"), raft_address="127.0.0.1:1"))
+
+
+def test_removed_data_cannot_start_again(cluster: Cluster) -> None:
+    cluster.start_shard(1)
+    host = cluster.host(cluster.leader(1))
+    other = next(rid for rid in cluster.addresses if cluster.hosts[rid] is not host)
+    with pytest.raises(ShardNotStopped):
+        cluster.host(other).remove_data(1, other)
+    host.sync_request_delete_replica(1, other, 0, 5)
+    cluster.host(other).stop_shard(1)
+    cluster.host(other).remove_data(1, other)
+    with pytest.raises(ReplicaRemoved):
+        cluster.start_replica(other, 1, {}, False)
+    wait_for(lambda: host.sync_read(1, "x", 5) is None, what="shard serves without it")

@@ -1,0 +1,88 @@
+"""Snapshots: automatic, requested, exported; compaction; catch-up by streaming."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodehost import Rejected, SnapshotOption
+from tests.host.cluster import KV, Cluster, encode, propose_retrying, wait_for
+
+
+def write(cluster: Cluster, rid: int, n: int, prefix: str = "k") -> None:
+    host = cluster.host(rid)
+    for i in range(n):
+        propose_retrying(host, 1, encode("put", f"{prefix}{i}", i))
+
+
+def test_automatic_snapshots_compact_the_log(cluster: Cluster) -> None:
+    cluster.start_shard(1, snapshot_entries=10, compaction_overhead=5)
+    leader = cluster.leader(1)
+    write(cluster, leader, 40)
+    host = cluster.host(leader)
+    info = host.get_node_host_info()
+    assert info.shard_info_list[0].applied_index >= 40
+    node = host._engine.nodes[1]  # type: ignore[union-attr]
+    wait_for(lambda: node.log_reader.snapshot().index >= 30, what="a snapshot at >= 30")
+    # The log behind the snapshot, minus the overhead, is gone from memory and disk.
+    assert node.log_reader.first_index() > 20
+    assert node.log_reader.first_index() <= node.log_reader.snapshot().index
+
+
+def test_requested_and_exported_snapshots(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start_shard(1)
+    leader = cluster.leader(1)
+    write(cluster, leader, 5)
+    host = cluster.host(leader)
+    index = host.sync_request_snapshot(1, None, timeout=5)
+    assert index >= 5
+    with pytest.raises(Rejected):  # nothing new since
+        host.sync_request_snapshot(1, None, timeout=5)
+    export = tmp_path / "export"
+    exported = host.sync_request_snapshot(
+        1, SnapshotOption(exported=True, export_path=str(export)), timeout=5
+    )
+    assert exported == index
+    assert any(export.rglob("*")), "the exported snapshot has files"
+
+
+def test_lagging_replica_catches_up_by_snapshot(cluster: Cluster) -> None:
+    cluster.start_shard(1, snapshot_entries=20, compaction_overhead=2)
+    leader = cluster.leader(1)
+    lagging = next(rid for rid in cluster.addresses if rid != leader)
+    cluster.stop(lagging)
+    writer = next(rid for rid, _ in cluster.live())
+    write(cluster, writer, 120)
+    # The leader's log was compacted past what the stopped replica has.
+    lead = cluster.host(cluster.leader(1))
+    node = lead._engine.nodes[1]  # type: ignore[union-attr]
+    wait_for(lambda: node.log_reader.first_index() > 50, what="compaction on the leader")
+    cluster.restart(lagging)
+    cluster.start_replica(lagging, 1, {}, False)
+    host = cluster.host(lagging)
+    wait_for(lambda: host.stale_read(1, "k119") == 119, timeout=20, what="catch-up")
+    assert host.sync_read(1, "__all__", 5) == {f"k{i}": i for i in range(120)}
+
+
+def test_restart_recovers_from_snapshot_then_replays_the_tail(cluster: Cluster) -> None:
+    applied: dict[int, list[int]] = {}
+
+    class Recording(KV):
+        def __init__(self, shard_id: int, replica_id: int) -> None:
+            super().__init__()
+            applied[replica_id] = self.applied
+
+    cluster.start_shard(1, Recording, snapshot_entries=10, compaction_overhead=5)
+    leader = cluster.leader(1)
+    write(cluster, leader, 25)
+    rid = next(r for r in cluster.addresses if r != leader)
+    wait_for(lambda: cluster.host(rid).stale_read(1, "k24") == 24, what="replicated")
+    cluster.restart(rid)
+    cluster.start_replica(rid, 1, {}, False, Recording, snapshot_entries=10, compaction_overhead=5)
+    host = cluster.host(rid)
+    wait_for(lambda: host.stale_read(1, "k24") == 24, what="recovered")
+    # Only the entries after the latest snapshot were applied again, in log order.
+    assert applied[rid] == sorted(applied[rid])
+    assert 0 < len(applied[rid]) <= 10
+    assert host.sync_read(1, "__all__", 5) == {f"k{i}": i for i in range(25)}

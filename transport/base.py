@@ -1,0 +1,402 @@
+"""What every transport does the same way: queue by target, batch, retry, report.
+
+Rules:
+- `send` runs on the engine's loop and never waits: each message is encoded, then
+  queued for its target's address; a full queue drops it (counted), an unknown target
+  or a target that is down drops it and tells the core the replica is unreachable.
+- One writer task per remote address drains the whole queue into one frame per write,
+  so one gRPC message carries every shard's messages of one pass (or of several, when
+  the stream is busy): that is where the speed comes from.
+- A connection that fails or breaks opens the address's circuit breaker: queued
+  messages are dropped, every replica at that address is reported unreachable, and
+  nothing is sent there until the jittered back-off ends; then the next message tries
+  a new connection. A restarted remote is found again this way, with nothing restarted.
+- Subclasses only move bytes: they connect, open snapshot streams and serve.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from protos import raft_pb2 as pb
+from transport.breaker import Breaker
+from transport.config import TransportConfig
+from transport.errors import NotStarted, TransportError
+from transport.faults import FaultHook
+from transport.frames import batch_header, message_records
+from transport.inbound import Inbound
+from transport.interface import TransportHandler
+from transport.registry import Registry
+from transport.snapshot_recv import SnapshotInbox
+from transport.snapshot_send import SnapshotStream, stream_snapshot
+from transport.stats import TransportStats
+
+log = logging.getLogger("transport")
+
+_LOG_FAILURE_EVERY = 10  # after the first, log one connection failure in this many
+
+
+class Stream(Protocol):
+    """An open batch stream to one remote address."""
+
+    async def write(self, frame: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class _Peer:
+    """One remote address: its queue of encoded messages and the task that drains it."""
+
+    __slots__ = ("accepting", "address", "breaker", "queued", "records", "stream", "task", "wake")
+
+    def __init__(self, address: str, breaker: Breaker) -> None:
+        self.address = address
+        self.records: deque[bytes] = deque()
+        self.queued = 0  # bytes in records
+        self.accepting = True  # False while the breaker is open
+        self.wake = asyncio.Event()
+        self.breaker = breaker
+        self.stream: Stream | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+class BaseTransport(abc.ABC):
+    def __init__(self, config: TransportConfig, handler: TransportHandler) -> None:
+        self.config = config
+        self.handler = handler
+        self.registry = Registry()
+        self.stats = TransportStats()
+        self._hook: FaultHook | None = None
+        self._inbound = Inbound(config, handler, self.stats, lambda: self._hook)
+        self._snapshot_inbox = SnapshotInbox(config, handler, self.stats, lambda: self._hook)
+        self._header = batch_header(config.deployment_id, config.raft_address)
+        self._queue_limit = config.send_queue_bytes
+        self._max_record = config.max_message_size - len(self._header)
+        self._peers: dict[str, _Peer] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()  # jitter only; nothing replayable depends on it
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._snapshot_slots: asyncio.Semaphore | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._loop is not None:
+            raise TransportError("transport already started")
+        self._loop = asyncio.get_running_loop()
+        self._snapshot_slots = asyncio.Semaphore(self.config.max_snapshot_streams)
+        await self._serve()
+
+    async def close(self) -> None:
+        if self._closed or self._loop is None:
+            self._closed = True
+            return
+        self._closed = True
+        tasks = [p.task for p in self._peers.values() if p.task is not None]
+        tasks += self._tasks
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for peer in self._peers.values():
+            if peer.stream is not None:
+                await peer.stream.close()
+                peer.stream = None
+        await self._stop_serving()
+
+    def set_fault_hook(self, hook: FaultHook | None) -> None:
+        self._hook = hook
+
+    @property
+    def fault_hook(self) -> FaultHook | None:
+        return self._hook
+
+    def queued_bytes(self, address: str) -> int:
+        peer = self._peers.get(address)
+        return 0 if peer is None else peer.queued
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, messages: Iterable[pb.Message]) -> None:
+        if self._loop is None:
+            raise NotStarted("send() before start()")
+        if self._closed:
+            return
+        # Group by address first: the per-message work is then two field reads and
+        # two dict lookups; encoding and queueing run per group, mostly in C.
+        routes = self.registry._routes
+        groups: dict[str, list[pb.Message]] = {}
+        unknown: list[tuple[int, int]] | None = None
+        for m in messages:
+            key = (m.shard_id, m.to)
+            address = routes.get(key)
+            if address is None:
+                unknown = unknown or []
+                unknown.append(key)
+                continue
+            group = groups.get(address)
+            if group is None:
+                groups[address] = group = []
+            group.append(m)
+        for address, group in groups.items():
+            self._queue(address, group)
+        if unknown:
+            self.stats.unroutable += len(unknown)
+            self._report_unreachable(set(unknown))
+
+    def _queue(self, address: str, group: list[pb.Message]) -> None:
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self._add_peer(address)
+        if not peer.accepting:
+            self.stats.unreachable += len(group)
+            self._report_unreachable({(m.shard_id, m.to) for m in group})
+            return
+        records = message_records(group)
+        hook = self._hook
+        if hook is not None:
+            for record in records:
+                self._send_with_faults(hook, peer, record)
+            return
+        sizes = list(map(len, records))
+        size = sum(sizes)
+        if peer.queued + size > self._queue_limit or max(sizes) > self._max_record:
+            for record in records:
+                self._enqueue(peer, record)  # one by one: keep what fits
+            return
+        if not peer.records:
+            peer.wake.set()
+        peer.records.extend(records)
+        peer.queued += size
+
+    def _enqueue(self, peer: _Peer, record: bytes) -> None:
+        """`send`'s queueing step, for messages held back by the fault hook."""
+        if self._closed or not peer.accepting:
+            return
+        n = len(record)
+        if peer.queued + n > self._queue_limit or n > self._max_record:
+            self._drop(peer, n)
+            return
+        if not peer.records:
+            peer.wake.set()
+        peer.records.append(record)
+        peer.queued += n
+
+    def _send_with_faults(self, hook: FaultHook, peer: _Peer, record: bytes) -> None:
+        assert self._loop is not None
+        delays = hook.plan(self.config.raft_address, peer.address)
+        if not delays:
+            self.stats.fault_dropped += 1
+        for delay in delays:
+            if delay > 0:
+                self._loop.call_later(delay, self._enqueue, peer, record)
+            else:
+                self._enqueue(peer, record)
+
+    def _drop(self, peer: _Peer, size: int) -> None:
+        self.stats.dropped += 1
+        if size > self._max_record:
+            log.error(
+                "dropped a %d byte message to %s: above max_message_size %d",
+                size,
+                peer.address,
+                self.config.max_message_size,
+            )
+
+    def _add_peer(self, address: str) -> _Peer:
+        assert self._loop is not None
+        peer = _Peer(address, Breaker(self.config.backoff_min, self.config.backoff_max, self._rng))
+        peer.task = self._loop.create_task(self._drive(peer), name=f"transport->{address}")
+        self._peers[address] = peer
+        return peer
+
+    def _take(self, peer: _Peer) -> tuple[bytes, int]:
+        """One frame of queued messages, at most batch_bytes of them (at least one)."""
+        records = peer.records
+        budget = self.config.batch_bytes
+        if peer.queued <= budget:
+            count, peer.records, peer.queued = len(records), deque(), 0
+            return self._header + b"".join(records), count
+        taken: list[bytes] = []
+        size = 0
+        while records and (not taken or size + len(records[0]) <= budget):
+            record = records.popleft()
+            taken.append(record)
+            size += len(record)
+        peer.queued -= size
+        return self._header + b"".join(taken), len(taken)
+
+    async def _drive(self, peer: _Peer) -> None:
+        """The writer of one address: connect when there is work, then write frames."""
+        config = self.config
+        in_flight = 0  # messages of a frame being written
+        while True:
+            if not peer.records:
+                peer.wake.clear()
+                await peer.wake.wait()
+            try:
+                async with asyncio.timeout(config.connect_timeout):
+                    stream = peer.stream = await self._connect(peer.address)
+                self.stats.connects += 1
+                if peer.breaker.failures:
+                    log.info("reconnected to %s", peer.address)
+                peer.breaker.success()
+                while True:
+                    if not peer.records:
+                        peer.wake.clear()
+                        await peer.wake.wait()
+                    frame, in_flight = self._take(peer)
+                    async with asyncio.timeout(config.write_timeout):
+                        await stream.write(frame)
+                    self.stats.batches_sent += 1
+                    self.stats.messages_sent += in_flight
+                    in_flight = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.stats.unreachable += in_flight
+                in_flight = 0
+                broken, peer.stream = peer.stream, None
+                if broken is not None:
+                    await broken.close()
+                self._peer_down(peer, e)
+
+    def _peer_down(self, peer: _Peer, error: BaseException) -> None:
+        assert self._loop is not None
+        delay = peer.breaker.failure()
+        self.stats.connect_failures += 1
+        self.stats.unreachable += len(peer.records)
+        peer.records.clear()
+        peer.queued = 0
+        peer.accepting = False
+        self._loop.call_later(delay, _reopen, peer)
+        if peer.breaker.failures % _LOG_FAILURE_EVERY == 1:
+            log.warning(
+                "%s is unreachable (%s failure(s) in a row: %s); next try in %.2f s",
+                peer.address,
+                peer.breaker.failures,
+                _describe(error),
+                delay,
+            )
+        self._report_unreachable(self.registry.replicas_at(peer.address))
+
+    def _report_unreachable(self, replicas: Iterable[tuple[int, int]]) -> None:
+        for shard_id, replica_id in replicas:
+            try:
+                self.handler.on_unreachable(shard_id, replica_id)
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("the engine failed on unreachable (%d, %d)", shard_id, replica_id)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def send_snapshot(self, message: pb.Message) -> None:
+        if self._loop is None:
+            raise NotStarted("send_snapshot() before start()")
+        if self._closed:
+            return
+        address = self.registry.resolve(message.shard_id, message.to)
+        peer = None if address is None else self._peers.get(address)
+        if address is None or (peer is not None and not peer.accepting):
+            self.stats.snapshots_failed += 1
+            log.warning(
+                "snapshot for shard %d to %d not sent: %s",
+                message.shard_id,
+                message.to,
+                "no address known" if address is None else f"{address} is down",
+            )
+            self._snapshot_status(message, failed=True)
+            return
+        copy = pb.Message()
+        copy.CopyFrom(message)  # the engine may reuse its object
+        task = self._loop.create_task(self._send_snapshot(copy, address))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_snapshot(self, message: pb.Message, address: str) -> None:
+        assert self._snapshot_slots is not None
+        failed = True
+        try:
+            async with self._snapshot_slots:
+                hook = self._hook
+                if hook is not None and hook.blocks(self.config.raft_address, address):
+                    self.stats.fault_dropped += 1
+                    raise ConnectionError(f"cut by the fault hook: {address}")
+                async with asyncio.timeout(self.config.connect_timeout):
+                    stream = await self._open_snapshot(address)
+                io = ThreadPoolExecutor(1, thread_name_prefix="snapshot-send")
+                try:
+                    await stream_snapshot(
+                        message,
+                        deployment_id=self.config.deployment_id,
+                        source_address=self.config.raft_address,
+                        chunk_size=self.config.snapshot_chunk_size,
+                        stream=stream,
+                        io=io,
+                    )
+                    failed = False
+                except BaseException:
+                    await stream.abort()
+                    raise
+                finally:
+                    io.shutdown(wait=False)
+        except asyncio.CancelledError:
+            return  # closing: the engine is going away, nobody to tell
+        except Exception as e:
+            log.warning(
+                "snapshot %d for shard %d to %d at %s failed: %s",
+                message.snapshot.index,
+                message.shard_id,
+                message.to,
+                address,
+                _describe(e),
+            )
+        if failed:
+            self.stats.snapshots_failed += 1
+        else:
+            self.stats.snapshots_sent += 1
+        self._snapshot_status(message, failed)
+
+    def _snapshot_status(self, message: pb.Message, failed: bool) -> None:
+        try:
+            self.handler.on_snapshot_status(message.shard_id, message.to, failed)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("the engine failed on a snapshot status")
+
+    # ------------------------------------------------------------------ subclasses
+
+    @abc.abstractmethod
+    async def _serve(self) -> None:
+        """Start accepting peers; raise BindError if the address is taken."""
+
+    @abc.abstractmethod
+    async def _stop_serving(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _connect(self, address: str) -> Stream:
+        """A ready batch stream to `address`; raise if it cannot be had."""
+
+    @abc.abstractmethod
+    async def _open_snapshot(self, address: str) -> SnapshotStream: ...
+
+
+def _reopen(peer: _Peer) -> None:
+    peer.accepting = True
+
+
+def _describe(error: BaseException) -> str:
+    details = getattr(error, "details", None)
+    if callable(details):  # a grpc error: its details say more than its repr
+        try:
+            return f"{error.code()}: {details()}"  # type: ignore[attr-defined]
+        except Exception:
+            pass
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
