@@ -117,7 +117,7 @@ class Raft:
         self.limiter = RateLimiter(config.max_in_mem_log_size, config.election_rtt)
         self.limit_on = config.max_in_mem_log_size > 0
         self.told_limited = False
-        self.quiesce = Quiesce(config.quiesce, config.election_rtt)
+        self.quiesce = Quiesce(config.quiesce, config.election_rtt, config.heartbeat_rtt)
         self.quiesce_on = config.quiesce
         self.mutations = config.mutations
         # Output, drained by Peer.get_update.

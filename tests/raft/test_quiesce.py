@@ -90,3 +90,21 @@ def test_without_quiesce_the_leader_keeps_heartbeating() -> None:
     net.trace.clear()
     net.tick(ticks=5)
     assert len([line for line in sent(net) if " HEARTBEAT " in line]) == 10
+
+
+def test_a_replica_whose_clock_stopped_wakes_on_a_stream_of_heartbeats() -> None:
+    # An engine may stop ticking quiesced replicas: then the straggler window never
+    # ends by time, but more heartbeats than one election timeout's worth wake it.
+    from protos import raft_pb2 as pb
+
+    net = Network.of(3, seed=8, quiesce=True)
+    net.elect(1)
+    net.tick(ticks=IDLE)
+    assert net.peer(2).quiesced
+    beat = pb.Message(type=pb.HEARTBEAT, from_id=1, to=2, term=net.peer(1).term)
+    for _ in range(ELECTION):
+        net.step(2, beat)
+    assert net.peer(2).quiesced
+    net.step(2, beat)
+    net.step(2, beat)
+    assert not net.peer(2).quiesced
