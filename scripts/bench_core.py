@@ -68,8 +68,13 @@ class Cluster:
             inbox.extend(u.messages)
             peer.commit_update(u)
             if u.committed:
-                self.applied[rid] = u.committed[-1].index
-                peer.applied_to(self.applied[rid])
+                applied = self.applied[rid] = u.committed[-1].index
+                peer.applied_to(applied)
+                if applied - log.first_index() > 4096:
+                    # A real log store keeps entries on disk, not as Python objects:
+                    # drop old ones so the heap (and the garbage collector's work)
+                    # stays at a steady size instead of growing with the run.
+                    log.compact(applied - 1024)
         if inbox:
             busy = True
             self.inbox = []
