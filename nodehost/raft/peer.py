@@ -71,6 +71,10 @@ class Peer:
             raft_log.committed = len(bootstrap)
             hard = pb.State(term=1, vote=0, commit=len(bootstrap))
         else:
+            if applied > raft_log.committed:
+                # The state machine applied entries whose commit index was saved
+                # without an fsync and lost: they were committed all the same.
+                raft_log.committed = min(applied, raft_log.last_index())
             hard = pb.State(term=state.term, vote=state.vote, commit=raft_log.committed)
             raft_log.processed = max(raft_log.processed, min(applied, raft_log.committed))
             raft_log.applied = raft_log.processed

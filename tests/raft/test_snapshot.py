@@ -167,3 +167,19 @@ def test_restart_hands_out_entries_after_what_the_state_machine_holds() -> None:
     u = again.get_update()
     assert [e.index for e in u.committed] == [4, 5]
     assert again.membership == peer.membership
+
+
+def test_a_restart_trusts_what_the_state_machine_applied() -> None:
+    # The commit index reached the disk without an fsync and was lost; the state
+    # machine (on disk) had applied the entries: they were committed.
+    net = Network.of(3, seed=9)
+    net.elect(1)
+    for i in range(3):
+        net.propose(1, b"w%d" % i)
+    net.stabilize()
+    node = net.nodes[2]
+    applied = node.sm.applied
+    node.log.set_state(pb.State(term=node.log.state().term, vote=node.log.state().vote, commit=1))
+    again = Peer(node.config, node.log, random.Random(3), applied=applied)
+    assert again.committed == applied
+    assert again.get_update().committed == []
