@@ -283,6 +283,10 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             rsm.recover(snapshot, stopped)
             if replica_id in snapshot.membership.removed:
                 raise errors.ReplicaRemoved(f"shard {shard_id} replica {replica_id} was removed")
+            self._metrics.snapshot("recovered")
+            self._events.system_event(
+                "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
+            )
         peer = Peer(
             RaftConfig(
                 shard_id=shard_id,
@@ -605,10 +609,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         return node
 
     def _transport_stats(self) -> dict[str, int]:
-        stats = self._transport.stats
-        if isinstance(stats, dict):
-            return {k: int(v) for k, v in stats.items()}
-        return {k: int(v) for k, v in vars(stats).items() if isinstance(v, int)}
+        return self._transport.stats.as_dict()
 
     def _sync_registry(self, node: Node) -> None:
         """Point the transport at the addresses in the core's membership (on the loop)."""

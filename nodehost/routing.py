@@ -38,7 +38,12 @@ class TransportRouter:
             if node is None or node.replica_id != m.to or node.stopped:
                 continue
             if source_address and registry.resolve(m.shard_id, m.from_id) is None:
-                registry.add(m.shard_id, m.from_id, source_address)
+                # A replica that joined learns its peers' addresses from their first
+                # messages; a known address is never redirected this way.
+                try:
+                    registry.add(m.shard_id, m.from_id, source_address)
+                except ValueError:
+                    pass
             node.inbox.append(m)
             engine.wake(node)
 
