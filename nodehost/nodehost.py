@@ -306,6 +306,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             random.Random(self._rng.getrandbits(64)),
             initial_members=members if new and not join else None,
             join=join,
+            applied=rsm.applied_index,
         )
         return Node(engine, config, peer, rsm, reader, snapshots, engine.apply_worker_for(shard_id))
 

@@ -44,6 +44,7 @@ REMOTE_TYPES = frozenset(
         pb.QUIESCE,
         pb.RATE_LIMIT,
         pb.PROPOSE_FORWARD,
+        pb.LEADER_TRANSFER,  # a follower forwards a transfer request to its leader
     }
 )
 

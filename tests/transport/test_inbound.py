@@ -79,7 +79,6 @@ LOCAL_ONLY = [
     pb.CONFIG_CHANGE_EVENT,
     pb.SNAPSHOT_STATUS,
     pb.UNREACHABLE,
-    pb.LEADER_TRANSFER,
     pb.BATCHED_READ_INDEX,
     pb.SNAPSHOT_RECEIVED,
     999,  # not a type at all
