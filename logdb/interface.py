@@ -4,8 +4,10 @@ Rules:
 - `save` is the only write on the hot path. It takes the records of many replicas and
   applies them in one atomic batch: after a crash either all of it or none of it is
   there. Nothing is promised durable before it returns.
-- Reads answer from durable data (or data written by an earlier call); they never
-  block on a write in progress for longer than a dictionary lookup.
+- Reads see every write that returned. The log range they check against (first and
+  last index, hard state) moves only once a write has returned; entries a write in
+  progress overwrites may show through before it returns. Reads never wait for a
+  write's sync.
 - Every pb message handed in is copied or serialized; every one handed out is fresh,
   so callers may mutate what they pass and what they get.
 """
@@ -25,7 +27,8 @@ class SaveRecord(Protocol):
     Applied in this order: `snapshot` (an INSTALLED snapshot: every saved entry of
     the replica is dropped and the log restarts after it), then `entries` (a first
     index at or below the last saved one overwrites that conflicting suffix), then
-    `state` (replaces the hard state). `must_sync` asks for the write to be synced.
+    `state` (replaces the hard state). `must_sync` asks for the write to be synced;
+    records with entries or a snapshot are synced whatever it says.
     """
 
     @property
@@ -60,7 +63,10 @@ class ILogDB(Protocol):
     """
 
     def save(self, updates: Sequence[SaveRecord]) -> None:
-        """Persist all records in one atomic write, synced if any record's must_sync.
+        """Persist all records in one atomic write with at most one sync.
+
+        Synced unless no record has entries, a snapshot or must_sync set (then it is a
+        commit index advance, which the next synced write makes durable too).
 
         Raises InvalidRequestError (nothing written) when a record would break the
         log's invariants, WriteError when the disk refused it.

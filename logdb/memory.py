@@ -6,8 +6,10 @@ way) and adds what simulation tests of the layers above need:
   (Dragonboat's StrictMem `ResetToSyncedState`); `restart()` keeps them, as a process
   crash does (the page cache survives it). Both then rebuild the views from the
   surviving records, as opening a RocksLogDB does.
-- `fail_next_write()` makes the next write fail as a full disk would: WriteError,
-  nothing applied, and the store refuses writes until `restart()` or `power_cut()`.
+- `fail_next_write()` makes the next write fail as a full disk would: WriteError, and
+  the store refuses writes until `restart()` or `power_cut()`. The failed batch is
+  lost, or with `written=True` it reached the file but not the disk (its sync failed):
+  a restart then finds it, a power cut does not.
 
 Rules:
 - Writes are kept as batches of operations. A write is applied to the live records
@@ -20,22 +22,14 @@ Rules:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from logdb import keys
 from logdb.errors import StoreClosedError, WriteError
 from logdb.interface import RaftState, SaveRecord
-from logdb.view import (
-    Plan,
-    ReplicaKey,
-    ReplicaView,
-    StoredReplica,
-    check_range,
-    known_term,
-    publish,
-    recover_view,
-)
+from logdb.plan import Plan, publish
+from logdb.view import ReplicaKey, ReplicaView, StoredReplica, check_range, known_term, recover_view
 from protos import raft_pb2 as pb
 
 
@@ -52,42 +46,12 @@ class _Records:
         return replace(self, entries=dict(self.entries))
 
 
-# (op, replica, *args): put_entries(first, values), delete_entries(low, high|None),
-# put(kind, value), delete_replica().
-_Op = tuple[object, ...]
-
-
-def _apply(store: dict[ReplicaKey, _Records], ops: list[_Op]) -> None:
-    for op in ops:
-        name, key = op[0], op[1]
-        assert isinstance(key, tuple)
-        if name == "delete_replica":
-            store.pop(key, None)
-            continue
-        records = store.setdefault(key, _Records())
-        if name == "put_entries":
-            first, values = op[2], op[3]
-            assert isinstance(first, int) and isinstance(values, list)
-            records.entries.update(zip(range(first, first + len(values)), values, strict=True))
-        elif name == "delete_entries":
-            low, high = op[2], op[3]
-            assert isinstance(low, int) and (high is None or isinstance(high, int))
-            top = keys.MAX_UINT64 + 1 if high is None else high
-            for index in [i for i in records.entries if low <= i < top]:
-                del records.entries[index]
-        elif name == "put":
-            kind, value = op[2], op[3]
-            assert isinstance(value, bytes)
-            if kind == keys.KIND_BOOTSTRAP:
-                records.bootstrap = value
-            elif kind == keys.KIND_STATE:
-                records.state = value
-            else:
-                records.snapshot = value
+_Store = dict[ReplicaKey, _Records]
+_Op = Callable[[_Store], None]  # one write, applied to the live and later the synced store
 
 
 class _MemoryBatch:
-    """A `BatchWriter` that records operations."""
+    """A `BatchWriter` that records its writes as operations on a store."""
 
     __slots__ = ("ops",)
 
@@ -95,23 +59,50 @@ class _MemoryBatch:
         self.ops: list[_Op] = []
 
     def put_entries(self, view: ReplicaView, entries: Sequence[pb.Entry]) -> None:
+        key, first = _key(view), entries[0].index
         values = [entry.SerializeToString() for entry in entries]
-        self.ops.append(("put_entries", _key(view), entries[0].index, values))
+
+        def op(store: _Store) -> None:
+            records = store.setdefault(key, _Records())
+            records.entries.update(zip(range(first, first + len(values)), values, strict=True))
+
+        self.ops.append(op)
 
     def delete_entries(self, view: ReplicaView, low: int, high: int | None) -> None:
-        self.ops.append(("delete_entries", _key(view), low, high))
+        key, top = _key(view), keys.MAX_UINT64 + 1 if high is None else high
+
+        def op(store: _Store) -> None:
+            entries = store.setdefault(key, _Records()).entries
+            for index in [i for i in entries if low <= i < top]:
+                del entries[index]
+
+        self.ops.append(op)
 
     def put_state(self, view: ReplicaView, state: pb.State) -> None:
-        self.ops.append(("put", _key(view), keys.KIND_STATE, state.SerializeToString()))
+        self._put(view, "state", state.SerializeToString())
 
     def put_snapshot(self, view: ReplicaView, snapshot: pb.Snapshot) -> None:
-        self.ops.append(("put", _key(view), keys.KIND_SNAPSHOT, snapshot.SerializeToString()))
+        self._put(view, "snapshot", snapshot.SerializeToString())
 
     def put_bootstrap(self, view: ReplicaView, bootstrap: pb.Bootstrap) -> None:
-        self.ops.append(("put", _key(view), keys.KIND_BOOTSTRAP, bootstrap.SerializeToString()))
+        self._put(view, "bootstrap", bootstrap.SerializeToString())
+
+    def _put(self, view: ReplicaView, field_name: str, value: bytes) -> None:
+        key = _key(view)
+        self.ops.append(lambda store: setattr(store.setdefault(key, _Records()), field_name, value))
 
     def delete_replica(self, view: ReplicaView) -> None:
-        self.ops.append(("delete_replica", _key(view)))
+        key = _key(view)
+
+        def op(store: _Store) -> None:
+            store.pop(key, None)
+
+        self.ops.append(op)
+
+
+def _apply(store: _Store, ops: list[_Op]) -> None:
+    for op in ops:
+        op(store)
 
 
 def _key(view: ReplicaView) -> ReplicaKey:
@@ -125,7 +116,7 @@ class MemoryLogDB:
         self._lock = threading.Lock()
         self._closed = False
         self._failed = False
-        self._fail_next = False
+        self._fail_next = ""
         self._live: dict[ReplicaKey, _Records] = {}
         self._synced: dict[ReplicaKey, _Records] = {}
         self._pending: list[list[_Op]] = []
@@ -148,10 +139,10 @@ class MemoryLogDB:
         with self._lock:
             self._reopen()
 
-    def fail_next_write(self) -> None:
+    def fail_next_write(self, written: bool = False) -> None:
         """The next write fails as on a full disk, and the store then refuses writes."""
         with self._lock:
-            self._fail_next = True
+            self._fail_next = "written" if written else "lost"
 
     def pending_batches(self) -> int:
         """Writes made since the last sync (what a power cut now would lose)."""
@@ -174,51 +165,28 @@ class MemoryLogDB:
     # ------------------------------------------------------------------ writes
 
     def save(self, updates: Sequence[SaveRecord]) -> None:
-        with self._lock:
-            self._check_writable()
-            batch = _MemoryBatch()
-            plan = Plan(self._views, batch)
-            sync = False
-            for record in updates:
-                plan.save(record)
-                sync = sync or record.must_sync
-            self._commit(batch, sync)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.save_all(updates))
 
     def save_snapshot(self, shard_id: int, replica_id: int, snapshot: pb.Snapshot) -> None:
-        with self._lock:
-            self._check_writable()
-            batch = _MemoryBatch()
-            plan = Plan(self._views, batch)
-            plan.local_snapshot(shard_id, replica_id, snapshot)
-            self._commit(batch, sync=bool(batch.ops))
-            publish(self._views, plan)
+        self._write(lambda plan: plan.local_snapshot(shard_id, replica_id, snapshot))
 
     def remove_entries_to(self, shard_id: int, replica_id: int, index: int) -> None:
-        with self._lock:
-            self._check_writable()
-            batch = _MemoryBatch()
-            plan = Plan(self._views, batch)
-            plan.compact(shard_id, replica_id, index)
-            self._commit(batch, sync=False)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.compact(shard_id, replica_id, index))
 
     def save_bootstrap(self, shard_id: int, replica_id: int, bootstrap: pb.Bootstrap) -> None:
-        with self._lock:
-            self._check_writable()
-            batch = _MemoryBatch()
-            plan = Plan(self._views, batch)
-            plan.bootstrap(shard_id, replica_id, bootstrap)
-            self._commit(batch, sync=True)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.bootstrap(shard_id, replica_id, bootstrap))
 
     def remove_node_data(self, shard_id: int, replica_id: int) -> None:
+        self._write(lambda plan: plan.remove(shard_id, replica_id))
+
+    def _write(self, stage: Callable[[Plan], bool]) -> None:
         with self._lock:
             self._check_writable()
             batch = _MemoryBatch()
             plan = Plan(self._views, batch)
-            plan.remove(shard_id, replica_id)
-            self._commit(batch, sync=bool(batch.ops))
+            sync = stage(plan)
+            if batch.ops:
+                self._commit(batch, sync)
             publish(self._views, plan)
 
     def _check_writable(self) -> None:
@@ -227,13 +195,13 @@ class MemoryLogDB:
             raise WriteError("memory store refused the write: an earlier write failed")
 
     def _commit(self, batch: _MemoryBatch, sync: bool) -> None:
-        if self._fail_next:
-            self._fail_next = False
-            self._failed = True
-            raise WriteError("memory store: injected write failure (disk full)")
-        if batch.ops:
+        failure, self._fail_next = self._fail_next, ""
+        if failure != "lost":
             _apply(self._live, batch.ops)
             self._pending.append(batch.ops)
+        if failure:
+            self._failed = True
+            raise WriteError("memory store: injected write failure (disk full)")
         if sync:
             for ops in self._pending:
                 _apply(self._synced, ops)

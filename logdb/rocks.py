@@ -15,8 +15,9 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from rocksdict import (
@@ -40,15 +41,9 @@ from logdb.errors import (
     WriteError,
 )
 from logdb.interface import RaftState, SaveRecord
+from logdb.plan import Plan, publish
 from logdb.scan import scan_store
-from logdb.view import (
-    Plan,
-    ReplicaKey,
-    ReplicaView,
-    check_range,
-    known_term,
-    publish,
-)
+from logdb.view import ReplicaKey, ReplicaView, check_range, known_term
 from protos import raft_pb2 as pb
 
 MiB = 1024 * 1024
@@ -136,7 +131,7 @@ def _open_error(path: str, error: Exception) -> LogDBError:
             f"store at {path} is damaged and was not opened: {text}. Its replicas must "
             "be recovered from their peers"
         )
-    if "lock" in text.lower():
+    if "/LOCK" in text:  # RocksDB's lock file, held by another open of the same store
         return LogDBError(f"store at {path} is already open (one NodeHost per store): {text}")
     return LogDBError(f"cannot open store at {path}: {text}")
 
@@ -161,6 +156,9 @@ class RocksLogDB:
         self._no_sync = WriteOptions()
         self._no_sync.sync = False
         try:
+            os.makedirs(path, exist_ok=True)
+            if wal_dir:
+                os.makedirs(wal_dir, exist_ok=True)
             self._db = Rdict(path, _options(wal_dir, write_buffer_bytes, cache_bytes))
         except Exception as e:
             raise _open_error(path, e) from None
@@ -207,51 +205,29 @@ class RocksLogDB:
     # ------------------------------------------------------------------ writes
 
     def save(self, updates: Sequence[SaveRecord]) -> None:
-        with self._write_lock:
-            self._check_writable()
-            batch = _RocksBatch()
-            plan = Plan(self._views, batch)
-            sync = False
-            for record in updates:
-                plan.save(record)
-                sync = sync or record.must_sync
-            self._commit(batch, sync)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.save_all(updates))
 
     def save_snapshot(self, shard_id: int, replica_id: int, snapshot: pb.Snapshot) -> None:
-        with self._write_lock:
-            self._check_writable()
-            batch = _RocksBatch()
-            plan = Plan(self._views, batch)
-            plan.local_snapshot(shard_id, replica_id, snapshot)
-            self._commit(batch, sync=not batch.empty)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.local_snapshot(shard_id, replica_id, snapshot))
 
     def remove_entries_to(self, shard_id: int, replica_id: int, index: int) -> None:
-        with self._write_lock:
-            self._check_writable()
-            batch = _RocksBatch()
-            plan = Plan(self._views, batch)
-            plan.compact(shard_id, replica_id, index)
-            self._commit(batch, sync=False)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.compact(shard_id, replica_id, index))
 
     def save_bootstrap(self, shard_id: int, replica_id: int, bootstrap: pb.Bootstrap) -> None:
-        with self._write_lock:
-            self._check_writable()
-            batch = _RocksBatch()
-            plan = Plan(self._views, batch)
-            plan.bootstrap(shard_id, replica_id, bootstrap)
-            self._commit(batch, sync=True)
-            publish(self._views, plan)
+        self._write(lambda plan: plan.bootstrap(shard_id, replica_id, bootstrap))
 
     def remove_node_data(self, shard_id: int, replica_id: int) -> None:
+        self._write(lambda plan: plan.remove(shard_id, replica_id))
+
+    def _write(self, stage: Callable[[Plan], bool]) -> None:
+        """Stage writes on a Plan (which says whether to sync), write, then publish."""
         with self._write_lock:
             self._check_writable()
             batch = _RocksBatch()
             plan = Plan(self._views, batch)
-            plan.remove(shard_id, replica_id)
-            self._commit(batch, sync=not batch.empty)
+            sync = stage(plan)
+            if not batch.empty:
+                self._commit(batch, sync)
             publish(self._views, plan)
 
     def _check_writable(self) -> None:
@@ -265,8 +241,7 @@ class RocksLogDB:
 
     def _commit(self, batch: _RocksBatch, sync: bool) -> None:
         try:
-            if not batch.empty:
-                self._db.write(batch.batch, self._no_sync)
+            self._db.write(batch.batch, self._no_sync)
             if sync:
                 self._db.flush_wal(True)
         except Exception as e:

@@ -69,6 +69,9 @@ class NodeHostConfig:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
+    # Bytes queued per remote NodeHost before messages to it are dropped (and counted);
+    # 0 picks the transport's default bound (32 MiB). Never unbounded: a dead peer must
+    # not eat the memory.
     max_send_queue_size: int = 0
     max_receive_queue_size: int = 0
     notify_commit: bool = False

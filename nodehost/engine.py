@@ -141,6 +141,10 @@ class Engine:
                     self.run(self.transport.close(), timeout=10)
                 except Exception:
                     log.exception("closing the transport failed")
+            try:
+                self.run(_cancel_remaining_tasks(), timeout=5)
+            except Exception:  # pragma: no cover - best effort at shutdown
+                log.debug("tasks left at shutdown", exc_info=True)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
         for q in self._apply_queues:
@@ -383,6 +387,17 @@ class Engine:
 
     def peers(self) -> Iterable[Peer]:
         return (n.peer for n in self.nodes.values())
+
+
+async def _cancel_remaining_tasks() -> None:
+    """Finish what the transport leaves on the loop (gRPC server-side RPC tasks of peers
+    still connected), so closing the loop destroys no pending task."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=2)
 
 
 class EngineListener:

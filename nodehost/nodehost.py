@@ -8,34 +8,42 @@ inside an asyncio event loop (none of them block on the engine loop for long; th
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import random
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from logdb import RocksLogDB
+from logdb import LogDBError, RocksLogDB
 from nodehost import errors
+from nodehost.aio import AsyncAPI
+from nodehost.bootstrap import check_bootstrap
 from nodehost.config import Config, NodeHostConfig, parse_address
 from nodehost.engine import Engine, EngineListener
 from nodehost.env import Env
 from nodehost.events import (
-    ConnectionInfo,
     EventDispatcher,
     LeaderInfo,
     NodeInfo,
     SnapshotInfo,
 )
+from nodehost.info import (
+    Membership,
+    NodeHostInfo,
+    NodeHostInfoOption,
+    ShardInfo,
+    SnapshotOption,
+)
 from nodehost.logreader import CachedLogReader
+from nodehost.membership_api import MembershipAPI
 from nodehost.metrics import Metrics
 from nodehost.node import Node, SnapshotRequest
 from nodehost.raft import Mutation, Peer, RaftConfig
-from nodehost.request import RequestResult, RequestState, ResultCode
+from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
+from nodehost.routing import TransportRouter
 from nodehost.rsm import (
     SERIES_ID_NOOP,
     SERIES_ID_REGISTER,
@@ -52,74 +60,12 @@ from statemachine import (
     Result,
     StateMachineType,
 )
-from transport import GrpcTransport, TransportConfig
+from transport import BindError, GrpcTransport, TransportConfig, TransportError
 
 log = logging.getLogger("nodehost")
 
-_PB_KIND = {
-    StateMachineType.REGULAR: pb.REGULAR_STATE_MACHINE,
-    StateMachineType.CONCURRENT: pb.CONCURRENT_STATE_MACHINE,
-    StateMachineType.ON_DISK: pb.ON_DISK_STATE_MACHINE,
-}
 
-
-@dataclass
-class SnapshotOption:
-    """How `request_snapshot` should snapshot.
-
-    exported: write the snapshot to `export_path` for backup or import; it is not used
-    by this replica and the log is not compacted behind it.
-    override_compaction_overhead: keep `compaction_overhead` entries behind this
-    snapshot instead of the replica's configured number.
-    """
-
-    exported: bool = False
-    export_path: str = ""
-    override_compaction_overhead: bool = False
-    compaction_overhead: int = 0
-
-
-@dataclass
-class Membership:
-    """A shard's members: replica id -> address, per role; removed ids never return."""
-
-    config_change_id: int
-    nodes: dict[int, str]
-    non_votings: dict[int, str]
-    witnesses: dict[int, str]
-    removed: set[int]
-
-
-@dataclass
-class ShardInfo:
-    shard_id: int
-    replica_id: int
-    is_leader: bool
-    is_non_voting: bool
-    is_witness: bool
-    leader_id: int
-    term: int
-    config_change_index: int
-    nodes: dict[int, str]
-    state_machine_type: StateMachineType
-    applied_index: int
-    failed: str | None = None
-
-
-@dataclass
-class NodeHostInfoOption:
-    skip_log_info: bool = False
-
-
-@dataclass
-class NodeHostInfo:
-    node_host_id: str
-    raft_address: str
-    shard_info_list: list[ShardInfo] = field(default_factory=list)
-    log_info: list[tuple[int, int]] = field(default_factory=list)
-
-
-class NodeHost(EngineListener):
+class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
     """Hosts replicas of many shards over one transport and one log store."""
 
     def __init__(self, config: NodeHostConfig) -> None:
@@ -160,11 +106,14 @@ class NodeHost(EngineListener):
                     key_file=config.key_file,
                     max_send_queue_size=config.max_send_queue_size,
                 ),
-                _TransportHandler(self),
+                TransportRouter(self),
             )
             self._engine.transport = self._transport
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
+        except (LogDBError, TransportError) as exc:
+            self._release()
+            raise errors.InvalidConfig(_open_error(config, exc)) from exc
         except BaseException:
             self._release()
             raise
@@ -284,56 +233,11 @@ class NodeHost(EngineListener):
                     f"shard {shard_id} replica {replica_id} was removed; use a new replica id"
                 )
             assert self._logdb is not None
-            new = self._check_bootstrap(members, join, config, kind)
+            new = check_bootstrap(self._logdb, members, join, config, kind)
             node = self._build_node(engine, members, join, new, create, config, kind)
             engine.call(lambda: self._add_node(engine, node, members))
         self._metrics.replicas(len(engine.nodes))
         self._events.system_event("node_ready", NodeInfo(shard_id, replica_id))
-
-    def _check_bootstrap(
-        self, members: dict[int, str], join: bool, config: Config, kind: StateMachineType
-    ) -> bool:
-        """Compare the arguments with the record of the first start; True for a new replica."""
-        assert self._logdb is not None
-        shard_id, replica_id = config.shard_id, config.replica_id
-        bootstrap = self._logdb.get_bootstrap(shard_id, replica_id)
-        if bootstrap is not None:
-            if bootstrap.type != _PB_KIND[kind]:
-                raise errors.InvalidShardSettings(
-                    f"shard {shard_id} replica {replica_id} was started with another "
-                    f"state machine type ({pb.StateMachineType.Name(bootstrap.type)})"
-                )
-            if members and dict(bootstrap.addresses) != members:
-                raise errors.InvalidShardSettings(
-                    f"initial_members differ from the first start: {dict(bootstrap.addresses)}"
-                )
-            if members and join != bootstrap.join:
-                raise errors.InvalidShardSettings(
-                    f"join={join} but the replica first started with join={bootstrap.join}"
-                )
-            if join and not bootstrap.join:
-                raise errors.InvalidShardSettings(
-                    "join=True but the replica first started as an initial member"
-                )
-            return False
-        if join and members:
-            raise errors.InvalidShardSettings("a joining replica takes no initial_members")
-        if not join:
-            if not members:
-                raise errors.InvalidShardSettings(
-                    f"shard {shard_id} replica {replica_id} has no data here: a new shard needs "
-                    "initial_members, a replica added later needs join=True"
-                )
-            if replica_id not in members:
-                raise errors.InvalidShardSettings(
-                    f"replica {replica_id} is not among initial_members {sorted(members)}"
-                )
-        self._logdb.save_bootstrap(
-            shard_id,
-            replica_id,
-            pb.Bootstrap(addresses=members, join=join, type=_PB_KIND[kind]),
-        )
-        return True
 
     def _build_node(
         self,
@@ -380,6 +284,10 @@ class NodeHost(EngineListener):
             rsm.recover(snapshot, stopped)
             if replica_id in snapshot.membership.removed:
                 raise errors.ReplicaRemoved(f"shard {shard_id} replica {replica_id} was removed")
+            self._metrics.snapshot("recovered")
+            self._events.system_event(
+                "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
+            )
         peer = Peer(
             RaftConfig(
                 shard_id=shard_id,
@@ -399,6 +307,7 @@ class NodeHost(EngineListener):
             random.Random(self._rng.getrandbits(64)),
             initial_members=members if new and not join else None,
             join=join,
+            applied=rsm.applied_index,
         )
         return Node(engine, config, peer, rsm, reader, snapshots, engine.apply_worker_for(shard_id))
 
@@ -526,7 +435,7 @@ class NodeHost(EngineListener):
         """Wait for a request, starting it again while it is dropped (no leader yet, or
         leadership moving): a dropped request never took effect, so this is safe, and a
         caller's timeout covers the election instead of failing at once."""
-        _check_timeout(timeout)
+        check_timeout(timeout)
         deadline = time.monotonic() + timeout
         pause = self.config.rtt_millisecond / 1000.0
         while True:
@@ -538,25 +447,11 @@ class NodeHost(EngineListener):
                 return outcome
             time.sleep(pause)
 
-    async def _aio_retrying(
-        self, start: Callable[[float], RequestState], timeout: float
-    ) -> RequestResult:
-        _check_timeout(timeout)
-        deadline = time.monotonic() + timeout
-        pause = self.config.rtt_millisecond / 1000.0
-        while True:
-            outcome = await start(max(deadline - time.monotonic(), 0.001))
-            if outcome.code is not ResultCode.DROPPED:
-                return outcome
-            if time.monotonic() + pause >= deadline:
-                return outcome
-            await asyncio.sleep(pause)
-
     def _propose(self, session: Session, cmd: bytes, timeout: float) -> RequestState:
         engine = self._check_open()
         if not isinstance(cmd, bytes | bytearray | memoryview):
             raise TypeError(f"cmd must be bytes, got {type(cmd).__name__}")
-        _check_timeout(timeout)
+        check_timeout(timeout)
         if len(cmd) > self.config.max_entry_size:
             raise errors.PayloadTooBig(
                 f"{len(cmd)} bytes is more than max_entry_size ({self.config.max_entry_size})"
@@ -584,57 +479,12 @@ class NodeHost(EngineListener):
         engine.wake_from_thread(node)
         return rs
 
-    # ---------------------------------------------------------------- asyncio
-
-    async def aio_propose(self, session: Session, cmd: bytes, timeout: float) -> Result:
-        """`sync_propose` for coroutines: awaits without blocking the event loop."""
-        outcome = await self._aio_retrying(lambda t: self.propose(session, cmd, t), timeout)
-        outcome.raise_for_code()
-        if not session.is_noop():
-            session.proposal_completed()
-        return outcome.result
-
-    async def aio_read(self, shard_id: int, query: Any, timeout: float) -> Any:
-        """`sync_read` for coroutines. The lookup itself runs on the calling loop."""
-        outcome = await self._aio_retrying(lambda t: self.read_index(shard_id, t), timeout)
-        outcome.raise_for_code()
-        return self._node(shard_id).rsm.lookup(query)
-
-    async def aio_get_session(self, shard_id: int, timeout: float) -> Session:
-        session = Session.new(shard_id, self._rng)
-        session.prepare_for_register()
-        outcome = await self._aio_retrying(lambda t: self._propose(session, b"", t), timeout)
-        outcome.raise_for_code()
-        if outcome.result.value != session.client_id:
-            raise errors.Rejected("the shard did not register the session")
-        session.registered()
-        return session
-
-    async def aio_close_session(self, session: Session, timeout: float) -> None:
-        if session.is_noop():
-            raise errors.InvalidSession("the no-op session cannot be closed")
-        session.prepare_for_unregister()
-        outcome = await self._aio_retrying(lambda t: self._propose(session, b"", t), timeout)
-        outcome.raise_for_code()
-
-    async def aio_request_snapshot(
-        self, shard_id: int, option: SnapshotOption | None, timeout: float
-    ) -> int:
-        outcome = await self.request_snapshot(shard_id, option, timeout)
-        outcome.raise_for_code()
-        return outcome.snapshot_index
-
-    async def aio_get_shard_membership(self, shard_id: int, timeout: float) -> Membership:
-        outcome = await self._aio_retrying(lambda t: self.read_index(shard_id, t), timeout)
-        outcome.raise_for_code()
-        return self._membership(shard_id)
-
     # ---------------------------------------------------------------- reads
 
     def read_index(self, shard_id: int, timeout: float) -> RequestState:
         """Start a linearizable read; once it completes, call `read_local_node`."""
         engine = self._check_open()
-        _check_timeout(timeout)
+        check_timeout(timeout)
         node = self._node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
@@ -675,7 +525,7 @@ class NodeHost(EngineListener):
     ) -> RequestState:
         """Snapshot the state machine now; `snapshot_index` of the result tells where."""
         engine = self._check_open()
-        _check_timeout(timeout)
+        check_timeout(timeout)
         option = option or SnapshotOption()
         if option.exported and not option.export_path:
             raise errors.InvalidOperation("an exported snapshot needs export_path")
@@ -705,158 +555,7 @@ class NodeHost(EngineListener):
         outcome.raise_for_code()
         return outcome.snapshot_index
 
-    # ---------------------------------------------------------------- membership
-
-    def request_add_replica(
-        self,
-        shard_id: int,
-        replica_id: int,
-        target: str,
-        config_change_index: int,
-        timeout: float,
-    ) -> RequestState:
-        """Add (or promote a non-voting replica to) a voting member at `target`."""
-        return self._config_change(
-            shard_id, pb.ADD_NODE, replica_id, target, config_change_index, timeout
-        )
-
-    def request_delete_replica(
-        self, shard_id: int, replica_id: int, config_change_index: int, timeout: float
-    ) -> RequestState:
-        return self._config_change(
-            shard_id, pb.REMOVE_NODE, replica_id, "", config_change_index, timeout
-        )
-
-    def request_add_non_voting(
-        self,
-        shard_id: int,
-        replica_id: int,
-        target: str,
-        config_change_index: int,
-        timeout: float,
-    ) -> RequestState:
-        return self._config_change(
-            shard_id, pb.ADD_NON_VOTING, replica_id, target, config_change_index, timeout
-        )
-
-    def request_add_witness(
-        self,
-        shard_id: int,
-        replica_id: int,
-        target: str,
-        config_change_index: int,
-        timeout: float,
-    ) -> RequestState:
-        return self._config_change(
-            shard_id, pb.ADD_WITNESS, replica_id, target, config_change_index, timeout
-        )
-
-    def sync_request_add_replica(
-        self,
-        shard_id: int,
-        replica_id: int,
-        target: str,
-        config_change_index: int,
-        timeout: float,
-    ) -> None:
-        self._retrying(
-            lambda t: self.request_add_replica(
-                shard_id, replica_id, target, config_change_index, t
-            ),
-            timeout,
-        ).raise_for_code()
-
-    def sync_request_delete_replica(
-        self, shard_id: int, replica_id: int, config_change_index: int, timeout: float
-    ) -> None:
-        self._retrying(
-            lambda t: self.request_delete_replica(shard_id, replica_id, config_change_index, t),
-            timeout,
-        ).raise_for_code()
-
-    def sync_request_add_non_voting(
-        self,
-        shard_id: int,
-        replica_id: int,
-        target: str,
-        config_change_index: int,
-        timeout: float,
-    ) -> None:
-        self._retrying(
-            lambda t: self.request_add_non_voting(
-                shard_id, replica_id, target, config_change_index, t
-            ),
-            timeout,
-        ).raise_for_code()
-
-    def sync_request_add_witness(
-        self,
-        shard_id: int,
-        replica_id: int,
-        target: str,
-        config_change_index: int,
-        timeout: float,
-    ) -> None:
-        self._retrying(
-            lambda t: self.request_add_witness(
-                shard_id, replica_id, target, config_change_index, t
-            ),
-            timeout,
-        ).raise_for_code()
-
-    def _config_change(
-        self,
-        shard_id: int,
-        change: pb.ConfigChangeType,
-        replica_id: int,
-        target: str,
-        config_change_index: int,
-        timeout: float,
-    ) -> RequestState:
-        engine = self._check_open()
-        _check_timeout(timeout)
-        if isinstance(replica_id, bool) or not isinstance(replica_id, int) or replica_id <= 0:
-            raise errors.InvalidOperation(f"bad replica id {replica_id!r}")
-        if change != pb.REMOVE_NODE:
-            try:
-                parse_address(target, "target")
-            except errors.InvalidConfig as exc:
-                raise errors.InvalidOperation(str(exc)) from None
-        node = self._node(shard_id)
-        key = next(self._keys)
-        rs = RequestState(key, time.monotonic() + timeout)
-        node.pending_config_changes.add(rs)
-        cc = pb.ConfigChange(
-            config_change_id=config_change_index,
-            type=change,
-            replica_id=replica_id,
-            address=target,
-        )
-        node.config_changes.append((cc, key))
-        engine.wake_from_thread(node)
-        return rs
-
-    def request_leader_transfer(self, shard_id: int, target_replica_id: int) -> None:
-        """Ask the leader to hand leadership to `target_replica_id` (best effort)."""
-        engine = self._check_open()
-        node = self._node(shard_id)
-        node.local_calls.append(lambda peer: peer.transfer_leader(target_replica_id))
-        engine.wake_from_thread(node)
-
-    def sync_get_shard_membership(self, shard_id: int, timeout: float) -> Membership:
-        """The membership as of a linearizable read."""
-        self._retrying(lambda t: self.read_index(shard_id, t), timeout).raise_for_code()
-        return self._membership(shard_id)
-
-    def _membership(self, shard_id: int) -> Membership:
-        m = self._node(shard_id).rsm.membership
-        return Membership(
-            config_change_id=m.config_change_id,
-            nodes=dict(m.addresses),
-            non_votings=dict(m.non_votings),
-            witnesses=dict(m.witnesses),
-            removed=set(m.removed),
-        )
+    # ---------------------------------------------------------------- information
 
     def get_leader_id(self, shard_id: int) -> tuple[int, int, bool]:
         """(leader_id, term, valid) as this replica knows it; valid is False with no leader."""
@@ -912,10 +611,7 @@ class NodeHost(EngineListener):
         return node
 
     def _transport_stats(self) -> dict[str, int]:
-        stats = self._transport.stats
-        if isinstance(stats, dict):
-            return {k: int(v) for k, v in stats.items()}
-        return {k: int(v) for k, v in vars(stats).items() if isinstance(v, int)}
+        return self._transport.stats.as_dict()
 
     def _sync_registry(self, node: Node) -> None:
         """Point the transport at the addresses in the core's membership (on the loop)."""
@@ -960,76 +656,13 @@ class NodeHost(EngineListener):
         )
 
 
-class _TransportHandler:
-    """Routes what the transport receives to replicas (called on the engine loop)."""
-
-    def __init__(self, nh: NodeHost) -> None:
-        self._nh = nh
-
-    def _engine(self) -> Engine:
-        engine = self._nh._engine
-        assert engine is not None
-        return engine
-
-    def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
-        engine = self._engine()
-        nodes = engine.nodes
-        registry = self._nh._transport.registry
-        for m in messages:
-            node = nodes.get(m.shard_id)
-            if node is None or node.replica_id != m.to or node.stopped:
-                continue
-            if source_address and registry.resolve(m.shard_id, m.from_id) is None:
-                registry.add(m.shard_id, m.from_id, source_address)
-            node.inbox.append(m)
-            engine.wake(node)
-
-    def on_unreachable(self, shard_id: int, replica_id: int) -> None:
-        engine = self._engine()
-        node = engine.nodes.get(shard_id)
-        if node is not None:
-            node.local_calls.append(lambda peer: peer.report_unreachable(replica_id))
-            engine.wake(node)
-
-    def on_snapshot_status(self, shard_id: int, replica_id: int, failed: bool) -> None:
-        engine = self._engine()
-        node = engine.nodes.get(shard_id)
-        if node is not None:
-            node.local_calls.append(lambda peer: peer.report_snapshot_status(replica_id, failed))
-            engine.wake(node)
-        event = "send_snapshot_aborted" if failed else "send_snapshot_completed"
-        self._nh._events.system_event(event, SnapshotInfo(shard_id, replica_id, 0))
-
-    def on_snapshot_received(self, message: pb.Message) -> None:
-        engine = self._engine()
-        node = engine.nodes.get(message.shard_id)
-        if node is None or node.replica_id != message.to:
-            return
-        self._nh._metrics.snapshot("received")
-        self._nh._events.system_event(
-            "snapshot_received",
-            SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
-        )
-        node.submit_apply("call", lambda: node.install_received(message))
-
-    def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
-        node = self._engine().nodes.get(shard_id)
-        if node is None or node.replica_id != replica_id:
-            return None
-        return node.snapshots.receive_dir(index)
-
-    def is_hosted(self, shard_id: int, replica_id: int) -> bool:
-        node = self._engine().nodes.get(shard_id)
-        return node is not None and node.replica_id == replica_id
-
-    def on_connection(self, address: str, established: bool) -> None:
-        event = "connection_established" if established else "connection_failed"
-        self._nh._events.system_event(event, ConnectionInfo(address))
-
-
-def _check_timeout(timeout: float) -> None:
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise errors.InvalidOperation(f"timeout must be a positive number of seconds: {timeout!r}")
+def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:
+    """Name the setting behind a store or transport that would not open."""
+    if isinstance(exc, LogDBError):
+        return f"{'wal_dir' if config.wal_dir else 'node_host_dir'}: {exc}"
+    if isinstance(exc, BindError):
+        return f"listen_address: {exc}"
+    return str(exc)  # TransportConfigError names its field
 
 
 __all__ = [

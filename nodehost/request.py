@@ -282,3 +282,8 @@ class PendingRequests:
             self._deadlines.clear()
         for rs in pending:
             rs.complete(RequestResult(code, reason=reason))
+
+
+def check_timeout(timeout: float) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise errors.InvalidOperation(f"timeout must be a positive number of seconds: {timeout!r}")

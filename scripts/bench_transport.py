@@ -15,7 +15,9 @@ Parts:
    whether memory stays flat. Beside it: a raw grpc.aio stream of 2 MiB byte frames
    (no files, no checksums), and writing + fsyncing the same bytes to the same disk.
 
-Every figure is one run on a shared, noisy machine: read ratios, not promises.
+Each figure is the median of `--repeat` rounds, the transport and its ceilings taken in
+turn so they meet the same load; CPU per message is printed too, as it depends less on
+what else runs. On a shared, noisy machine read ratios, not promises.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import logging
 import multiprocessing as mp
 import os
 import resource
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -58,6 +62,8 @@ def free_port() -> int:
 
 
 def run_loop(kind: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    # The sender outlives its receiver at the end of a run; that one failure is expected.
+    logging.getLogger("transport").setLevel(logging.ERROR)
     if kind == "uvloop":
         import uvloop
 
@@ -103,6 +109,9 @@ class Handler:
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool:
         return (shard_id, replica_id) in self.hosted
+
+    def on_connection(self, address: str, established: bool) -> None:
+        pass
 
 
 def messages_for(shards: int, count: int) -> list[pb.Message]:
@@ -213,26 +222,42 @@ def raw_receiver_main(port: int, loop: str, warmup: float, seconds: float, out: 
 
 
 def raw_sender_main(
-    port: int, loop: str, shards: int, per_frame: int, frame_bytes: int, control: Connection
+    port: int,
+    loop: str,
+    shards: int,
+    per_frame: int,
+    frame_bytes: int,
+    encode: bool,
+    control: Connection,
 ) -> None:
     async def main() -> None:
+        messages = messages_for(shards, per_frame)
         if frame_bytes:
             frame = b"x" * frame_bytes
         else:
-            batch = pb.MessageBatch(deployment_id=DEPLOYMENT, source_address="127.0.0.1:1")
-            batch.requests.extend(messages_for(shards, per_frame))
-            frame = batch.SerializeToString()
+            frame = pb.MessageBatch(
+                deployment_id=DEPLOYMENT, source_address="127.0.0.1:1", requests=messages
+            ).SerializeToString()
         channel = grpc.aio.insecure_channel(
             f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 128 * MiB)]
         )
         call = channel.stream_unary(BATCH_METHOD)()
         writes = 0
-        while writes % 16 != 0 or not control.poll():
-            await call.write(frame)
-            writes += 1
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        try:
+            while writes % 16 != 0 or not control.poll():
+                if encode:  # the least any transport must do: encode what it is given
+                    frame = pb.MessageBatch(
+                        deployment_id=DEPLOYMENT, source_address="127.0.0.1:1", requests=messages
+                    ).SerializeToString()
+                await call.write(frame)
+                writes += 1
+        except grpc.aio.AioRpcError:
+            pass  # the receiver finished first
+        cpu = (cpu_seconds() - cpu0) / (time.perf_counter() - t0)
         call.cancel()
         await channel.close()
-        control.send(writes)
+        control.send((writes, cpu))
 
     run_loop(loop, main)
 
@@ -314,7 +339,7 @@ def snapshot_sender_main(port: int, loop: str, path: str, out: Connection) -> No
     run_loop(loop, main)
 
 
-def bench_snapshot(loop: str, mib: int, workdir: str) -> None:
+def bench_snapshot(loop: str, mib: int, workdir: str, repeat: int) -> None:
     src = os.path.join(workdir, "send")
     dst = os.path.join(workdir, "recv")
     os.makedirs(src)
@@ -324,40 +349,62 @@ def bench_snapshot(loop: str, mib: int, workdir: str) -> None:
     with open(path, "wb") as f:
         for i in range(mib):
             f.write(hashlib.sha256(i.to_bytes(8, "big")).digest() + piece[32:])
+        f.flush()
+        os.fsync(f.fileno())  # its writeback must not compete with the transfer
+    rates, disk, grpc_raw, rss = [], [], [], []
+    for _ in range(repeat):
+        disk.append(mib / _copy_seconds(path, os.path.join(dst, "copy.bin")))
+        elapsed, receiver_rss, sender_rss = _transfer(loop, path, dst)
+        rates.append(mib / elapsed)
+        rss.append((receiver_rss, sender_rss))
+        grpc_raw.append(raw_bytes_stream(loop, 2 * MiB))
+    print(
+        f"snapshot {mib} MiB: {statistics.median(rates):.0f} MiB/s (median of "
+        f"{', '.join(f'{r:.0f}' for r in rates)}), every copy intact; peak RSS receiver "
+        f"{max(r for r, _ in rss):.0f} MiB, sender {max(s for _, s in rss):.0f} MiB "
+        f"(processes start at ~46 MiB)"
+    )
+    print(
+        f"  ceiling: raw grpc.aio stream of 2 MiB byte frames: {statistics.median(grpc_raw):.0f} MiB/s"
+    )
+    print(
+        f"  ceiling: read + write + fsync of the file, just before each transfer: "
+        f"{statistics.median(disk):.0f} MiB/s (median of {', '.join(f'{d:.0f}' for d in disk)})"
+    )
+
+
+def _copy_seconds(path: str, copy: str) -> float:
+    start = time.perf_counter()
+    with open(path, "rb") as f, open(copy, "wb") as g:
+        while data := f.read(2 * MiB):
+            g.write(data)
+        g.flush()
+        os.fsync(g.fileno())
+    elapsed = time.perf_counter() - start
+    os.remove(copy)
+    return elapsed
+
+
+def _transfer(loop: str, path: str, dst: str) -> tuple[float, float, float]:
+    """One send_snapshot between two processes: (seconds, peak RSS receiver, sender)."""
     ctx = mp.get_context("spawn")
     port = free_port()
     r_out, r_in = ctx.Pipe(duplex=False)
     s_out, s_in = ctx.Pipe(duplex=False)
     rp = ctx.Process(target=snapshot_receiver_main, args=(port, loop, dst, r_in))
     rp.start()
-    _, receiver_rss0 = r_out.recv()
+    r_out.recv()
     sp = ctx.Process(target=snapshot_sender_main, args=(port, loop, path, s_in))
     sp.start()
-    elapsed, failed, sender_rss0, sender_rss = s_out.recv()
+    elapsed, failed, _, sender_rss = s_out.recv()
     receiver_rss, ok, rejected = r_out.recv()
     for p in (sp, rp):
         p.join(10)
-    received = os.path.join(dst, "snapshot-1-100", "snapshot.bin")
-    same = ok and not failed and _same_file(path, received)
-    print(
-        f"snapshot {mib} MiB: {mib / elapsed:.0f} MiB/s ({elapsed:.2f} s), "
-        f"{'intact' if same else f'FAILED {rejected}'}; peak RSS receiver "
-        f"{receiver_rss0:.0f} -> {receiver_rss:.0f} MiB, sender {sender_rss0:.0f} -> "
-        f"{sender_rss:.0f} MiB"
-    )
-    shutil.rmtree(os.path.join(dst, "snapshot-1-100"), ignore_errors=True)
-    raw = raw_bytes_stream(loop, 2 * MiB)
-    print(f"  ceiling: raw grpc.aio stream of 2 MiB byte frames: {raw:.0f} MiB/s")
-    start = time.perf_counter()
-    copy = os.path.join(dst, "copy.bin")
-    with open(path, "rb") as f, open(copy, "wb") as g:
-        while data := f.read(2 * MiB):
-            g.write(data)
-        g.flush()
-        os.fsync(g.fileno())
-    print(
-        f"  ceiling: read + write + fsync of the file: {mib / (time.perf_counter() - start):.0f} MiB/s"
-    )
+    received = os.path.join(dst, "snapshot-1-100")
+    if not (ok and not failed and _same_file(path, os.path.join(received, "snapshot.bin"))):
+        raise SystemExit(f"snapshot transfer failed: {rejected}")
+    shutil.rmtree(received)
+    return elapsed, receiver_rss, sender_rss
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -377,7 +424,7 @@ def raw_bytes_stream(loop: str, frame_bytes: int) -> float:
         raw_receiver_bytes_main,
         (port, loop, 1.0, 3.0),
         raw_sender_main,
-        (port, loop, 0, 0, frame_bytes),
+        (port, loop, 0, 0, frame_bytes, False),
     )
     return rate * frame_bytes / MiB
 
@@ -419,6 +466,55 @@ def raw_receiver_bytes_main(
 # ---------------------------------------------------------------------- main
 
 
+def bench_messages(args: argparse.Namespace, pass_size: int) -> None:
+    """`--repeat` rounds of (transport, both ceilings), interleaved so that each figure
+    meets the same neighbours on a shared machine; medians are printed."""
+    ours: list[tuple[float, float, float]] = []
+    ceilings: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    per_frame = 0
+    problems = 0
+    for _ in range(args.repeat):
+        port = free_port()
+        (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
+            receiver_main,
+            (port, args.loop, args.shards, args.warmup, args.seconds),
+            sender_main,
+            (port, args.loop, args.shards, pass_size),
+        )
+        ours.append((rate, scpu / rate * 1e6, rcpu / rate * 1e6))
+        problems += dropped + sum(rejected.values())
+        per_frame = per_frame or max(1, round(sent / max(1, batches)))
+        for encode in (False, True):
+            port = free_port()
+            (raw, raw_rcpu, _), (_, raw_scpu) = measure(
+                raw_receiver_main,
+                (port, args.loop, args.warmup, args.seconds),
+                raw_sender_main,
+                (port, args.loop, args.shards, per_frame, 0, encode),
+            )
+            ceilings[encode].append((raw, raw_scpu / raw * 1e6, raw_rcpu / raw * 1e6))
+    size = len(messages_for(args.shards, 1)[0].SerializeToString())
+    rate, scpu_us, rcpu_us = _medians(ours)
+    print(
+        f"transport, {pass_size} messages per send(): {rate:,.0f} msgs/s one way "
+        f"(median of {args.repeat}: {', '.join(f'{r:,.0f}' for r, _, _ in ours)}; "
+        f"{size} byte messages, {per_frame} per frame, {problems} dropped or rejected); "
+        f"CPU per message: sender {scpu_us:.2f} us, receiver {rcpu_us:.2f} us"
+    )
+    for encode, what in ((False, "pre-encoded frames"), (True, "a MessageBatch encoded per frame")):
+        raw, raw_scpu_us, raw_rcpu_us = _medians(ceilings[encode])
+        print(
+            f"  ceiling: raw grpc.aio stream, {what} of {per_frame} messages, decoded and "
+            f"walked: {raw:,.0f} msgs/s (CPU per message: sender {raw_scpu_us:.2f} us, "
+            f"receiver {raw_rcpu_us:.2f} us); transport/ceiling = {rate / raw:.2f}"
+        )
+
+
+def _medians(rows: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    a, b, c = (statistics.median(column) for column in zip(*rows, strict=True))
+    return a, b, c
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -426,57 +522,30 @@ def main() -> None:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--pass-size", type=int, default=64, help="messages per send() call")
+    parser.add_argument(
+        "--pass-size",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[64, 1024],
+        help="messages per send() call (comma-separated: one run each)",
+    )
     parser.add_argument("--shards", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per figure (median)")
     parser.add_argument("--snapshot-mib", type=int, default=256)
     parser.add_argument("--skip-snapshot", action="store_true")
     parser.add_argument("--skip-messages", action="store_true")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where snapshot files go")
     args = parser.parse_args()
     print(
-        f"loop={args.loop} cores={os.cpu_count()} pass_size={args.pass_size} shards={args.shards}"
+        f"loop={args.loop} cores={os.cpu_count()} load average={os.getloadavg()[0]:.1f} "
+        f"shards={args.shards}"
     )
     if not args.skip_messages:
-        port = free_port()
-        (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
-            receiver_main,
-            (port, args.loop, args.shards, args.warmup, args.seconds),
-            sender_main,
-            (port, args.loop, args.shards, args.pass_size),
-        )
-        per_frame = max(1, round(sent / max(1, batches)))
-        size = len(messages_for(args.shards, 1)[0].SerializeToString())
-        print(
-            f"transport: {rate:,.0f} msgs/s one way ({size} byte messages, {per_frame} per frame "
-            f"on average, {dropped} dropped, rejected {rejected or 0}); CPU sender "
-            f"{scpu:.0%}, receiver {rcpu:.0%}"
-        )
-        port = free_port()
-        (raw, raw_cpu, _), _ = measure(
-            raw_receiver_main,
-            (port, args.loop, args.warmup, args.seconds),
-            raw_sender_main,
-            (port, args.loop, args.shards, per_frame, 0),
-        )
-        print(
-            f"  ceiling: raw grpc.aio stream, {per_frame} pre-encoded messages per frame: "
-            f"{raw:,.0f} msgs/s (receiver CPU {raw_cpu:.0%}); transport/ceiling = {rate / raw:.2f}"
-        )
-        port = free_port()
-        (raw_pass, _, _), _ = measure(
-            raw_receiver_main,
-            (port, args.loop, args.warmup, args.seconds),
-            raw_sender_main,
-            (port, args.loop, args.shards, args.pass_size, 0),
-        )
-        print(
-            f"  ceiling: raw grpc.aio stream, one frame per pass ({args.pass_size} messages): "
-            f"{raw_pass:,.0f} msgs/s"
-        )
+        for pass_size in args.pass_size:
+            bench_messages(args, pass_size)
     if not args.skip_snapshot:
         workdir = tempfile.mkdtemp(prefix="bench-transport-", dir=args.dir)
         try:
-            bench_snapshot(args.loop, args.snapshot_mib, workdir)
+            bench_snapshot(args.loop, args.snapshot_mib, workdir, args.repeat)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

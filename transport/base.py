@@ -12,6 +12,7 @@ Rules:
   nothing is sent there until the jittered back-off ends; then the next message tries
   a new connection. A restarted remote is found again this way, with nothing restarted.
 - Subclasses only move bytes: they connect, open snapshot streams and serve.
+- Snapshots go on streams of their own (snapshot_send.py), beside this queue.
 """
 
 from __future__ import annotations
@@ -22,25 +23,27 @@ import logging
 import random
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from protos import raft_pb2 as pb
 from transport.breaker import Breaker
 from transport.config import TransportConfig
-from transport.errors import NotStarted, TransportError
+from transport.errors import NotStarted, TransportError, describe
 from transport.faults import FaultHook
 from transport.frames import batch_header, message_records
 from transport.inbound import Inbound
 from transport.interface import TransportHandler
 from transport.registry import Registry
 from transport.snapshot_recv import SnapshotInbox
-from transport.snapshot_send import SnapshotStream, stream_snapshot
+from transport.snapshot_send import SnapshotSender, SnapshotStream
 from transport.stats import TransportStats
 
 log = logging.getLogger("transport")
 
 _LOG_FAILURE_EVERY = 10  # after the first, log one connection failure in this many
+# The receiver checks and delivers a frame in one go, on the engine's loop: this many
+# small messages take it a few milliseconds, a frame of a million would stall it.
+MAX_BATCH_MESSAGES = 4096
 
 
 class Stream(Protocol):
@@ -82,8 +85,10 @@ class BaseTransport(abc.ABC):
         self._peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()  # jitter only; nothing replayable depends on it
+        self._snapshots_out = SnapshotSender(
+            config, handler, self.stats, lambda: self._hook, self._open_snapshot
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._snapshot_slots: asyncio.Semaphore | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -92,7 +97,6 @@ class BaseTransport(abc.ABC):
         if self._loop is not None:
             raise TransportError("transport already started")
         self._loop = asyncio.get_running_loop()
-        self._snapshot_slots = asyncio.Semaphore(self.config.max_snapshot_streams)
         await self._serve()
 
     async def close(self) -> None:
@@ -100,6 +104,8 @@ class BaseTransport(abc.ABC):
             self._closed = True
             return
         self._closed = True
+        await self._stop_serving()  # first: the engine hears nothing more from peers
+        await self._snapshots_out.close()
         tasks = [p.task for p in self._peers.values() if p.task is not None]
         tasks += self._tasks
         for task in tasks:
@@ -109,7 +115,6 @@ class BaseTransport(abc.ABC):
             if peer.stream is not None:
                 await peer.stream.close()
                 peer.stream = None
-        await self._stop_serving()
 
     def set_fault_hook(self, hook: FaultHook | None) -> None:
         self._hook = hook
@@ -177,7 +182,8 @@ class BaseTransport(abc.ABC):
         peer.queued += size
 
     def _enqueue(self, peer: _Peer, record: bytes) -> None:
-        """`send`'s queueing step, for messages held back by the fault hook."""
+        """Queue one record, or drop it if it does not fit: the slow path of `_queue`,
+        and where messages held back by the fault hook come in."""
         if self._closed or not peer.accepting:
             return
         n = len(record)
@@ -218,15 +224,20 @@ class BaseTransport(abc.ABC):
         return peer
 
     def _take(self, peer: _Peer) -> tuple[bytes, int]:
-        """One frame of queued messages, at most batch_bytes of them (at least one)."""
+        """One frame of queued messages: at most batch_bytes of them (at least one) and
+        at most MAX_BATCH_MESSAGES."""
         records = peer.records
         budget = self.config.batch_bytes
-        if peer.queued <= budget:
+        if peer.queued <= budget and len(records) <= MAX_BATCH_MESSAGES:
             count, peer.records, peer.queued = len(records), deque(), 0
             return self._header + b"".join(records), count
         taken: list[bytes] = []
         size = 0
-        while records and (not taken or size + len(records[0]) <= budget):
+        while (
+            records
+            and len(taken) < MAX_BATCH_MESSAGES
+            and (not taken or size + len(records[0]) <= budget)
+        ):
             record = records.popleft()
             taken.append(record)
             size += len(record)
@@ -245,9 +256,7 @@ class BaseTransport(abc.ABC):
                 async with asyncio.timeout(config.connect_timeout):
                     stream = peer.stream = await self._connect(peer.address)
                 self.stats.connects += 1
-                if peer.breaker.failures:
-                    log.info("reconnected to %s", peer.address)
-                peer.breaker.success()
+                self._connection_event(peer.address, established=True)
                 while True:
                     if not peer.records:
                         peer.wake.clear()
@@ -258,6 +267,11 @@ class BaseTransport(abc.ABC):
                     self.stats.batches_sent += 1
                     self.stats.messages_sent += in_flight
                     in_flight = 0
+                    if peer.breaker.failures:
+                        # Only a frame that went out closes the breaker: a peer that
+                        # accepts connections but fails every stream keeps backing off.
+                        log.info("reconnected to %s", peer.address)
+                        peer.breaker.success()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -282,10 +296,18 @@ class BaseTransport(abc.ABC):
                 "%s is unreachable (%s failure(s) in a row: %s); next try in %.2f s",
                 peer.address,
                 peer.breaker.failures,
-                _describe(error),
+                describe(error),
                 delay,
             )
         self._report_unreachable(self.registry.replicas_at(peer.address))
+        self._connection_event(peer.address, established=False)
+
+    def _connection_event(self, address: str, established: bool) -> None:
+        try:
+            self.handler.on_connection(address, established)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("the engine failed on a connection event for %s", address)
 
     def _report_unreachable(self, replicas: Iterable[tuple[int, int]]) -> None:
         for shard_id, replica_id in replicas:
@@ -304,72 +326,12 @@ class BaseTransport(abc.ABC):
             return
         address = self.registry.resolve(message.shard_id, message.to)
         peer = None if address is None else self._peers.get(address)
-        if address is None or (peer is not None and not peer.accepting):
-            self.stats.snapshots_failed += 1
-            log.warning(
-                "snapshot for shard %d to %d not sent: %s",
-                message.shard_id,
-                message.to,
-                "no address known" if address is None else f"{address} is down",
-            )
-            self._snapshot_status(message, failed=True)
-            return
-        copy = pb.Message()
-        copy.CopyFrom(message)  # the engine may reuse its object
-        task = self._loop.create_task(self._send_snapshot(copy, address))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send_snapshot(self, message: pb.Message, address: str) -> None:
-        assert self._snapshot_slots is not None
-        failed = True
-        try:
-            async with self._snapshot_slots:
-                hook = self._hook
-                if hook is not None and hook.blocks(self.config.raft_address, address):
-                    self.stats.fault_dropped += 1
-                    raise ConnectionError(f"cut by the fault hook: {address}")
-                async with asyncio.timeout(self.config.connect_timeout):
-                    stream = await self._open_snapshot(address)
-                io = ThreadPoolExecutor(1, thread_name_prefix="snapshot-send")
-                try:
-                    await stream_snapshot(
-                        message,
-                        deployment_id=self.config.deployment_id,
-                        source_address=self.config.raft_address,
-                        chunk_size=self.config.snapshot_chunk_size,
-                        stream=stream,
-                        io=io,
-                    )
-                    failed = False
-                except BaseException:
-                    await stream.abort()
-                    raise
-                finally:
-                    io.shutdown(wait=False)
-        except asyncio.CancelledError:
-            return  # closing: the engine is going away, nobody to tell
-        except Exception as e:
-            log.warning(
-                "snapshot %d for shard %d to %d at %s failed: %s",
-                message.snapshot.index,
-                message.shard_id,
-                message.to,
-                address,
-                _describe(e),
-            )
-        if failed:
-            self.stats.snapshots_failed += 1
+        if address is None:
+            self._snapshots_out.fail(message, "no address known")
+        elif peer is not None and not peer.accepting:
+            self._snapshots_out.fail(message, f"{address} is down")
         else:
-            self.stats.snapshots_sent += 1
-        self._snapshot_status(message, failed)
-
-    def _snapshot_status(self, message: pb.Message, failed: bool) -> None:
-        try:
-            self.handler.on_snapshot_status(message.shard_id, message.to, failed)
-        except Exception:
-            self.stats.handler_errors += 1
-            log.exception("the engine failed on a snapshot status")
+            self._snapshots_out.send(message, address)
 
     # ------------------------------------------------------------------ subclasses
 
@@ -390,13 +352,3 @@ class BaseTransport(abc.ABC):
 
 def _reopen(peer: _Peer) -> None:
     peer.accepting = True
-
-
-def _describe(error: BaseException) -> str:
-    details = getattr(error, "details", None)
-    if callable(details):  # a grpc error: its details say more than its repr
-        try:
-            return f"{error.code()}: {details()}"  # type: ignore[attr-defined]
-        except Exception:
-            pass
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -17,3 +17,15 @@ class BindError(TransportError):
 
 class NotStarted(TransportError):
     """send or send_snapshot before start(), or after close()."""
+
+
+def describe(error: BaseException) -> str:
+    """One line for a log: a gRPC error's code and details say more than its repr."""
+    details = getattr(error, "details", None)
+    code = getattr(error, "code", None)
+    if callable(details) and callable(code):
+        try:
+            return f"{code()}: {details()}"
+        except Exception:
+            pass
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

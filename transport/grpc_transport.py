@@ -33,6 +33,8 @@ from transport.stats import Reject
 from transport.tls import Credentials, has_peer_certificate
 
 _GRPC_SLACK = 1 * MiB  # gRPC's hard limit sits this far above ours
+# Streams served at once: one per peer NodeHost plus snapshot transfers; more is a flood.
+_MAX_CONCURRENT_RPCS = 1024
 
 
 class GrpcTransport(BaseTransport):
@@ -62,7 +64,9 @@ class GrpcTransport(BaseTransport):
     # ------------------------------------------------------------------ serving
 
     async def _serve(self) -> None:
-        server = grpc.aio.server(options=self._server_options)
+        server = grpc.aio.server(
+            options=self._server_options, maximum_concurrent_rpcs=_MAX_CONCURRENT_RPCS
+        )
         handlers = grpc.method_handlers_generic_handler(
             SERVICE,
             {
@@ -160,11 +164,24 @@ class _GrpcStream:
         self._call = call
 
     async def write(self, frame: bytes) -> None:
-        await self._call.write(frame)
+        try:
+            await self._call.write(frame)
+        except asyncio.InvalidStateError:
+            # grpc.aio's way of saying the stream already ended: the peer closed it.
+            code = self._call.code() if self._call.done() else None
+            raise ConnectionError(f"stream closed by the peer ({await _status(code)})") from None
 
     async def close(self) -> None:
         self._call.cancel()
         await self._channel.close()
+
+
+async def _status(code: object) -> str:
+    if code is None:
+        return "no status"
+    if asyncio.iscoroutine(code) or isinstance(code, asyncio.Future):
+        code = await code
+    return str(getattr(code, "name", code))
 
 
 class _GrpcSnapshotStream:

@@ -4,6 +4,8 @@ Rules:
 - Both sides run on the NodeHost's event loop: the transport calls the handler on that
   loop, and the engine calls `send`/`send_snapshot` there. Neither ever blocks it.
 - The handler only ever sees messages that passed every check (see inbound.py).
+- Handler methods should not raise; if one does, the error is logged and counted
+  (stats.handler_errors) and the transport carries on.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ class TransportHandler(Protocol):
         local, complete copy, already renamed into place."""
 
     def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
-        """The directory to place an incoming snapshot in (it must not exist yet; its
-        parent must); None: not hosted here, the transfer is rejected."""
+        """The directory to place an incoming snapshot in (missing parents are made;
+        if it exists already, it is taken as an earlier complete copy and kept); None:
+        not hosted here, the transfer is rejected."""
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool: ...
+
+    def on_connection(self, address: str, established: bool) -> None:
+        """The batch stream to `address` opened (True), or failed to open or broke
+        (False, once per failed attempt): for the engine's connection events."""
 
 
 class ITransport(Protocol):
@@ -52,7 +59,9 @@ class ITransport(Protocol):
     def send(self, messages: Iterable[pb.Message]) -> None:
         """Queue each message for its target's address; never blocks or raises on a
         full queue (the message is dropped and counted) or an unknown target (the
-        core is told the replica is unreachable)."""
+        core is told the replica is unreachable). An INSTALL_SNAPSHOT may come here
+        only when metadata-only (witness or dummy, no file): a receiver refuses any
+        other in a batch; those go through `send_snapshot`."""
 
     def send_snapshot(self, message: pb.Message) -> None:
         """Stream the files of a file-backed INSTALL_SNAPSHOT in the background; the

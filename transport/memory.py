@@ -8,8 +8,9 @@ Rules:
   started at an address looks like a refused connection, so the breaker, unreachable
   reports and reconnects behave as with gRPC, and a transport started again at the
   same address is picked up.
-- Snapshot chunks are handed over without back-pressure: fine for tests, not for
-  snapshots bigger than memory.
+- Frames and snapshot chunks are handed over without back-pressure: fine for tests,
+  not for a sender that outruns its receiver for long, nor for snapshots bigger than
+  memory.
 """
 
 from __future__ import annotations
@@ -92,7 +93,13 @@ class InMemoryTransport(BaseTransport):
         """On this transport's loop: take one snapshot stream."""
         if not self._serving:
             raise ConnectionRefusedError("transport closed")
-        count = await self._snapshot_inbox.receive(_drain(chunks))
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # cancelled by close(), as gRPC would
+        try:
+            count = await self._snapshot_inbox.receive(_drain(chunks))
+        finally:
+            self._tasks.discard(task)
         self.stats.snapshots_received += 1
         return count
 

@@ -1,6 +1,8 @@
-"""Sending one snapshot: its files, cut into checksummed chunks, over one stream.
+"""Sending snapshots: each one's files, cut into checksummed chunks, over a stream of its own.
 
 Rules:
+- Transfers run in the background, at most max_snapshot_streams at once; each ends in
+  exactly one handler.on_snapshot_status (none when the transport closes under it).
 - Memory is flat: one chunk is read ahead while the previous one is written, whatever
   the snapshot's size. Reads and checksums run on a worker thread, never on the loop.
 - Chunk order is the wire contract of SnapshotChunk (raft.proto): the snapshot file,
@@ -13,15 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import zlib
-from collections.abc import Iterator
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from protos import raft_pb2 as pb
+from transport.config import TransportConfig
+from transport.errors import describe
+from transport.faults import FaultHook
 from transport.frames import BIN_VERSION, varint
+from transport.interface import TransportHandler
+from transport.stats import TransportStats
+
+log = logging.getLogger("transport")
 
 _DATA_TAG = bytes((13 << 3 | 2,))  # SnapshotChunk.data: field 13, length-delimited
 
@@ -41,6 +51,95 @@ class SnapshotStream(Protocol):
 
 class SnapshotSendError(Exception):
     """The snapshot cannot be sent as given (no file, clashing names, a file changed)."""
+
+
+class SnapshotSender:
+    def __init__(
+        self,
+        config: TransportConfig,
+        handler: TransportHandler,
+        stats: TransportStats,
+        hook: Callable[[], FaultHook | None],
+        open_stream: Callable[[str], Awaitable[SnapshotStream]],
+    ) -> None:
+        self._config = config
+        self._handler = handler
+        self._stats = stats
+        self._hook = hook
+        self._open_stream = open_stream
+        self._slots: asyncio.Semaphore | None = None  # made on the loop, at first use
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, message: pb.Message, address: str) -> None:
+        """Start streaming `message`'s snapshot to `address`."""
+        copy = pb.Message()
+        copy.CopyFrom(message)  # the engine may reuse its object
+        task = asyncio.get_running_loop().create_task(self._send(copy, address))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def fail(self, message: pb.Message, why: str) -> None:
+        """Report at once a snapshot that cannot even be started."""
+        log.warning("snapshot for shard %d to %d not sent: %s", message.shard_id, message.to, why)
+        self._report(message, failed=True)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _send(self, message: pb.Message, address: str) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._config.max_snapshot_streams)
+        config = self._config
+        failed = True
+        try:
+            async with self._slots:
+                hook = self._hook()
+                if hook is not None and hook.blocks(config.raft_address, address):
+                    self._stats.fault_dropped += 1
+                    raise ConnectionError(f"cut by the fault hook: {address}")
+                async with asyncio.timeout(config.connect_timeout):
+                    stream = await self._open_stream(address)
+                io = ThreadPoolExecutor(1, thread_name_prefix="snapshot-send")
+                try:
+                    await stream_snapshot(
+                        message,
+                        deployment_id=config.deployment_id,
+                        source_address=config.raft_address,
+                        chunk_size=config.snapshot_chunk_size,
+                        stream=stream,
+                        io=io,
+                    )
+                    failed = False
+                except BaseException:
+                    await stream.abort()
+                    raise
+                finally:
+                    io.shutdown(wait=False)
+        except asyncio.CancelledError:
+            return  # closing: the engine is going away, nobody to tell
+        except Exception as e:
+            log.warning(
+                "snapshot %d for shard %d to %d at %s failed: %s",
+                message.snapshot.index,
+                message.shard_id,
+                message.to,
+                address,
+                describe(e),
+            )
+        self._report(message, failed)
+
+    def _report(self, message: pb.Message, failed: bool) -> None:
+        if failed:
+            self._stats.snapshots_failed += 1
+        else:
+            self._stats.snapshots_sent += 1
+        try:
+            self._handler.on_snapshot_status(message.shard_id, message.to, failed)
+        except Exception:
+            self._stats.handler_errors += 1
+            log.exception("the engine failed on a snapshot status")
 
 
 @dataclass(slots=True)

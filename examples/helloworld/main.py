@@ -1,8 +1,28 @@
 """example-helloworld: three replicas of one shard, typed into by hand.
 
-Start three terminals with `example-helloworld -replicaid 1` (2, 3). Each line typed is
-proposed to shard 128 and printed by the state machine on every replica; `add <addr>
-<id>` and `remove <id>` change the membership; `exit`, Ctrl-D or Ctrl-C quit.
+Run it three times, each in its own terminal, from the same directory:
+
+    example-helloworld -replicaid 1
+    example-helloworld -replicaid 2
+    example-helloworld -replicaid 3
+
+Each line typed in any of them is proposed to shard 128, and every replica's
+`ExampleStateMachine.update` prints it. `add <host:port> <id>` and `remove <id>` change
+the membership; `exit`, Ctrl-D or Ctrl-C quit. Each replica keeps its data in
+example-data/helloworld-data/node<N> under the working directory: the same command
+restarts it where it stopped, and deleting example-data starts over.
+
+Rules:
+- Built on the public API only (`nodehost`, `statemachine`), as a user's program is.
+- Replicas 1, 2 and 3 live at localhost:63001, :63002 and :63003. The environment
+  variable HELLOWORLD_ADDRESSES="HOST:PORT,HOST:PORT,HOST:PORT" replaces those three
+  addresses (tests run on ports they picked free); users never need it, so --help
+  does not mention it.
+- Library logs show warnings and up (-v: info too); the example's own lines (a
+  snapshot captured or recovered) always show.
+- Flags that cannot run (an id without an address, ...) print one line to stderr and
+  exit 1 before anything starts; argparse's own errors (`-replicaid x`) exit 2, as Go's
+  flag package does.
 """
 
 from __future__ import annotations
@@ -10,232 +30,155 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import queue
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from types import FrameType
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from examples.helloworld.statemachine import ExampleStateMachine
-from nodehost import (
-    Config,
-    ISystemEventListener,
-    NodeHost,
-    NodeHostConfig,
-    RaftError,
-    SnapshotInfo,
-)
-from nodehost.config import parse_address
-
-SHARD_ID = 128
-ADDRESSES = {1: "localhost:63001", 2: "localhost:63002", 3: "localhost:63003"}
-USAGE_ADD = "usage: add <host:port> <replica id>   e.g. add localhost:63100 4"
-USAGE_REMOVE = "usage: remove <replica id>   e.g. remove 4"
-
-log = logging.getLogger("helloworld")
+DEFAULT_ADDRESSES = {1: "localhost:63001", 2: "localhost:63002", 3: "localhost:63003"}
+ADDRESSES_VARIABLE = "HELLOWORLD_ADDRESSES"
 
 
-class SnapshotLogger(ISystemEventListener):
-    def snapshot_created(self, info: SnapshotInfo) -> None:
-        log.info(
-            "snapshot captured: shard %d, replica %d, index %d",
-            info.shard_id,
-            info.replica_id,
-            info.index,
-        )
-
-    def snapshot_recovered(self, info: SnapshotInfo) -> None:
-        log.info(
-            "snapshot recovered: shard %d, replica %d, index %d",
-            info.shard_id,
-            info.replica_id,
-            info.index,
-        )
+class FlagError(Exception):
+    """The flags or the environment ask for something that cannot run."""
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+@dataclass(frozen=True)
+class Options:
+    replica_id: int
+    address: str  # this replica's own address
+    join: bool
+    members: dict[int, str]  # the initial members: empty when joining
+    verbose: bool
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.join("example-data", "helloworld-data", f"node{self.replica_id}")
+
+
+def parse_flags(argv: list[str]) -> argparse.Namespace:
+    # Go's flag package takes -name and --name alike; argparse needs both spelled out.
     parser = argparse.ArgumentParser(
         prog="example-helloworld",
-        description="Three replicas of shard 128: type a line to replicate it.",
-        epilog="Data lives in example-data/helloworld-data/node<N>; delete it to start over.",
+        description="One replica of shard 128. Start replicas 1, 2 and 3 in three "
+        "terminals, then type a line in any of them: every replica prints it.",
+        epilog="At the prompt: a line of text is replicated; `add <host:port> <id>` adds "
+        "a replica, `remove <id>` removes one; `exit`, Ctrl-D or Ctrl-C quit. Data lives in "
+        "example-data/helloworld-data/node<N>; delete example-data to start over.",
     )
     parser.add_argument(
         "-replicaid",
         "--replicaid",
         type=int,
         default=1,
-        help="ReplicaID to use (1, 2 or 3 use built-in addresses)",
+        metavar="N",
+        help="ReplicaID to use (default 1); 1, 2 and 3 have built-in addresses",
     )
     parser.add_argument(
         "-addr",
         "--addr",
         default="",
-        help="NodeHost address HOST:PORT (needed for ids other than 1-3)",
+        metavar="HOST:PORT",
+        help="Nodehost address; required for a replica id other than 1, 2 or 3",
     )
     parser.add_argument(
         "-join",
         "--join",
         action="store_true",
-        help="join an existing shard (after `add <addr> <id>` on a member)",
+        help="Joining a new node: start a replica that was added with `add <host:port> <id>`",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show the library's info logs too"
+    )
     return parser.parse_args(argv)
 
 
-def run(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not args.addr and args.replicaid not in ADDRESSES:
-        print("node id must be 1, 2 or 3 when address is not specified", file=sys.stderr)
-        return 1
-    if args.replicaid < 1:
-        print("replica id must be a positive number", file=sys.stderr)
-        return 1
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def options_from(argv: list[str], environ: Mapping[str, str]) -> Options:
+    args = parse_flags(argv)
+    addresses = _builtin_addresses(environ)
+    replica_id: int = args.replicaid
+    if not args.addr and replica_id not in addresses:
+        raise FlagError("node id must be 1, 2 or 3 when address is not specified")
+    if replica_id < 1:
+        raise FlagError(f"replica id must be a positive number, not {replica_id}")
+    if not args.join and replica_id not in addresses:
+        raise FlagError(
+            f"replica {replica_id} is not an initial member (1, 2 or 3): type "
+            f"`add {args.addr} {replica_id}` in a running replica, then start this one with -join"
+        )
+    if not args.join and args.addr and args.addr != addresses[replica_id]:
+        raise FlagError(
+            f"replica {replica_id} is an initial member at {addresses[replica_id]}; "
+            f"the others would not find it at {args.addr}: leave -addr out"
+        )
+    return Options(
+        replica_id=replica_id,
+        address=args.addr or addresses[replica_id],
+        join=args.join,
+        members={} if args.join else addresses,
+        verbose=args.verbose,
     )
-    log.setLevel(logging.INFO)
-    members = {} if args.join else dict(ADDRESSES)
-    address = args.addr or ADDRESSES[args.replicaid]
+
+
+def _builtin_addresses(environ: Mapping[str, str]) -> dict[int, str]:
+    value = environ.get(ADDRESSES_VARIABLE, "")
+    if not value:
+        return dict(DEFAULT_ADDRESSES)
+    addresses = [a.strip() for a in value.split(",")]
+    if len(addresses) != 3 or not all(addresses) or len(set(addresses)) != 3:
+        raise FlagError(
+            f"{ADDRESSES_VARIABLE} must hold three different HOST:PORT addresses "
+            f"separated by commas, not {value!r}"
+        )
+    return dict(enumerate(addresses, start=1))
+
+
+class _CurrentStderr(logging.Handler):
+    """Writes to sys.stderr as it is at each record, not as it was at start: while the
+    prompt runs that is prompt_toolkit's proxy, which prints above the line being typed."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool) -> None:
+    handler = _CurrentStderr()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("helloworld").setLevel(logging.INFO)
+
+
+def run(argv: list[str]) -> int:
     try:
-        parse_address(address, "-addr")
-    except RaftError as exc:
+        options = options_from(argv, os.environ)
+    except FlagError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"node address: {address}", flush=True)
-    data_dir = os.path.join("example-data", "helloworld-data", f"node{args.replicaid}")
+    print(f"node address: {options.address}", flush=True)  # before the slow imports
+    configure_logging(options.verbose)
+    # gRPC's C core reads GRPC_VERBOSITY once, when grpc is first imported, and would
+    # repeat on stderr what the NodeHost already reports (a port in use): quiet it first.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    # SIGTERM stops the program as Ctrl-C does (the console handles both itself while
+    # it runs): the NodeHost is closed and the exit code is 0, whenever it arrives.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        nh = NodeHost(
-            NodeHostConfig(
-                node_host_dir=data_dir,
-                rtt_millisecond=200,
-                raft_address=address,
-                system_event_listener=SnapshotLogger(),
-            )
-        )
-    except (RaftError, OSError) as exc:
-        print(f"cannot start the NodeHost: {exc}", file=sys.stderr)
-        return 1
-    config = Config(
-        shard_id=SHARD_ID,
-        replica_id=args.replicaid,
-        election_rtt=10,
-        heartbeat_rtt=1,
-        check_quorum=True,
-        snapshot_entries=10,
-        compaction_overhead=5,
-    )
-    try:
-        nh.start_replica(members, args.join, ExampleStateMachine, config)
-    except RaftError as exc:
-        print(f"failed to add cluster, {exc}", file=sys.stderr)
-        nh.close()
-        return 1
-    try:
-        return _interact(nh)
-    finally:
-        nh.close()
+        from examples.helloworld.replica import serve
 
-
-def _interact(nh: NodeHost) -> int:
-    stop = threading.Event()
-    work: queue.Queue[str | None] = queue.Queue(maxsize=16)
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    proposer = threading.Thread(target=_propose_loop, args=(nh, work), daemon=True)
-    reader = threading.Thread(target=_read_loop, args=(nh, stop), daemon=True)
-    proposer.start()
-    reader.start()
-    try:
-        for line in _input_lines():
-            if line.strip() == "exit":
-                break
-            if line:
-                work.put(line)
+        return serve(options)
     except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
-        try:
-            work.put_nowait(None)
-        except queue.Full:
-            pass
-    return 0
-
-
-def _input_lines() -> Iterator[str]:
-    if sys.stdin.isatty() and sys.stdout.isatty():
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import InMemoryHistory
-        from prompt_toolkit.patch_stdout import patch_stdout
-
-        session: PromptSession[str] = PromptSession(history=InMemoryHistory())
-        with patch_stdout(raw=True):
-            while True:
-                try:
-                    yield session.prompt("> ")
-                except EOFError:
-                    return
-    else:
-        for line in sys.stdin:
-            yield line.rstrip("\n")
-
-
-def _propose_loop(nh: NodeHost, work: queue.Queue[str | None]) -> None:
-    session = nh.get_noop_session(SHARD_ID)
-    while True:
-        line = work.get()
-        if line is None:
-            return
-        if _membership_command(nh, line):
-            continue
-        try:
-            nh.sync_propose(session, line.encode(), timeout=3.0)
-        except RaftError as exc:
-            print(f"SyncPropose returned error {exc}", file=sys.stderr, flush=True)
-
-
-def _membership_command(nh: NodeHost, line: str) -> bool:
-    """Handle `add <addr> <id>` / `remove <id>`; False when the line is a message."""
-    parts = line.split()
-    if not parts or parts[0].lower() not in ("add", "remove"):
-        return False
-    verb = parts[0].lower()
-    try:
-        if verb == "add":
-            if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) == 0:
-                print(USAGE_ADD, flush=True)
-                return True
-            parse_address(parts[1], "address")
-            nh.sync_request_add_replica(SHARD_ID, int(parts[2]), parts[1], 0, timeout=3.0)
-        else:
-            if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) == 0:
-                print(USAGE_REMOVE, flush=True)
-                return True
-            nh.sync_request_delete_replica(SHARD_ID, int(parts[1]), 0, timeout=3.0)
-    except RaftError as exc:
-        print(f"membership change failed, {exc}", file=sys.stderr, flush=True)
-        return True
-    print("membership change completed successfully", flush=True)
-    return True
-
-
-def _read_loop(nh: NodeHost, stop: threading.Event) -> None:
-    while not stop.wait(10.0):
-        try:
-            data = nh.sync_read(SHARD_ID, b"", timeout=3.0)
-        except RaftError:
-            continue
-        print(f"count: {int.from_bytes(data, 'little')}", flush=True)
+        return 0
 
 
 def main() -> None:
-    sys.exit(run())
+    sys.exit(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from .logreader import CompactedError, LogReader, UnavailableError
 from .memorylog import MemoryLogReader
 from .messages import MessageType, is_local
 from .peer import Peer
-from .raft import HANDLERS, Role
+from .raft import HANDLERS, ProposalResult, Role
 from .update import LeaderInfo, ReadContext, ReadyToRead, Update
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "MessageType",
     "Mutation",
     "Peer",
+    "ProposalResult",
     "RaftConfig",
     "ReadContext",
     "ReadyToRead",

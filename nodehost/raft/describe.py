@@ -48,13 +48,22 @@ def describe_message(m: pb.Message) -> str:
     except ValueError:
         name = f"type{m.type}"
     parts = [f"{m.from_id}->{m.to} {name} t={m.term}"]
-    if m.log_index or m.log_term:
+    if m.type == pb.REPLICATE_RESP and m.reject:
+        # A rejection names the entry it lacks and where the leader should look.
+        parts.append(f"index={m.log_index} reject hint={m.log_term}/{m.hint}")
+        return " ".join(parts)
+    if m.log_term:
         parts.append(f"log={m.log_term}/{m.log_index}")
+    elif m.log_index:
+        parts.append(f"index={m.log_index}")
     if m.commit:
         parts.append(f"commit={m.commit}")
     if m.reject:
         parts.append("reject")
-    if m.hint or m.hint_high:
+    if m.type == pb.REPLICATE:
+        if m.hint:
+            parts.append("may-cc")  # it may carry config changes: the follower looks
+    elif m.hint or m.hint_high:
         parts.append(f"hint={m.hint}" + (f"/{m.hint_high}" if m.hint_high else ""))
     if m.entries:
         parts.append(describe_entries(list(m.entries)))

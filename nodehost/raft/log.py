@@ -10,15 +10,21 @@ Rules:
   state machine safety (thesis 3.6.3), and a corrupt replica must stop, not guess.
 - `snapshot` is a restored snapshot not yet saved; while it is set the log starts
   after it and the reader is not consulted.
-- Sizes are `len(cmd) + ENTRY_OVERHEAD`, kept as running totals (`cum`) so that a
-  byte-bounded slice is a bisection, not a loop over entries.
+- Sizes are `len(cmd) + ENTRY_OVERHEAD`, kept as running totals (`cum`) for a prefix
+  of `mem`, so that a byte-bounded slice is a bisection, not a loop over entries. They
+  are computed only when asked for (a leader slicing what it sends, the rate limiter):
+  a follower that never leads never pays for them.
 - `config_changes` lists the indices of CONFIG_CHANGE entries in the log that the
-  protocol has not yet taken as committed; truncation and restore keep it exact.
+  protocol has not yet taken as committed; `mem_config_changes` those in `mem`.
+  Truncation, trimming and restore keep both exact.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from itertools import accumulate, islice
+from operator import add, attrgetter
 
 from protos import raft_pb2 as pb
 
@@ -26,6 +32,8 @@ from .logreader import CompactedError, LogReader, UnavailableError
 from .messages import ENTRY_OVERHEAD
 
 CONFIG_CHANGE = pb.CONFIG_CHANGE
+_CMD = attrgetter("cmd")
+_TYPE = attrgetter("type")
 
 
 class RaftLog:
@@ -36,6 +44,7 @@ class RaftLog:
         "config_changes",
         "cum",
         "mem",
+        "mem_config_changes",
         "mem_offset",
         "processed",
         "reader",
@@ -57,6 +66,7 @@ class RaftLog:
         self.processed = first
         self.applied = first
         self.config_changes: list[int] = []
+        self.mem_config_changes: list[int] = []
         # Entries at or below the snapshot are part of its membership already.
         index = max(reader.first_index(), first + 1)
         while index <= last:
@@ -106,8 +116,10 @@ class RaftLog:
             raise UnavailableError(high - 1)
         if low >= off:
             k0, k1 = low - off, high - off
-            base = self.cum[k0 - 1] if k0 > 0 else self.bytes_before
-            k = bisect_right(self.cum, base + max_bytes, k0, k1)
+            self._sized(k1)
+            cum = self.cum
+            base = cum[k0 - 1] if k0 > 0 else self.bytes_before
+            k = bisect_right(cum, base + max_bytes, k0, k1)
             return self.mem[k0 : max(k, k0 + 1)]
         if self.snapshot is not None:
             raise CompactedError(low)
@@ -115,17 +127,41 @@ class RaftLog:
         if high <= off or stable[-1].index < off - 1:
             return stable
         used = sum(len(e.cmd) + ENTRY_OVERHEAD for e in stable)
+        self._sized(high - off)
         k = bisect_right(self.cum, self.bytes_before + max_bytes - used, 0, high - off)
         return stable + self.mem[:k]
+
+    def _sized(self, k: int) -> None:
+        """Make the running sizes cover mem[:k] (C iterators: this runs per entry)."""
+        cum = self.cum
+        n = len(cum)
+        if n < k:
+            base = cum[-1] if cum else self.bytes_before
+            step = ENTRY_OVERHEAD
+            cum.extend(
+                map(
+                    add,
+                    accumulate(map(len, map(_CMD, islice(self.mem, n, k)))),
+                    range(base + step, base + step * (k - n + 1), step),
+                )
+            )
+
+    def may_have_config_change(self, low: int, high: int) -> bool:
+        """Whether entries [low, high] might include a CONFIG_CHANGE (False: surely not)."""
+        if low < self.mem_offset:
+            return True
+        changes = self.mem_config_changes
+        k = bisect_left(changes, low)
+        return k < len(changes) and changes[k] <= high
 
     def unsaved(self) -> list[pb.Entry]:
         return self.mem[self.saved_to + 1 - self.mem_offset :]
 
-    def has_unsaved(self) -> bool:
-        return self.saved_to < self.mem_offset + len(self.mem) - 1
-
     def in_mem_bytes(self) -> int:
-        return self.cum[-1] - self.bytes_before if self.cum else 0
+        if not self.mem:
+            return 0
+        self._sized(len(self.mem))
+        return self.cum[-1] - self.bytes_before
 
     def up_to_date(self, last_index: int, last_term: int) -> bool:
         """Whether a log ending at (last_index, last_term) is at least as up to date as
@@ -153,18 +189,22 @@ class RaftLog:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, entries: list[pb.Entry]) -> None:
-        """Append entries that follow last_index() (already numbered)."""
-        cum = self.cum
-        total = cum[-1] if cum else self.bytes_before
-        for e in entries:
-            total += len(e.cmd) + ENTRY_OVERHEAD
-            cum.append(total)
-            if e.type == CONFIG_CHANGE:
-                self.config_changes.append(e.index)
+    def append(self, entries: Sequence[pb.Entry], config_changes: bool | None = None) -> None:
+        """Append entries that follow last_index() (already numbered).
+
+        `config_changes` says whether any entry is a CONFIG_CHANGE, when the caller
+        knows; otherwise the entries are scanned."""
+        if config_changes is None:
+            config_changes = CONFIG_CHANGE in map(_TYPE, entries)
+        if config_changes:
+            found = [e.index for e in entries if e.type == CONFIG_CHANGE]
+            self.config_changes.extend(found)
+            self.mem_config_changes.extend(found)
         self.mem.extend(entries)
 
-    def append_after(self, prev_index: int, entries: list[pb.Entry]) -> int:
+    def append_after(
+        self, prev_index: int, entries: list[pb.Entry], config_changes: bool | None = None
+    ) -> int:
         """Append a leader's entries that follow prev_index (whose term matched).
 
         Entries already present are kept; the first conflicting one and everything
@@ -174,16 +214,16 @@ class RaftLog:
             return prev_index
         last = self.last_index()
         if prev_index == last:
-            self.append(entries)
+            self.append(entries, config_changes)
             return last + len(entries)
         for k, e in enumerate(entries):
             index = e.index
             if index > last:
-                self.append(entries[k:])
+                self.append(entries[k:], config_changes)
                 break
             if self.term(index) != e.term:
                 self._truncate(index)
-                self.append(entries[k:])
+                self.append(entries[k:], config_changes)
                 break
         return prev_index + len(entries)
 
@@ -201,15 +241,13 @@ class RaftLog:
         else:
             # The conflict is in the saved part: memory restarts there. The reader
             # still holds the stale suffix until the new entries overwrite it.
-            if self.cum:
-                self.bytes_before = self.cum[-1]
             self.mem.clear()
             self.cum.clear()
             self.mem_offset = index
         self.saved_to = min(self.saved_to, index - 1)
-        changes = self.config_changes
-        while changes and changes[-1] >= index:
-            changes.pop()
+        for changes in (self.config_changes, self.mem_config_changes):
+            while changes and changes[-1] >= index:
+                changes.pop()
 
     def commit_to(self, index: int) -> bool:
         if index <= self.committed:
@@ -223,11 +261,10 @@ class RaftLog:
     def restore(self, snapshot: pb.Snapshot) -> None:
         """Restart the log after a snapshot received from the leader."""
         self.snapshot = snapshot
-        if self.cum:
-            self.bytes_before = self.cum[-1]
         self.mem.clear()
         self.cum.clear()
         self.config_changes.clear()
+        self.mem_config_changes.clear()
         index = snapshot.index
         self.mem_offset = index + 1
         self.saved_to = index
@@ -236,10 +273,19 @@ class RaftLog:
         self.applied = index
 
     def committed_entries(self, max_bytes: int) -> list[pb.Entry]:
-        """The next committed entries to apply, marked as handed out."""
-        if self.processed >= self.committed:
+        """The next committed entries to apply, marked as handed out.
+
+        Entries still in memory go out all at once (they are in memory already, and
+        sizing them would cost a pass over each); only reads from the saved log, after
+        a restart or a long lag, are cut at max_bytes."""
+        low, high = self.processed + 1, self.committed + 1
+        if low >= high:
             return []
-        out = self.entries(self.processed + 1, self.committed + 1, max_bytes)
+        off = self.mem_offset
+        if low >= off:
+            out = self.mem[low - off : high - off]
+        else:
+            out = self.entries(low, high, max_bytes)
         self.processed = out[-1].index
         return out
 
@@ -249,13 +295,22 @@ class RaftLog:
         The log may have changed since the Update was made (a conflict truncated it): an
         entry counts as saved only if the log still holds it, same index, same term.
         """
-        for e in reversed(entries):
-            index = e.index
-            if index <= self.saved_to:
-                break
-            if self.match_term(index, e.term):
-                self.saved_to = index
-                break
+        if not entries:
+            return self.saved_to
+        last = entries[-1]
+        index = last.index
+        if index > self.saved_to:
+            k = index - self.mem_offset
+            if 0 <= k < len(self.mem) and self.mem[k] is last:
+                self.saved_to = index  # the same object: nothing replaced it
+            else:
+                for e in reversed(entries):
+                    index = e.index
+                    if index <= self.saved_to:
+                        break
+                    if self.match_term(index, e.term):
+                        self.saved_to = index
+                        break
         self.trim()
         return self.saved_to
 
@@ -265,14 +320,21 @@ class RaftLog:
 
     def applied_to(self, index: int) -> None:
         if index > self.applied:
-            self.applied = min(index, self.processed)
+            self.applied = index if index < self.processed else self.processed
             self.trim()
 
     def trim(self) -> None:
-        upto = min(self.applied, self.saved_to)
+        upto = self.applied if self.applied < self.saved_to else self.saved_to
         k = upto - self.mem_offset + 1
         if k > 0:
-            self.bytes_before = self.cum[k - 1]
+            cum = self.cum
+            if len(cum) >= k:
+                self.bytes_before = cum[k - 1]
+                del cum[:k]
+            else:
+                cum.clear()  # sizes are differences: any base will do
             del self.mem[:k]
-            del self.cum[:k]
             self.mem_offset += k
+            changes = self.mem_config_changes
+            while changes and changes[0] <= upto:
+                changes.pop(0)

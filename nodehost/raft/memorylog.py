@@ -88,9 +88,8 @@ class MemoryLogReader:
         self._entries.extend(entries)
 
     def set_state(self, state: pb.State) -> None:
-        copy = pb.State()
-        copy.CopyFrom(state)
-        self._state = copy
+        # Kept as given: the core builds a new State for every Update and never changes it.
+        self._state = state
 
     def sync(self) -> None:
         """Make the hard state durable (the caller's fsync)."""

@@ -8,6 +8,30 @@ Rules:
 - A message with term 0 carries no claim about terms: local inputs and the requests a
   follower forwards to its leader (proposals, reads, leader transfers). Only these
   skip the term rules in `Raft.step`.
+
+What the generic fields mean, by kind (fields not listed are unset):
+
+    REPLICATE            log_term/log_index: the entry before `entries`; commit;
+                         hint=1: the entries may include CONFIG_CHANGE ones
+    REPLICATE_RESP       log_index: the follower holds our log up to here; or, with
+                         reject: log_index was not matched, hint/log_term: the last
+                         entry the follower has whose term is <= the leader's there
+    REQUEST_(PRE_)VOTE   log_term/log_index: the candidate's last entry;
+                         hint == from_id: leader transfer (ignore the lease)
+    *_VOTE_RESP          reject: not granted
+    HEARTBEAT            commit (never past what the follower is known to hold);
+                         hint/hint_high: the latest pending ReadIndex context
+    HEARTBEAT_RESP       hint/hint_high: echoed
+    READ_INDEX           hint/hint_high: the read context (term 0: forwarded)
+    READ_INDEX_RESP      hint/hint_high: the context; log_index: the read index;
+                         reject: dropped, retry
+    INSTALL_SNAPSHOT     snapshot: metadata (the transport streams the data)
+    RATE_LIMIT           to the leader: hint = bytes of unapplied in-memory log;
+                         to a follower: reject = the shard is rate limited
+    PROPOSE_FORWARD      entries (term 0)
+    LEADER_TRANSFER      hint: the target (term 0 when forwarded by a follower)
+    SNAPSHOT_STATUS      from_id: the follower; reject: the transfer failed
+    UNREACHABLE          from_id: the replica that could not be reached
 """
 
 from __future__ import annotations
@@ -87,10 +111,6 @@ ENTRY_OVERHEAD = 24
 def is_local(message_type: int) -> bool:
     """True for inputs a replica gives itself: drop them if they arrive from a peer."""
     return message_type in LOCAL_TYPES
-
-
-def entry_size(entry: pb.Entry) -> int:
-    return len(entry.cmd) + ENTRY_OVERHEAD
 
 
 def local_message(message_type: pb.MessageType, from_id: int = 0, hint: int = 0) -> pb.Message:

@@ -22,7 +22,7 @@ from .config import RaftConfig
 from .log import RaftLog
 from .logreader import LogReader
 from .messages import local_message
-from .raft import MAX_APPLY_BYTES, Raft, Role
+from .raft import MAX_APPLY_BYTES, ProposalResult, Raft, Role
 from .update import LeaderInfo, ReadContext, Update
 
 
@@ -71,6 +71,10 @@ class Peer:
             raft_log.committed = len(bootstrap)
             hard = pb.State(term=1, vote=0, commit=len(bootstrap))
         else:
+            if applied > raft_log.committed:
+                # The state machine applied entries whose commit index was saved
+                # without an fsync and lost: they were committed all the same.
+                raft_log.committed = min(applied, raft_log.last_index())
             hard = pb.State(term=state.term, vote=state.vote, commit=raft_log.committed)
             raft_log.processed = max(raft_log.processed, min(applied, raft_log.committed))
             raft_log.applied = raft_log.processed
@@ -83,19 +87,27 @@ class Peer:
 
     # ------------------------------------------------------------------ inputs
 
-    def tick(self) -> None:
-        self._raft.tick()
+    def tick(self) -> bool:
+        """Advance logical time one tick.
+
+        Returns False when the tick surely made no work (a quiesced replica, a follower
+        whose election timer has not fired): an engine may skip has_update then."""
+        return self._raft.tick()
 
     def step(self, msg: pb.Message) -> None:
         self._raft.step(msg)
 
-    def propose(self, entries: list[pb.Entry]) -> None:
-        """Append on the leader, forward from a follower, or drop (Update.dropped_entries)."""
-        self._raft.propose(entries)
+    def propose(self, entries: list[pb.Entry]) -> ProposalResult:
+        """Append on the leader, forward from a follower, or drop (Update.dropped_entries).
 
-    def propose_config_change(self, cc: pb.ConfigChange, key: int) -> None:
+        A config change entry is dropped while another one is pending, or before this
+        leader committed an entry of its term; a batch is dropped during a leader
+        transfer or on a removed replica."""
+        return self._raft.propose(entries)
+
+    def propose_config_change(self, cc: pb.ConfigChange, key: int) -> ProposalResult:
         entry = pb.Entry(type=pb.CONFIG_CHANGE, key=key, cmd=cc.SerializeToString())
-        self._raft.propose([entry])
+        return self._raft.propose([entry])
 
     def read_index(self, ctx: ReadContext) -> None:
         self._raft.read_index(ctx)
@@ -125,18 +137,23 @@ class Peer:
         r = self._raft
         if r.need_flush:
             r.flush()
+        if r.msgs or r.replicate:
+            return True
         log = r.log
+        committed = log.committed
+        saved = self._saved_state
         return bool(
-            r.msgs
-            or r.replicate
-            or log.has_unsaved()
-            or log.snapshot is not None
-            or log.committed > log.processed
+            committed > log.processed
+            or log.saved_to < log.mem_offset + len(log.mem) - 1
+            or committed != saved[2]
+            or r.term != saved[0]
+            or r.vote != saved[1]
+            or r.leader_id != self._leader[0]
+            or r.term != self._leader[1]
             or r.ready_reads
             or r.dropped_entries
             or r.dropped_reads
-            or (r.term, r.vote, log.committed) != self._saved_state
-            or (r.leader_id, r.term) != self._leader
+            or log.snapshot is not None
         )
 
     def get_update(self) -> Update:
@@ -146,35 +163,39 @@ class Peer:
         if r.need_flush:
             r.flush()
         log = r.log
-        u = Update(r.shard_id, r.replica_id)
         term, vote, commit = r.term, r.vote, log.committed
         saved = self._saved_state
-        if (term, vote, commit) != saved:
-            u.state = pb.State(term=term, vote=vote, commit=commit)
-        entries = log.unsaved()
-        u.entries = entries
-        u.snapshot = log.snapshot
-        u.must_sync = bool(entries) or u.snapshot is not None or (term, vote) != saved[:2]
-        if r.replicate:
-            u.replicate = r.replicate
-            r.replicate = []
-        if r.msgs:
-            u.messages = r.msgs
-            r.msgs = []
-        u.committed = log.committed_entries(MAX_APPLY_BYTES)
-        if r.ready_reads:
-            u.ready_to_reads = r.ready_reads
-            r.ready_reads = []
-        if r.dropped_entries:
-            u.dropped_entries = r.dropped_entries
-            r.dropped_entries = []
-        if r.dropped_reads:
-            u.dropped_reads = r.dropped_reads
-            r.dropped_reads = []
-        leader = (r.leader_id, term)
-        if leader != self._leader:
-            u.leader = LeaderInfo(*leader)
-            self._leader = leader
+        state = None
+        if commit != saved[2] or term != saved[0] or vote != saved[1]:
+            state = pb.State(term=term, vote=vote, commit=commit)
+        k = log.saved_to + 1 - log.mem_offset
+        entries = log.mem[k:] if k < len(log.mem) else []
+        snapshot = log.snapshot
+        # The Update takes the output lists; the core starts new ones.
+        replicate, r.replicate = r.replicate, []
+        messages, r.msgs = r.msgs, []
+        ready, r.ready_reads = r.ready_reads, []
+        dropped_entries, r.dropped_entries = r.dropped_entries, []
+        dropped_reads, r.dropped_reads = r.dropped_reads, []
+        leader = None
+        if r.leader_id != self._leader[0] or term != self._leader[1]:
+            leader = LeaderInfo(r.leader_id, term)
+            self._leader = (r.leader_id, term)
+        u = Update(
+            r.shard_id,
+            r.replica_id,
+            state,
+            entries,
+            snapshot,
+            replicate,
+            messages,
+            log.committed_entries(MAX_APPLY_BYTES),
+            ready,
+            dropped_entries,
+            dropped_reads,
+            leader,
+            bool(entries) or snapshot is not None or term != saved[0] or vote != saved[1],
+        )
         self._outstanding = u
         return u
 
@@ -191,7 +212,9 @@ class Peer:
         if update.snapshot is not None:
             log.snapshot_saved(update.snapshot)
         if update.entries:
-            r.self_saved(log.saved(update.entries))
+            saved_to = log.saved(update.entries)
+            if r.role is Role.LEADER:
+                r.self_saved(saved_to)
 
     def rate_limited(self) -> bool:
         """True while proposals must be refused (SystemBusy)."""
@@ -236,7 +259,7 @@ class Peer:
 
     @property
     def quiesced(self) -> bool:
-        return self._raft.quiesce.quiesced
+        return self._raft.quiesce.quiesced_since >= 0
 
     @property
     def removed(self) -> bool:

@@ -8,7 +8,9 @@ Rules (dragonboat's quiesce, in ticks):
   (HEARTBEAT, HEARTBEAT_RESP, QUIESCE, RATE_LIMIT) and ticks: a proposal, a read, a
   config change, a vote request, replication. Activity wakes a quiesced replica.
 - Heartbeats that arrive within one election timeout of quiescing are stragglers from
-  before and do not wake it; later ones mean the leader is awake, and do.
+  before and do not wake it; later ones mean the leader is awake, and do. So do more
+  heartbeats than a leader sends in one election timeout, for an engine that stops
+  ticking quiesced replicas (their clock stands still).
 - A replica that just woke ignores QUIESCE from peers for the same idle threshold, so
   a shard does not fall asleep again in the middle of being woken.
 """
@@ -19,11 +21,22 @@ IDLE_ELECTIONS = 10
 
 
 class Quiesce:
-    __slots__ = ("election", "enabled", "idle_since", "now", "quiesced_since", "woke_at")
+    __slots__ = (
+        "election",
+        "enabled",
+        "heartbeats",
+        "idle_since",
+        "now",
+        "quiesced_since",
+        "stragglers",
+        "woke_at",
+    )
 
-    def __init__(self, enabled: bool, election: int) -> None:
+    def __init__(self, enabled: bool, election: int, heartbeat: int = 1) -> None:
         self.enabled = enabled
         self.election = election
+        self.stragglers = election // max(heartbeat, 1) + 1
+        self.heartbeats = 0
         self.now = 0
         self.idle_since = 0
         self.quiesced_since = -1
@@ -42,6 +55,7 @@ class Quiesce:
         self.now += 1
         if self.enabled and self.quiesced_since < 0 and self.now - self.idle_since > self.threshold:
             self.quiesced_since = self.now
+            self.heartbeats = 0
             return True
         return False
 
@@ -56,7 +70,10 @@ class Quiesce:
 
     def heartbeat(self) -> bool:
         """A heartbeat arrived; True when it woke a quiesced replica."""
-        if self.quiesced_since >= 0 and self.now - self.quiesced_since >= self.election:
+        if self.quiesced_since < 0:
+            return False
+        self.heartbeats += 1
+        if self.now - self.quiesced_since >= self.election or self.heartbeats > self.stragglers:
             return self.activity()
         return False
 
@@ -67,4 +84,5 @@ class Quiesce:
         if self.now - self.woke_at < self.threshold:
             return False
         self.quiesced_since = self.now
+        self.heartbeats = 0
         return True

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from enum import IntEnum
+from operator import attrgetter
 
 from protos import raft_pb2 as pb
 
@@ -38,12 +39,21 @@ from .update import ReadContext, ReadyToRead
 
 MT = MessageType
 CONFIG_CHANGE = pb.CONFIG_CHANGE
+_TYPE = attrgetter("type")
 # Entries handed out for applying in one Update, at most (at least one entry).
 MAX_APPLY_BYTES = 64 * 1024 * 1024
 # Byte budget that means "everything", for reads that must not be cut short.
 UNBOUNDED = 1 << 62
 # Kinds that do not count as activity for quiesce: a live idle shard makes them itself.
 _QUIET_TYPES: frozenset[int] = frozenset({pb.LOCAL_TICK, pb.QUIESCE, pb.RATE_LIMIT})
+
+
+class ProposalResult(IntEnum):
+    """What `propose` did with a batch, at once (the Update says it again)."""
+
+    APPENDED = 0  # in this leader's log; results come when the entries apply
+    FORWARDED = 1  # sent to the leader this replica knows; no answer will come back
+    DROPPED = 2  # some or all refused: see Update.dropped_entries (retry later)
 
 
 class Role(IntEnum):
@@ -89,6 +99,7 @@ class Raft:
         self.witnesses: frozenset[int] = frozenset()
         self.removed = False
         self.rescued_at = -config.election_rtt
+        self.rescue_wait = config.election_rtt
         self.election_timeout = config.election_rtt
         self.heartbeat_timeout = config.heartbeat_rtt
         self.election_elapsed = 0
@@ -104,7 +115,10 @@ class Raft:
         self.reads = ReadIndexQueue()
         self.need_flush = False
         self.limiter = RateLimiter(config.max_in_mem_log_size, config.election_rtt)
-        self.quiesce = Quiesce(config.quiesce, config.election_rtt)
+        self.limit_on = config.max_in_mem_log_size > 0
+        self.told_limited = False
+        self.quiesce = Quiesce(config.quiesce, config.election_rtt, config.heartbeat_rtt)
+        self.quiesce_on = config.quiesce
         self.mutations = config.mutations
         # Output, drained by Peer.get_update.
         self.msgs: list[pb.Message] = []
@@ -200,7 +214,7 @@ class Raft:
         self.term_committed = False
         # A no-op entry of the new term (thesis 3.6.2, 6.4): committing it commits all
         # earlier entries, and tells us our commit index is the cluster's.
-        self._append([pb.Entry()])
+        self._append([pb.Entry()], False)
         if self.removed:
             self._hand_over()
 
@@ -210,28 +224,30 @@ class Raft:
 
     # ------------------------------------------------------------------ input
 
-    def tick(self) -> None:
-        q = self.quiesce
-        if q.enabled:
-            if q.quiesced:
+    def tick(self) -> bool:
+        """One tick of logical time; False when it surely made no work for the caller
+        (so an engine with thousands of idle replicas may skip their has_update)."""
+        if self.quiesce_on:
+            q = self.quiesce
+            if q.quiesced_since >= 0:
                 q.now += 1
-                return
+                return False
             if q.tick():
-                self._enter_quiesce()
-                return
+                return self._enter_quiesce()
         self.tick_count += 1
-        if self.limiter.enabled and self.limiter.tick() and self.role is not Role.LEADER:
-            self._report_rate()
+        work = False
+        if self.limit_on and self.limiter.tick() and self.role is not Role.LEADER:
+            work = self._report_rate()
         if self.role is Role.LEADER:
-            self._tick_leader()
-        else:
-            self._tick_election()
+            return self._tick_leader() or work
+        return self._tick_election() or work
 
     def step(self, m: pb.Message) -> None:
-        if m.to and m.to != self.replica_id:
+        to = m.to
+        if to and to != self.replica_id:
             return
         mt = m.type
-        if self.quiesce.enabled:
+        if self.quiesce_on:
             self._note_activity(mt)
         term = m.term
         if term:
@@ -295,54 +311,69 @@ class Raft:
         hint: int = 0,
         hint_high: int = 0,
     ) -> None:
-        self.msgs.append(
-            pb.Message(
-                type=mt,
-                to=to,
-                from_id=self.replica_id,
-                shard_id=self.shard_id,
-                term=self.term if term is None else term,
-                log_index=log_index,
-                log_term=log_term,
-                commit=commit,
-                reject=reject,
-                hint=hint,
-                hint_high=hint_high,
-            )
+        m = pb.Message(
+            type=mt,
+            to=to,
+            from_id=self.replica_id,
+            shard_id=self.shard_id,
+            term=self.term if term is None else term,
         )
+        # Only the fields that are set: each one costs as much as the message itself.
+        if log_index:
+            m.log_index = log_index
+        if log_term:
+            m.log_term = log_term
+        if commit:
+            m.commit = commit
+        if reject:
+            m.reject = True
+        if hint:
+            m.hint = hint
+        if hint_high:
+            m.hint_high = hint_high
+        self.msgs.append(m)
 
     # ------------------------------------------------------------------ ticks
 
-    def _tick_election(self) -> None:
+    def _tick_election(self) -> bool:
         self.election_elapsed += 1
-        if self.election_elapsed >= self.randomized_timeout:
-            if self.promotable():
-                self.election_elapsed = 0
-                self._campaign(transfer=False)
-            elif self.removed:
-                if self.role is not Role.FOLLOWER:
-                    self.become_follower(self.term, 0)  # a rescue campaign failed
-                self._rescue()
+        if self.election_elapsed < self.randomized_timeout:
+            return False
+        if self.promotable():
+            self.election_elapsed = 0
+            self._campaign(transfer=False)
+            return True
+        if self.removed:
+            if self.role is not Role.FOLLOWER:
+                self.become_follower(self.term, 0)  # a rescue campaign failed
+            self._rescue()
+            return True
+        return False
 
-    def _tick_leader(self) -> None:
+    def _tick_leader(self) -> bool:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        work = False
         if self.election_elapsed >= self.election_timeout:
             self.election_elapsed = 0
             if self.config.check_quorum and not self._quorum_active():
                 # Cannot reach a majority: step down rather than serve as a leader
                 # that may already be replaced (thesis 6.2).
                 self.become_follower(self.term, 0)
-                return
+                return True
             if self.transfer_target:
                 self.transfer_target = 0  # the target did not take over in time
             if self.removed:
                 self._hand_over()
             for read in self.reads.expire(self.tick_count, 2 * self.election_timeout):
                 self._reject_read(read)
+            work = True
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
             self.heartbeat_elapsed = 0
-            self._broadcast_heartbeat()
+            if self.progress:
+                self._broadcast_heartbeat()
+                work = True
+        return work
 
     def _quorum_active(self) -> bool:
         active = 0
@@ -439,11 +470,10 @@ class Raft:
         per election timeout, always through pre-vote, and hand over if we win. Voters
         that hear from a live leader ignore a removed replica, so it cannot disrupt a
         shard that has one."""
-        if (
-            self.tick_count - self.rescued_at >= self.election_timeout
-            and not self.config.is_witness
-        ):
+        if self.tick_count - self.rescued_at >= self.rescue_wait and not self.config.is_witness:
             self.rescued_at = self.tick_count
+            # Back off: a removed replica left running must not chatter forever.
+            self.rescue_wait = min(2 * self.rescue_wait, 64 * self.election_timeout)
             self._campaign(transfer=False, rescue=True)
 
     def _handle_timeout_now(self, m: pb.Message) -> None:
@@ -452,16 +482,16 @@ class Raft:
 
     # ------------------------------------------------------------------ proposals
 
-    def propose(self, entries: list[pb.Entry]) -> None:
+    def propose(self, entries: list[pb.Entry]) -> ProposalResult:
         if self.removed:
             self.dropped_entries.extend(entries)
-            return
-        if self.quiesce.enabled and self.quiesce.activity():
+            return ProposalResult.DROPPED
+        if self.quiesce_on and self.quiesce.activity():
             self._woke()
         role = self.role
         if role is Role.LEADER:
-            self._leader_propose(entries)
-        elif self.leader_id and role is not Role.CANDIDATE and role is not Role.PRE_CANDIDATE:
+            return self._leader_propose(entries)
+        if self.leader_id and role is not Role.CANDIDATE and role is not Role.PRE_CANDIDATE:
             m = pb.Message(
                 type=pb.PROPOSE_FORWARD,
                 to=self.leader_id,
@@ -470,8 +500,9 @@ class Raft:
             )
             m.entries.extend(entries)
             self.msgs.append(m)
-        else:
-            self.dropped_entries.extend(entries)
+            return ProposalResult.FORWARDED
+        self.dropped_entries.extend(entries)
+        return ProposalResult.DROPPED
 
     def _handle_propose(self, m: pb.Message) -> None:
         self.propose(list(m.entries))
@@ -480,17 +511,22 @@ class Raft:
         if not self.removed:
             self._leader_propose(list(m.entries))
 
-    def _leader_propose(self, entries: list[pb.Entry]) -> None:
+    def _leader_propose(self, entries: list[pb.Entry]) -> ProposalResult:
         if self.transfer_target:
             # Leadership is moving (thesis 3.10): the new leader will take these.
             self.dropped_entries.extend(entries)
-            return
-        for i, e in enumerate(entries):
-            if e.type == CONFIG_CHANGE:
-                entries = self._admit_config_changes(entries, i)
-                break
+            return ProposalResult.DROPPED
+        result = ProposalResult.APPENDED
+        config_changes = CONFIG_CHANGE in map(_TYPE, entries)
+        if config_changes:
+            first = next(i for i, e in enumerate(entries) if e.type == CONFIG_CHANGE)
+            admitted = self._admit_config_changes(entries, first)
+            if len(admitted) < len(entries):
+                result = ProposalResult.DROPPED
+            entries = admitted
         if entries:
-            self._append(entries)
+            self._append(entries, config_changes)
+        return result
 
     def _admit_config_changes(self, entries: list[pb.Entry], first: int) -> list[pb.Entry]:
         """One change in flight at a time, and none before this leader committed an
@@ -507,7 +543,7 @@ class Raft:
             admitted.append(e)
         return admitted
 
-    def _append(self, entries: list[pb.Entry]) -> None:
+    def _append(self, entries: list[pb.Entry], config_changes: bool | None = None) -> None:
         log = self.log
         term = self.term
         index = log.last_index()
@@ -515,7 +551,7 @@ class Raft:
             index += 1
             e.term = term
             e.index = index
-        log.append(entries)
+        log.append(entries, config_changes)
         self.need_flush = True
 
     # ------------------------------------------------------------------ replication (leader)
@@ -580,10 +616,20 @@ class Raft:
                 )
                 if entries:
                     m.entries.extend(_for_witness(entries) if witness else entries)
+                    # Tells the follower whether to look for config changes: most
+                    # messages carry none, and scanning costs per entry.
+                    if log.may_have_config_change(nxt, nxt + len(entries) - 1):
+                        m.hint = 1
                 built[key] = m
                 count = len(entries)
                 sent_last = nxt + count - 1
-            self.replicate.append(m)
+            if witness:
+                # Only after we saved them: a witness cannot lead, so an entry only it
+                # holds (we crashed before saving) would block every election it must
+                # vote in: its log would be ahead of every replica that can win.
+                self.msgs.append(m)
+            else:
+                self.replicate.append(m)
             pr.sent(sent_last, count)
             pr.sent_commit = committed
             pr.probe_due = False
@@ -658,8 +704,10 @@ class Raft:
         elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.snapshot_index:
             pr.become_probe()
             pr.become_replicate()
-        self._try_commit()
-        if m.from_id == self.transfer_target and pr.match == self.log.last_index():
+        target = self.transfer_target
+        if pr.match > self.log.committed:
+            self._try_commit()  # may start a transfer (a removed leader): not twice
+        if m.from_id == target == self.transfer_target and pr.match == self.log.last_index():
             self._send(pb.TIMEOUT_NOW, m.from_id)
 
     def _handle_heartbeat_resp(self, m: pb.Message) -> None:
@@ -703,20 +751,26 @@ class Raft:
         """The leader's own entries up to saved_to are durable: it may count itself."""
         if self.role is Role.LEADER and saved_to > self.self_match:
             self.self_match = saved_to
-            self._try_commit()
+            if saved_to > self.log.committed:
+                self._try_commit()
 
     def _try_commit(self) -> None:
         log = self.log
         while self.role is Role.LEADER:
             rid = self.replica_id
-            matches = [self.self_match if v == rid else self.progress[v].match for v in self.voters]
-            index = committed_index(matches)
+            progress = self.progress
+            index = committed_index(
+                [self.self_match if v == rid else progress[v].match for v in self.voters]
+            )
             if index <= log.committed:
                 return
             # Count replicas only for entries of our own term (thesis 3.6.2): an older
             # entry stored on a majority can still be overwritten by a future leader.
-            if log.term(index) != self.term and Mutation.COMMIT_EARLIER_TERM_BY_COUNT not in (
-                self.mutations
+            # MUTATION (tests only): COMMIT_EARLIER_TERM_BY_COUNT commits it anyway,
+            # the figure-8 bug.
+            if (
+                log.term(index) != self.term
+                and Mutation.COMMIT_EARLIER_TERM_BY_COUNT not in self.mutations
             ):
                 return
             self._commit_to(index)
@@ -736,23 +790,60 @@ class Raft:
     # ------------------------------------------------------------------ replication (follower)
 
     def _handle_replicate(self, m: pb.Message) -> None:
-        self._heard_from_leader(m)
+        leader = m.from_id
+        if self.role is Role.CANDIDATE or self.role is Role.PRE_CANDIDATE:
+            self.become_follower(self.term, leader)  # someone won this term (3.4)
+        self.leader_id = leader
+        self.election_elapsed = 0
         log = self.log
         prev = m.log_index
-        if prev < log.committed:
-            self._send(pb.REPLICATE_RESP, m.from_id, log_index=log.committed)
+        committed = log.committed
+        if prev < committed:
+            self._reply(leader, committed)
             return
-        if log.match_term(prev, m.log_term):
+        mem = log.mem
+        last = log.mem_offset + len(mem) - 1
+        if prev == last and (mem[-1].term if mem else log.term(last)) == m.log_term:
+            # The common case, kept short: the leader continues where our log ends.
             entries = m.entries
-            last_new = log.append_after(prev, list(entries)) if entries else prev
-            self._commit_to(min(m.commit, last_new))
-            self._send(pb.REPLICATE_RESP, m.from_id, log_index=last_new)
+            if entries:
+                log.append(entries, bool(m.hint))
+                last = log.mem_offset + len(mem) - 1
+        elif log.match_term(prev, m.log_term):
+            entries = m.entries
+            last = log.append_after(prev, list(entries), bool(m.hint)) if entries else prev
+        else:
+            # Fast back-off (etcd): name the last entry whose term is no newer than
+            # the leader's, so it skips a whole run of entries we do not have.
+            hint, hint_term = log.find_conflict_by_term(prev, m.log_term)
+            self._send(
+                pb.REPLICATE_RESP,
+                leader,
+                reject=True,
+                log_index=prev,
+                hint=hint,
+                log_term=hint_term,
+            )
             return
-        # Fast back-off (etcd): name the last entry whose term is no newer than the
-        # leader's, so the leader skips a whole run of entries it does not have.
-        hint, hint_term = log.find_conflict_by_term(prev, m.log_term)
-        self._send(
-            pb.REPLICATE_RESP, m.from_id, reject=True, log_index=prev, hint=hint, log_term=hint_term
+        # Commit only what the leader's message proved we hold (thesis 3.5).
+        commit = m.commit
+        if commit > last:
+            commit = last
+        if commit > committed:
+            self._commit_to(commit)
+        self._reply(leader, last)
+
+    def _reply(self, leader: int, index: int) -> None:
+        """Acknowledge our log up to index (sent after the caller saved it)."""
+        self.msgs.append(
+            pb.Message(
+                type=pb.REPLICATE_RESP,
+                to=leader,
+                from_id=self.replica_id,
+                shard_id=self.shard_id,
+                term=self.term,
+                log_index=index,
+            )
         )
 
     def _handle_heartbeat(self, m: pb.Message) -> None:
@@ -812,9 +903,17 @@ class Raft:
         if self.role is Role.LEADER:
             members_now = set(self._members())
             members_now.discard(self.replica_id)
+            committed = self.log.committed
             for rid in list(self.progress):
                 if rid not in members_now:
+                    # A last word, so that it usually learns it was removed and stays
+                    # quiet: an empty REPLICATE that commits, if its log matches ours
+                    # at our commit index. We will not talk to it again.
                     del self.progress[rid]
+                    term = self.log.term(committed)
+                    self._send(
+                        pb.REPLICATE, rid, log_index=committed, log_term=term, commit=committed
+                    )
             last = self.log.last_index()
             for rid in members_now:
                 if rid not in self.progress:
@@ -852,7 +951,7 @@ class Raft:
         if self.removed:
             self.dropped_reads.append(ctx)
             return
-        if self.quiesce.enabled and self.quiesce.activity():
+        if self.quiesce_on and self.quiesce.activity():
             self._woke()
         role = self.role
         if role is Role.LEADER:
@@ -887,11 +986,13 @@ class Raft:
         if self.removed:
             self._reject_read(read)
             return
-        if not self.term_committed and Mutation.READ_INDEX_BEFORE_FIRST_COMMIT not in (
-            self.mutations
+        # Our commit index may be behind the cluster's until an entry of our term
+        # commits (thesis 6.4, etcd #7331): the caller retries (ShardNotReady).
+        # MUTATION (tests only): READ_INDEX_BEFORE_FIRST_COMMIT serves it anyway.
+        if (
+            not self.term_committed
+            and Mutation.READ_INDEX_BEFORE_FIRST_COMMIT not in self.mutations
         ):
-            # Our commit index may be behind the cluster's until an entry of our term
-            # commits (thesis 6.4, etcd #7331): the caller retries (ShardNotReady).
             self._reject_read(read)
             return
         if self.voters == {self.replica_id}:
@@ -939,7 +1040,7 @@ class Raft:
     # ------------------------------------------------------------------ leader transfer
 
     def _handle_leader_transfer(self, m: pb.Message) -> None:
-        if self.quiesce.enabled and self.quiesce.activity():
+        if self.quiesce_on and self.quiesce.activity():
             self._woke()
         if not self.removed:
             self._start_transfer(m.hint)
@@ -956,9 +1057,11 @@ class Raft:
         # The transfer is abandoned if the target has not won within one election
         # timeout (thesis 3.10); the leader's election clock measures it.
         self.election_elapsed = 0
-        if self.progress[target].match == self.log.last_index():
+        pr = self.progress[target]
+        if pr.match == self.log.last_index():
             self._send(pb.TIMEOUT_NOW, target)
         else:
+            pr.probe_due = True  # catch it up now, not at the next heartbeat
             self.need_flush = True
 
     def _handle_forward_leader_transfer(self, m: pb.Message) -> None:
@@ -978,13 +1081,22 @@ class Raft:
     def rate_limited(self) -> bool:
         return self.limiter.limited(self.log.in_mem_bytes())
 
-    def _report_rate(self) -> None:
+    def _report_rate(self) -> bool:
         if self.leader_id and self.leader_id != self.replica_id:
             self._send(pb.RATE_LIMIT, self.leader_id, hint=self.log.in_mem_bytes())
+            return True
+        return False
 
     def _handle_leader_rate_limit(self, m: pb.Message) -> None:
         self.limiter.follower_size(m.from_id, m.hint)
-        self._send(pb.RATE_LIMIT, m.from_id, reject=self.rate_limited())
+        limited = self.rate_limited()
+        if limited != self.told_limited:
+            # The verdict changed: everyone hears it now, not at their next report.
+            self.told_limited = limited
+            for rid in self.progress:
+                self._send(pb.RATE_LIMIT, rid, reject=limited)
+        else:
+            self._send(pb.RATE_LIMIT, m.from_id, reject=limited)
 
     def _handle_follower_rate_limit(self, m: pb.Message) -> None:
         if m.from_id == self.leader_id:
@@ -992,10 +1104,12 @@ class Raft:
 
     # ------------------------------------------------------------------ quiesce
 
-    def _enter_quiesce(self) -> None:
-        if self.role is Role.LEADER:
+    def _enter_quiesce(self) -> bool:
+        if self.role is Role.LEADER and self.progress:
             for rid in self.progress:
                 self._send(pb.QUIESCE, rid)
+            return True
+        return False
 
     def _handle_quiesce(self, m: pb.Message) -> None:
         if m.from_id == self.leader_id:

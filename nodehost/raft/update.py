@@ -49,6 +49,12 @@ class Update:
     4. `commit_update`, then recover from `snapshot` (if any) and apply `committed`,
        release `ready_to_reads` once applied reaches their index, fail the proposals
        in `dropped_entries` and reads in `dropped_reads` as "dropped" (retry later).
+    5. whenever the state machine has applied more (at once or later), tell the core
+       with `Peer.applied_to(index)`: it frees memory and feeds rate limiting.
+
+    One Update is outstanding per replica: `get_update` again only after
+    `commit_update`. The entries are the core's own objects: read them, never change
+    them.
     """
 
     shard_id: int

@@ -46,7 +46,7 @@ log = logging.getLogger("nodehost.rsm")
 KEEP_SNAPSHOTS = 3
 METADATA_FILE = "snapshot.metadata"
 _CRC = struct.Struct(">I")
-_NAME = re.compile(r"^snapshot-([0-9A-F]{16})(\.[a-z]+)?$")
+_NAME = re.compile(r"^snapshot-([0-9A-F]{16})(\..*)?$")
 _GENERATING, _RECEIVING, _REPLACED, _DELETING = (
     ".generating",
     ".receiving",

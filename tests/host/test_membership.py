@@ -89,3 +89,7 @@ def test_leader_transfer(cluster: Cluster) -> None:
     wait_for(lambda: cluster.leader(1) == target, what=f"replica {target} leads")
     leader_id, term, valid = cluster.host(target).get_leader_id(1)
     assert (leader_id, valid) == (target, True) and term > 0
+    # Asked on a follower, the request travels to the leader.
+    follower = next(rid for rid in cluster.addresses if rid != target)
+    cluster.host(follower).request_leader_transfer(1, follower)
+    wait_for(lambda: cluster.leader(1) == follower, what=f"replica {follower} leads")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from logdb_support import Record, Store, entries, save, snapshot, state, terms
 
 from logdb import (
     CompactedError,
     InvalidRequestError,
+    RocksLogDB,
     StoreClosedError,
     UnavailableError,
 )
+from nodehost.raft.update import Update
 from protos import raft_pb2 as pb
 
 
@@ -253,3 +257,17 @@ def test_a_closed_store_refuses_every_call(store: Store) -> None:
     for call in calls:
         with pytest.raises(StoreClosedError):
             call()
+
+
+def test_the_cores_update_is_a_save_record(store: Store) -> None:
+    store.db.save([Update(3, 1, state=state(1, 1, 0), entries=entries(1, 2, 1), must_sync=True)])
+    assert terms(store.reopen(), 3, 1, 1, 3) == [1, 1]
+
+
+def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "logdb"
+    with RocksLogDB(str(path), wal_dir=str(tmp_path / "wal" / "dir")) as db:
+        save(db, Record(1, 1, entries(1, 1, 1)))
+    assert list((tmp_path / "wal" / "dir").glob("*.log"))
+    with RocksLogDB(str(path), wal_dir=str(tmp_path / "wal" / "dir")) as db:
+        assert terms(db, 1, 1, 1, 2) == [1]

@@ -95,5 +95,6 @@ def test_sigkill_while_writing_loses_no_returned_batch(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_sigkill_hundreds_of_times(tmp_path: Path) -> None:
     kill_loop(tmp_path / "store", cycles=300, seed=int.from_bytes(os.urandom(4), "big"))

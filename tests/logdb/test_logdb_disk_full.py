@@ -95,6 +95,24 @@ def test_file_size_limit_in_a_child(tmp_path: Path) -> None:
     reopen_and_check(path, acked)
 
 
+def test_memory_store_injected_failure_after_the_write_reached_the_file() -> None:
+    db = MemoryLogDB()
+    db.save([Record(1, 1, entries(1, 3, 1))])
+    db.fail_next_write(written=True)
+    with pytest.raises(WriteError):
+        db.save([Record(1, 1, entries(4, 5, 1))])
+    db.restart()  # the page cache kept it
+    rs = db.read_state(1, 1)
+    assert rs is not None and rs.last_index == 5
+    db.save([Record(1, 1, entries(6, 6, 1))])  # this sync makes 4..5 durable too
+    db.fail_next_write(written=True)
+    with pytest.raises(WriteError):
+        db.save([Record(1, 1, entries(7, 7, 1))])
+    db.power_cut()  # the disk never had 7
+    rs = db.read_state(1, 1)
+    assert rs is not None and rs.last_index == 6
+
+
 def test_memory_store_injected_failure() -> None:
     db = MemoryLogDB()
     db.save([Record(1, 1, entries(1, 3, 1))])

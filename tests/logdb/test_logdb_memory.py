@@ -22,30 +22,45 @@ def test_a_power_cut_loses_exactly_the_unsynced_writes() -> None:
     assert terms(db, 1, 1, 1, 6) == [1] * 5
 
 
-def test_a_sync_makes_every_earlier_write_durable() -> None:
+def test_entries_and_snapshots_are_synced_whatever_must_sync_says() -> None:
     db = MemoryLogDB()
     db.save([Record(1, 1, entries(1, 5, 1), must_sync=False)])
-    db.save([Record(2, 1, entries(1, 1, 1), must_sync=True)])
+    db.save([Record(1, 1, snapshot=snapshot(5, 1), must_sync=False)])
     db.power_cut()
     rs = db.read_state(1, 1)
-    assert rs is not None and rs.last_index == 5
+    assert rs is not None and rs.snapshot is not None and rs.snapshot.index == 5
+
+
+def test_a_sync_makes_every_earlier_write_durable() -> None:
+    db = MemoryLogDB()
+    db.save([Record(1, 1, entries(1, 5, 1), state(1, 1, 0))])
+    db.save([Record(1, 1, state=state(1, 1, 3), must_sync=False)])
+    db.save([Record(2, 1, entries(1, 1, 1))])
+    db.power_cut()
+    rs = db.read_state(1, 1)
+    assert rs is not None and rs.state.commit == 3
 
 
 def test_a_power_cut_may_keep_a_prefix_of_the_unsynced_batches() -> None:
     db = MemoryLogDB()
-    for i in range(1, 4):
-        db.save([Record(1, 1, entries(i, i, 1), must_sync=False)])
+    db.save([Record(1, 1, entries(1, 5, 1), state(1, 1, 0))])
+    for commit in range(1, 4):
+        db.save([Record(1, 1, state=state(1, 1, commit), must_sync=False)])
     db.power_cut(keep=2)
     rs = db.read_state(1, 1)
-    assert rs is not None and rs.last_index == 2
+    assert rs is not None and rs.state.commit == 2
 
 
 def test_a_process_crash_keeps_everything_written() -> None:
     db = MemoryLogDB()
-    db.save([Record(1, 1, entries(1, 5, 1), must_sync=False)])
+    db.save([Record(1, 1, entries(1, 5, 1), state(1, 1, 0))])
+    db.save([Record(1, 1, state=state(1, 1, 5), must_sync=False)])
     db.close()
     db.restart()
+    rs = db.read_state(1, 1)
+    assert rs is not None and rs.state.commit == 5
     assert terms(db, 1, 1, 1, 6) == [1] * 5
     db.close()
     db.power_cut()  # the unsynced batch survived the crash, but not the power cut
-    assert db.read_state(1, 1) is None
+    rs = db.read_state(1, 1)
+    assert rs is not None and rs.state.commit == 0

@@ -111,10 +111,11 @@ def test_a_save_of_many_shards_is_one_write_and_one_sync(tmp_path: Path) -> None
         assert (counting.writes, counting.syncs) == (1, 1)
         db.save([Record(s, 1, state=state(1, 1, 16), must_sync=False) for s in range(64)])
         assert (counting.writes, counting.syncs) == (2, 1)
+        db.save([Record(1, 1, entries(17, 17, 1), must_sync=False)])  # entries: synced
+        assert (counting.writes, counting.syncs) == (3, 2)
         db.save([])
-        assert (counting.writes, counting.syncs) == (2, 1)
         db.remove_entries_to(1, 1, 0)  # below the first entry: nothing to write
-        assert (counting.writes, counting.syncs) == (2, 1)
+        assert (counting.writes, counting.syncs) == (3, 2)
 
 
 def test_readers_run_while_a_thread_saves(tmp_path: Path) -> None:

@@ -75,6 +75,8 @@ class Node:
     reads: dict[tuple[int, int], int] = field(default_factory=dict)  # ctx -> floor
     ready_reads: list[tuple[tuple[int, int], int, int]] = field(default_factory=list)
     restarts: int = 0
+    # A slow state machine: entries are applied but the core is not told (applied_to).
+    hold_applied: bool = False
     checked_commit: int = 0
     led_term: int = 0  # the last term the checker saw this replica lead
 
@@ -208,17 +210,16 @@ class Network:
 
     def send(self, messages: list[pb.Message]) -> None:
         for m in messages:
-            self._event(describe_message(m))
             if (
                 (m.from_id, m.to) in self.cut
                 or m.to not in self.nodes
                 or any(f(m) for f in self.filters)
+                or (self.drop_rate and self.rng.random() < self.drop_rate)
             ):
+                self._event(describe_message(m) + " (lost)")
                 self._lost(m)
                 continue
-            if self.drop_rate and self.rng.random() < self.drop_rate:
-                self._lost(m)
-                continue
+            self._event(describe_message(m))
             copies = 1
             if (
                 self.duplicate_rate
@@ -317,7 +318,8 @@ class Network:
             node.sm = self._recover(u.snapshot, node)
         for e in u.committed:
             self._apply_entry(node, e)
-        peer.applied_to(node.sm.applied)
+        if not node.hold_applied:
+            peer.applied_to(node.sm.applied)
         for key in (e.key for e in u.dropped_entries):
             node.proposals.discard(key)
         for ctx in u.dropped_reads:

@@ -35,12 +35,18 @@ class Outcome:
     members: int
 
 
-def run_schedule(seed: int, rounds: int = 60, settle_rounds: int = 400) -> Outcome:
+def run_schedule(
+    seed: int, rounds: int = 100, settle_rounds: int = 400, net: list[Network] | None = None
+) -> Outcome:
+    """Run one schedule; `net`, if given, receives the network (for traces)."""
     rng = random.Random(seed)
     size = rng.choice((1, 3, 3, 3, 5))
-    net = Network(
+    network = Network(
         range(1, size + 1),
         seed=seed,
+        trace=net is not None,
+        quiesce=rng.random() < 0.2,
+        max_in_mem_log_size=rng.choice((0, 0, 2000)),
         election_rtt=rng.choice((5, 10)),
         heartbeat_rtt=rng.choice((1, 2)),
         pre_vote=rng.random() < 0.5,
@@ -49,6 +55,21 @@ def run_schedule(seed: int, rounds: int = 60, settle_rounds: int = 400) -> Outco
         max_replicate_bytes=rng.choice((40, 400, 1 << 20)),
         max_inflight=rng.choice((1, 4, 256)),
     )
+    if net is not None:
+        net.append(network)
+    _run(network, rng, rounds, settle_rounds)
+    leader = network.leader()
+    return Outcome(
+        seed,
+        rounds,
+        len(network.acked),
+        network.checker.reads_served,
+        len(network.checker.leaders),
+        len(_members(network, leader)),
+    )
+
+
+def _run(net: Network, rng: random.Random, rounds: int, settle_rounds: int) -> None:
     net.max_delay = rng.choice((0, 1, 3))
     net.drop_rate = rng.choice((0.0, 0.02, 0.1))
     net.duplicate_rate = rng.choice((0.0, 0.02, 0.05))
@@ -56,15 +77,6 @@ def run_schedule(seed: int, rounds: int = 60, settle_rounds: int = 400) -> Outco
     for _ in range(rounds):
         _round(net, rng, overhead)
     settle(net, rng, settle_rounds)
-    leader = net.leader()
-    return Outcome(
-        seed,
-        rounds,
-        len(net.acked),
-        net.checker.reads_served,
-        len(net.checker.leaders),
-        len(_members(net, leader)),
-    )
 
 
 def _round(net: Network, rng: random.Random, overhead: int) -> None:

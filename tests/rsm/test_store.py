@@ -128,3 +128,12 @@ def test_metadata_only_snapshot_can_be_received(tmp_path: Path) -> None:
     store = SnapshotStore(str(tmp_path), 1, 1)
     installed = store.install_received(pb.Snapshot(shard_id=1, index=9, term=3, witness=True))
     assert installed.witness and installed.filepath == "" and store.latest() == installed
+
+
+def test_a_transfer_cut_by_a_crash_is_cleaned_up(tmp_path: Path) -> None:
+    store = SnapshotStore(str(tmp_path), 1, 1)
+    leftover = Path(store.receive_dir(7) + ".receiving-0a1b2c")
+    leftover.mkdir()
+    (leftover / "part").write_bytes(b"half a snapshot")
+    SnapshotStore(str(tmp_path), 1, 1)
+    assert not leftover.exists()

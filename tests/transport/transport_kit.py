@@ -7,15 +7,21 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvloop
 
 from protos import raft_pb2 as pb
+from tests.conftest import IN_CI
 from transport import GrpcTransport, InMemoryNetwork, InMemoryTransport, TransportConfig
 from transport.base import BaseTransport
+from transport.snapshot_send import stream_snapshot
 
 T = TypeVar("T")
+
+__all__ = ["IN_CI"]  # re-exported for the tests here
 
 DEPLOYMENT = 7
 LOOPS = ("asyncio", "uvloop")
@@ -32,6 +38,7 @@ class Recorder:
         self.unreachable: list[tuple[int, int]] = []
         self.statuses: list[tuple[int, int, bool]] = []
         self.snapshots: list[pb.Message] = []
+        self.connections: list[tuple[str, bool]] = []
         self.on_snapshot_dir: Callable[[], None] | None = None  # test hook
 
     def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
@@ -59,6 +66,9 @@ class Recorder:
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool:
         return (shard_id, replica_id) in self.hosted
+
+    def on_connection(self, address: str, established: bool) -> None:
+        self.connections.append((address, established))
 
 
 def run(loop: str, main: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
@@ -120,3 +130,94 @@ def heartbeat(shard_id: int = 1, to: int = 2, from_id: int = 1, term: int = 5) -
 
 async def wait_all(*aws: Awaitable[Any]) -> None:
     await asyncio.gather(*aws)
+
+
+async def raw_stream(
+    target: str,
+    method: str,
+    frames: list[bytes],
+    credentials: Any = None,
+) -> bytes:
+    """Write raw frames on one gRPC stream, as a hostile or buggy peer would."""
+    import grpc
+
+    options = [("grpc.max_send_message_length", 256 * 1024 * 1024)]
+    if credentials is None:
+        channel = grpc.aio.insecure_channel(target, options=options)
+    else:
+        channel = grpc.aio.secure_channel(target, credentials, options=options)
+    try:
+        call = channel.stream_unary(method)()
+        for frame in frames:
+            await call.write(frame)
+        await call.done_writing()
+        response: bytes = await call
+        return response
+    finally:
+        await channel.close()
+
+
+# ---------------------------------------------------------------- snapshot chunks
+
+
+class Capture:
+    """A SnapshotStream that keeps the frames instead of sending them."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    async def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    async def finish(self) -> int:
+        return len(self.frames)
+
+    async def abort(self) -> None:
+        pass
+
+
+def install(tmp: Path, sizes: tuple[int, ...] = (5000, 0, 3000), **snapshot: Any) -> pb.Message:
+    src = tmp / "src"
+    src.mkdir(exist_ok=True)
+    paths = []
+    for i, size in enumerate(sizes):
+        path = src / ("snapshot.bin" if i == 0 else f"extra-{i}.sst")
+        path.write_bytes(os.urandom(size))
+        paths.append(str(path))
+    files = [
+        pb.SnapshotFile(file_id=i, filepath=p, metadata=b"m%d" % i)
+        for i, p in enumerate(paths[1:], 1)
+    ]
+    return pb.Message(
+        type=pb.INSTALL_SNAPSHOT,
+        shard_id=1,
+        to=2,
+        from_id=1,
+        term=9,
+        snapshot=pb.Snapshot(
+            shard_id=1, index=77, term=8, filepath=paths[0], files=files, **snapshot
+        ),
+    )
+
+
+def chunks(message: pb.Message, chunk_size: int = 1024) -> list[bytes]:
+    async def main() -> list[bytes]:
+        capture = Capture()
+        with ThreadPoolExecutor(1) as io:
+            await stream_snapshot(
+                message,
+                deployment_id=DEPLOYMENT,
+                source_address="127.0.0.1:9001",
+                chunk_size=chunk_size,
+                stream=capture,
+                io=io,
+            )
+        return capture.frames
+
+    return run("asyncio", main)
+
+
+def edit(frame: bytes, change: Callable[[pb.SnapshotChunk], None]) -> bytes:
+    c = pb.SnapshotChunk.FromString(frame)
+    change(c)
+    return c.SerializeToString()

@@ -1,0 +1,3 @@
+from examples.kvstore.main import main
+
+main()

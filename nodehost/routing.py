@@ -1,0 +1,90 @@
+"""Delivers what the transport receives to the replicas hosted here.
+
+Runs on the engine loop. A message for a shard or replica not hosted here is dropped
+(the transport already counts and logs what it rejects); an incoming snapshot is checked
+and moved into the replica's store on its apply worker before the core sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from nodehost.engine import Engine
+from nodehost.events import ConnectionInfo, SnapshotInfo
+from protos import raft_pb2 as pb
+
+if TYPE_CHECKING:
+    from nodehost.nodehost import NodeHost
+
+
+class TransportRouter:
+    """Routes what the transport receives to replicas (called on the engine loop)."""
+
+    def __init__(self, nh: NodeHost) -> None:
+        self._nh = nh
+
+    def _engine(self) -> Engine:
+        engine = self._nh._engine
+        assert engine is not None
+        return engine
+
+    def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
+        engine = self._engine()
+        nodes = engine.nodes
+        registry = self._nh._transport.registry
+        for m in messages:
+            node = nodes.get(m.shard_id)
+            if node is None or node.replica_id != m.to or node.stopped:
+                continue
+            if source_address and registry.resolve(m.shard_id, m.from_id) is None:
+                # A replica that joined learns its peers' addresses from their first
+                # messages; a known address is never redirected this way.
+                try:
+                    registry.add(m.shard_id, m.from_id, source_address)
+                except ValueError:
+                    pass
+            node.inbox.append(m)
+            engine.wake(node)
+
+    def on_unreachable(self, shard_id: int, replica_id: int) -> None:
+        engine = self._engine()
+        node = engine.nodes.get(shard_id)
+        if node is not None:
+            node.local_calls.append(lambda peer: peer.report_unreachable(replica_id))
+            engine.wake(node)
+
+    def on_snapshot_status(self, shard_id: int, replica_id: int, failed: bool) -> None:
+        engine = self._engine()
+        node = engine.nodes.get(shard_id)
+        if node is not None:
+            node.local_calls.append(lambda peer: peer.report_snapshot_status(replica_id, failed))
+            engine.wake(node)
+        event = "send_snapshot_aborted" if failed else "send_snapshot_completed"
+        self._nh._events.system_event(event, SnapshotInfo(shard_id, replica_id, 0))
+
+    def on_snapshot_received(self, message: pb.Message) -> None:
+        engine = self._engine()
+        node = engine.nodes.get(message.shard_id)
+        if node is None or node.replica_id != message.to:
+            return
+        self._nh._metrics.snapshot("received")
+        self._nh._events.system_event(
+            "snapshot_received",
+            SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
+        )
+        node.submit_apply("call", lambda: node.install_received(message))
+
+    def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
+        node = self._engine().nodes.get(shard_id)
+        if node is None or node.replica_id != replica_id:
+            return None
+        return node.snapshots.receive_dir(index)
+
+    def is_hosted(self, shard_id: int, replica_id: int) -> bool:
+        node = self._engine().nodes.get(shard_id)
+        return node is not None and node.replica_id == replica_id
+
+    def on_connection(self, address: str, established: bool) -> None:
+        event = "connection_established" if established else "connection_failed"
+        self._nh._events.system_event(event, ConnectionInfo(address))
