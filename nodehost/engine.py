@@ -390,14 +390,19 @@ class Engine:
 
 
 async def _cancel_remaining_tasks() -> None:
-    """Finish what the transport leaves on the loop (gRPC server-side RPC tasks of peers
-    still connected), so closing the loop destroys no pending task."""
+    """Let the tasks the transport leaves on the loop finish (gRPC aborts the server-side
+    RPCs of peers still connected when the server stops; it needs a few loop turns), so
+    closing the loop destroys no pending task. Only what is still pending after that
+    is cancelled."""
     current = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    for task in tasks:
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=1.0)
+    for task in pending:
         task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=2)
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
 
 
 class EngineListener:
