@@ -84,6 +84,10 @@ class NodeHostConfig:
     apply_workers: int = 2
     # Use uvloop for the engine loop where available.
     use_uvloop: bool = True
+    # False skips the fsync of the log: writes survive a crash of the process but not
+    # of the machine. For benchmarks that want the figure without the disk; never for
+    # data anyone needs.
+    fsync: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.node_host_dir, str) or not self.node_host_dir:
@@ -104,6 +108,8 @@ class NodeHostConfig:
         _check_non_negative(self.max_receive_queue_size, "max_receive_queue_size")
         if self.max_entry_size < 1:
             raise InvalidConfig("max_entry_size must be positive")
+        if not isinstance(self.fsync, bool):
+            raise InvalidConfig(f"fsync must be a bool, got {self.fsync!r}")
         if not 1 <= self.apply_workers <= 64:
             raise InvalidConfig(f"apply_workers must be in 1..64, got {self.apply_workers}")
         if self.mutual_tls:

@@ -83,7 +83,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._logdb: RocksLogDB | None = None
         self._engine: Engine | None = None
         try:
-            self._logdb = RocksLogDB(str(self._env.logdb_dir), deployment_id=config.deployment_id)
+            self._logdb = RocksLogDB(
+                str(self._env.logdb_dir), deployment_id=config.deployment_id, fsync=config.fsync
+            )
             self._metrics = Metrics(config.enable_metrics)
             self._events = EventDispatcher(config.raft_event_listener, config.system_event_listener)
             self._engine = Engine(

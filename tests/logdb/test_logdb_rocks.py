@@ -187,3 +187,32 @@ def test_an_unknown_key_fails_the_open(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(CorruptionError, match="unexpected key"):
         RocksLogDB(str(tmp_path))
+
+
+class _FlushSpy:
+    """Stands in for the Rdict to see how the store asks RocksDB to flush its WAL."""
+
+    def __init__(self, db: Rdict) -> None:
+        self._db = db
+        self.flushes: list[bool] = []
+
+    def flush_wal(self, sync: bool) -> None:
+        self.flushes.append(sync)
+        self._db.flush_wal(sync)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_fsync_off_skips_only_the_sync(tmp_path: Path, fsync: bool) -> None:
+    store = RocksLogDB(str(tmp_path), fsync=fsync)
+    spy = _FlushSpy(store._db)
+    store._db = spy  # type: ignore[assignment]
+    store.save([Record(1, 1, entries(1, 3, term=1), state(1, 1, 0))])
+    assert spy.flushes == [fsync]
+    store._db = spy._db
+    store.close()
+    reopened = RocksLogDB(str(tmp_path))
+    assert terms(reopened, 1, 1, 1, 4) == [1, 1, 1]
+    reopened.close()
