@@ -74,6 +74,10 @@ class Engine:
         self.lazy_saves: LazySaves | None = None  # test-only, see mutations.py
         self._rng = random.Random()
         self._ready: set[Node] = set()
+        # Ticks reach only replicas that are not quiesced, and deadlines are checked only
+        # for replicas that may hold requests: a tick costs nothing per idle replica.
+        self._awake: set[Node] = set()
+        self._expiring: set[Node] = set()
         self._from_threads: list[Node] = []
         self._from_threads_lock = threading.Lock()
         self._wake_scheduled = False
@@ -177,6 +181,7 @@ class Engine:
             nodes, self._from_threads = self._from_threads, []
             self._wake_scheduled = False
         self._ready.update(nodes)
+        self._expiring.update(nodes)  # every request is queued with a wake
         self._wake.set()
 
     def wake(self, node: Node) -> None:
@@ -210,12 +215,15 @@ class Engine:
     def _on_tick(self) -> None:
         self._tick += 1
         self._tick_handle = self.loop.call_later(self.rtt, self._on_tick)
-        now = time.monotonic()
-        for node in self.nodes.values():
-            node.expire(now)
-            if not node.quiesced:
-                self._ready.add(node)
-        self._wake.set()
+        if self._expiring:
+            now = time.monotonic()
+            for node in list(self._expiring):
+                node.expire(now)
+                if not node.has_pending():
+                    self._expiring.discard(node)
+        if self._awake:
+            self._ready |= self._awake
+            self._wake.set()
 
     async def _pass(self) -> None:
         ready, self._ready = self._ready, set()
@@ -229,7 +237,12 @@ class Engine:
             if node.quiesced:
                 ticks = 0
             update = node.step_inputs(ticks)
-            node.quiesced = node.peer.quiesced
+            if node.peer.quiesced is not node.quiesced:
+                node.quiesced = not node.quiesced
+                if node.quiesced:
+                    self._awake.discard(node)
+                else:
+                    self._awake.add(node)
             if update is not None:
                 work.append((node, update))
         if not work:
@@ -373,6 +386,8 @@ class Engine:
         """On the loop."""
         self.nodes[node.shard_id] = node
         node.last_tick = self._tick
+        if not node.quiesced:
+            self._awake.add(node)
         if ACK_BEFORE_FSYNC in node.config._mutations and self.lazy_saves is None:
             self.lazy_saves = LazySaves()
         self.wake(node)
@@ -383,6 +398,8 @@ class Engine:
         if node is not None:
             node.stopped = True
             self._ready.discard(node)
+            self._awake.discard(node)
+            self._expiring.discard(node)
         return node
 
     def peers(self) -> Iterable[Peer]:

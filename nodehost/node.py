@@ -226,6 +226,15 @@ class Node:
         if self.pending_reads.expire(now):
             self.read_tracker.forget_done()
 
+    def has_pending(self) -> bool:
+        """True while a request may still need timing out (read on the engine loop)."""
+        return bool(
+            len(self.pending_proposals)
+            or len(self.pending_reads)
+            or len(self.pending_config_changes)
+            or len(self.pending_snapshots)
+        )
+
     def fail_all(self, code: ResultCode, reason: str = "") -> None:
         for pending in (
             self.pending_proposals,

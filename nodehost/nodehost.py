@@ -546,7 +546,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 option.compaction_overhead if option.override_compaction_overhead else None,
             ),
         )
-        del engine
+        engine.wake_from_thread(node)  # so the engine watches its deadline
         return rs
 
     def sync_request_snapshot(

@@ -54,3 +54,28 @@ def test_quiesced_shards_stop_ticking(tmp_path: Path) -> None:
         time.sleep(0.1)
     finally:
         cluster.close()
+
+
+def test_a_woken_shard_ticks_again(tmp_path: Path) -> None:
+    # Quiesced replicas get no ticks; once woken they must, or a shard whose leader died
+    # while it slept could never elect another.
+    cluster = Cluster(tmp_path, size=3, rtt_millisecond=10)
+    try:
+        cluster.start_shard(1, quiesce=True)
+        leader = cluster.leader(1)
+        engines = {rid: host._engine for rid, host in cluster.live()}
+        wait_for(
+            lambda: all(e is not None and e.nodes[1].quiesced for e in engines.values()),
+            timeout=30,
+            what="every replica quiesced",
+        )
+        cluster.stop(leader)
+        survivor = next(rid for rid, _ in cluster.live())
+        host = cluster.host(survivor)
+        # The proposal wakes one replica (the dead leader never answers it); that one's
+        # vote requests wake the other.
+        rs = host.propose(host.get_noop_session(1), encode("put", "k", 1), timeout=1)
+        assert not rs.wait().completed()
+        assert cluster.leader(1, timeout=30) != leader
+    finally:
+        cluster.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from nodehost import Rejected, SnapshotOption
+from statemachine import Entry, Result
 from tests.host.cluster import KV, Cluster, encode, propose_retrying, wait_for
 
 
@@ -86,3 +88,45 @@ def test_restart_recovers_from_snapshot_then_replays_the_tail(cluster: Cluster) 
     assert applied[rid] == sorted(applied[rid])
     assert 0 < len(applied[rid]) <= 10
     assert host.sync_read(1, "__all__", 5) == {f"k{i}": i for i in range(25)}
+
+
+class Gate(KV):
+    """A KV whose "block" command holds its apply worker until the test opens the gate."""
+
+    started = threading.Event()
+    gate = threading.Event()
+
+    def update(self, entry: Entry) -> Result:
+        if entry.cmd == b"block":
+            Gate.started.set()
+            Gate.gate.wait(30)
+            return Result(0)
+        return super().update(entry)
+
+
+def test_a_snapshot_request_times_out_while_its_apply_worker_is_busy(tmp_path: Path) -> None:
+    # Only the engine's tick times a request out; it must hear of this one, although
+    # snapshots bypass the Raft core and the replica may sit idle.
+    cluster = Cluster(tmp_path, size=1)
+    Gate.started.clear()
+    Gate.gate.clear()
+    try:
+        host = cluster.host(1)
+        cluster.start_shard(1)
+        cluster.start_shard(3, create=Gate)
+        engine = host._engine
+        assert engine is not None and engine.apply_worker_for(1) == engine.apply_worker_for(3)
+        propose_retrying(host, 1, encode("put", "k", 1))
+        cluster.leader(3)
+        blocked = host.propose(host.get_noop_session(3), b"block", timeout=30)
+        assert Gate.started.wait(10)
+        ticked = engine._tick + 2  # shard 1 has had no request for a tick or more
+        wait_for(lambda: engine._tick >= ticked, what="two engine ticks")
+        rs = host.request_snapshot(1, None, timeout=0.2)
+        wait_for(rs.done, timeout=10, what="the snapshot request to time out")
+        assert rs.result().timeout()
+        Gate.gate.set()
+        assert blocked.wait(10).completed()
+    finally:
+        Gate.gate.set()
+        cluster.close()
