@@ -124,6 +124,8 @@ def host_main(
         command, arg = conn.recv()
         if command == "leaders":
             conn.send(sum(1 for s in range(1, shards + 1) if _has_leader(nh, s)))
+        elif command == "leaderless":
+            conn.send(_leaderless(nh, arg))
         elif command == "write":
             conn.send(_write(nh, arg))
         elif command == "quiesced":
@@ -131,7 +133,7 @@ def host_main(
         elif command == "rss":
             rss = psutil.Process().memory_info().rss
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            conn.send((rss, peak))
+            conn.send((rss, max(rss, peak)))
         elif command == "stop":
             nh.close()
             conn.send("stopped")
@@ -143,6 +145,23 @@ def _has_leader(nh: NodeHost, shard: int) -> bool:
         return nh.get_leader_id(shard)[2]
     except RaftError:
         return False
+
+
+def _leaderless(nh: NodeHost, limit: int) -> list[str]:
+    """How the first shards that know no leader look from here (for a stuck start)."""
+    engine = nh._engine
+    assert engine is not None
+    found = []
+    for node in list(engine.nodes.values()):
+        if node.leader_id == 0:
+            peer = node.peer
+            found.append(
+                f"shard {node.shard_id}: {peer.role.name} term {peer.term} "
+                f"quiesced {node.quiesced} leader {peer.leader_id}"
+            )
+            if len(found) == limit:
+                break
+    return found
 
 
 def _write(nh: NodeHost, shards: list[int]) -> int:
@@ -248,11 +267,16 @@ def run(args: argparse.Namespace) -> bool:
             + f" ({1000 * slowest / shards:.2f} ms per shard)",
             flush=True,
         )
-        wait_until(
-            "a leader of every shard on every host",
-            lambda: all(n == shards for n in hosts.ask("leaders").values()),
-            args.timeout,
-        )
+        try:
+            wait_until(
+                "a leader of every shard on every host",
+                lambda: all(n == shards for n in hosts.ask("leaders").values()),
+                args.timeout,
+            )
+        except SystemExit:
+            for rid, found in hosts.ask("leaderless", 5).items():
+                print(f"host {rid} knows no leader of: {'; '.join(found) or 'none'}")
+            raise
         elected = time.monotonic() - t0
         print(
             f"every shard has a leader {elected:.1f} s after the hosts opened "
@@ -302,7 +326,7 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=100, help="shards written once")
     parser.add_argument("--no-quiesce", action="store_true", help="the comparison figure")
     parser.add_argument("--settle", type=float, default=5.0, help="idle wait without quiesce")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="bound on each phase")
+    parser.add_argument("--timeout", type=float, default=600.0, help="bound on each phase")
     args = parser.parse_args()
     run(args)
 
