@@ -333,7 +333,7 @@ class Engine:
 
     def applied(self, node: Node, count: int, seconds: float) -> None:
         self.metrics.applied(node.shard_id, count, seconds)
-        if node.peer_rate_limited_hint():
+        if node.rate_limited:  # applying shrinks the in-memory log: look again
             self.wake_from_thread(node)
 
     def replica_failed(self, node: Node, reason: str) -> None:
