@@ -243,7 +243,12 @@ class Engine:
             records = self.lazy_saves.hold(work, records)
         if records:
             started = time.perf_counter()
-            await self.loop.run_in_executor(self._io, self.logdb.save, records)
+            if any(u.must_sync or u.entries or u.snapshot for u in records):
+                await self.loop.run_in_executor(self._io, self.logdb.save, records)
+            else:
+                # Only a commit index moved: an unsynced write of a few bytes costs less
+                # than the hop to the IO thread and back, which sits on the commit path.
+                self.logdb.save(records)
             self.metrics.logdb_save(len(records), time.perf_counter() - started)
         for node, update in work:
             reader = node.log_reader

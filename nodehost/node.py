@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from nodehost.config import Config
 from nodehost.logreader import CachedLogReader
 from nodehost.raft import Peer, ReadContext, Update
-from nodehost.request import PendingRequests, RequestResult, RequestState, ResultCode
+from nodehost.request import (
+    PendingRequests,
+    RequestResult,
+    RequestState,
+    ResultCode,
+    batched_wakeups,
+)
 from nodehost.rsm import (
     ApplyKind,
     SnapshotOutOfDate,
@@ -264,7 +270,8 @@ class Node:
                 continue
             try:
                 if kind == "entries":
-                    self._apply_entries(payload)
+                    with batched_wakeups():
+                        self._apply_entries(payload)
                 elif kind == "recover":
                     self._recover(payload)
                 elif kind == "snapshot":
