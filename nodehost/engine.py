@@ -31,7 +31,7 @@ from nodehost.errors import Closed
 from nodehost.metrics import Metrics
 from nodehost.mutations import ACK_BEFORE_FSYNC, LazySaves
 from nodehost.raft import Peer, Update
-from nodehost.request import ResultCode
+from nodehost.request import ResultCode, batched_wakeups
 from protos import raft_pb2 as pb
 from transport import ITransport
 
@@ -261,13 +261,14 @@ class Engine:
         for _, update in work:
             if update.messages:
                 self._send(update.messages)
-        for node, update in work:
-            if node.stopped:
-                continue
-            node.peer.commit_update(update)
-            node.on_update(update)
-            if node.peer.has_update():
-                self._ready.add(node)
+        with batched_wakeups():  # reads released by this pass wake each loop once
+            for node, update in work:
+                if node.stopped:
+                    continue
+                node.peer.commit_update(update)
+                node.on_update(update)
+                if node.peer.has_update():
+                    self._ready.add(node)
         del transport
 
     def _send(self, messages: Sequence[pb.Message]) -> None:
