@@ -31,7 +31,7 @@ from nodehost.errors import Closed
 from nodehost.metrics import Metrics
 from nodehost.mutations import ACK_BEFORE_FSYNC, LazySaves
 from nodehost.raft import Peer, Update
-from nodehost.request import ResultCode
+from nodehost.request import ResultCode, batched_wakeups
 from protos import raft_pb2 as pb
 from transport import ITransport
 
@@ -256,7 +256,12 @@ class Engine:
             records = self.lazy_saves.hold(work, records)
         if records:
             started = time.perf_counter()
-            await self.loop.run_in_executor(self._io, self.logdb.save, records)
+            if any(u.must_sync or u.entries or u.snapshot for u in records):
+                await self.loop.run_in_executor(self._io, self.logdb.save, records)
+            else:
+                # Only a commit index moved: an unsynced write of a few bytes costs less
+                # than the hop to the IO thread and back, which sits on the commit path.
+                self.logdb.save(records)
             self.metrics.logdb_save(len(records), time.perf_counter() - started)
         for node, update in work:
             reader = node.log_reader
@@ -269,13 +274,14 @@ class Engine:
         for _, update in work:
             if update.messages:
                 self._send(update.messages)
-        for node, update in work:
-            if node.stopped:
-                continue
-            node.peer.commit_update(update)
-            node.on_update(update)
-            if node.peer.has_update():
-                self._ready.add(node)
+        with batched_wakeups():  # reads released by this pass wake each loop once
+            for node, update in work:
+                if node.stopped:
+                    continue
+                node.peer.commit_update(update)
+                node.on_update(update)
+                if node.peer.has_update():
+                    self._ready.add(node)
         del transport
 
     def _send(self, messages: Sequence[pb.Message]) -> None:
@@ -346,7 +352,7 @@ class Engine:
 
     def applied(self, node: Node, count: int, seconds: float) -> None:
         self.metrics.applied(node.shard_id, count, seconds)
-        if node.peer_rate_limited_hint():
+        if node.rate_limited:  # applying shrinks the in-memory log: look again
             self.wake_from_thread(node)
 
     def replica_failed(self, node: Node, reason: str) -> None:

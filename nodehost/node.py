@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from nodehost.config import Config
 from nodehost.logreader import CachedLogReader
 from nodehost.raft import Peer, ReadContext, Update
-from nodehost.request import PendingRequests, RequestResult, RequestState, ResultCode
+from nodehost.request import (
+    PendingRequests,
+    RequestResult,
+    RequestState,
+    ResultCode,
+    batched_wakeups,
+)
 from nodehost.rsm import (
     ApplyKind,
     SnapshotOutOfDate,
@@ -134,6 +140,9 @@ class Node:
         self.leader_id = 0
         self.term = 0
         self.membership_id = -1
+        # A copy of the core's membership, replaced (never changed) on the loop, so user
+        # threads can read it.
+        self.membership = peer.membership
         # Apply side: tasks run in order on one worker.
         self.apply_lock = threading.Lock()
         self.apply_queue: deque[tuple[str, Any]] = deque()
@@ -142,13 +151,13 @@ class Node:
         self.last_snapshot_index = log_reader.snapshot().index
         self.stopped = False
         self.failed: str | None = None
+        # The core's rate limit as of the last pass. User and apply threads read this
+        # copy: the core's own answer walks its log, which only the loop may touch.
+        self.limits_rate = config.max_in_mem_log_size > 0
+        self.rate_limited = False
 
     def stopped_flag(self) -> bool:
         return self.stopped
-
-    def peer_rate_limited_hint(self) -> bool:
-        """Read from an apply thread: a stale answer only delays waking the loop."""
-        return self.peer.rate_limited()
 
     # ---------------------------------------------------------------- engine loop
 
@@ -181,6 +190,8 @@ class Node:
                 peer.read_index(ctx)
         for _ in range(ticks):
             peer.tick()
+        if self.limits_rate:
+            self.rate_limited = peer.rate_limited()
         if peer.has_update():
             return peer.get_update()
         return None
@@ -214,9 +225,10 @@ class Node:
             self.submit_apply("recover", update.snapshot)
         if update.committed:
             self.submit_apply("entries", update.committed)
-        membership_id = self.peer.membership.config_change_id
+        membership_id = self.peer.membership_id
         if membership_id != self.membership_id:
             self.membership_id = membership_id
+            self.membership = self.peer.membership
             self.engine.membership_changed(self)
 
     def expire(self, now: float) -> None:
@@ -267,7 +279,8 @@ class Node:
                 continue
             try:
                 if kind == "entries":
-                    self._apply_entries(payload)
+                    with batched_wakeups():
+                        self._apply_entries(payload)
                 elif kind == "recover":
                     self._recover(payload)
                 elif kind == "snapshot":

@@ -461,7 +461,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         node = self._node(session.shard_id)
         if node.rsm.kind is StateMachineType.ON_DISK and not session.is_noop():
             raise errors.InvalidSession("on-disk state machines need the no-op session")
-        if node.peer.rate_limited():
+        if node.rate_limited:
             raise errors.SystemBusy(
                 f"shard {session.shard_id}: too much unapplied log in memory; retry later"
             )
@@ -570,7 +570,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         option = option or NodeHostInfoOption()
         info = NodeHostInfo(self.id, self.raft_address)
         for node in list(engine.nodes.values()):
-            m = node.peer.membership
+            m = node.membership
             info.shard_info_list.append(
                 ShardInfo(
                     shard_id=node.shard_id,
@@ -618,7 +618,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
     def _sync_registry(self, node: Node) -> None:
         """Point the transport at the addresses in the core's membership (on the loop)."""
         registry = self._transport.registry
-        m = node.peer.membership
+        m = node.membership
         for group in (m.addresses, m.non_votings, m.witnesses):
             for rid, address in group.items():
                 registry.add(node.shard_id, rid, address)

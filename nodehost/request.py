@@ -17,7 +17,8 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -196,13 +197,18 @@ class RequestState:
             event.set()
         if committed_event is not None:
             committed_event.set()
-        for loop, future in waiters:
-            if loop.is_closed():
-                continue
-            if _running_loop() is loop:
-                _resolve(future, result)
-            else:
-                loop.call_soon_threadsafe(_resolve, future, result)
+        if waiters:
+            running = asyncio._get_running_loop()
+            batch: dict[asyncio.AbstractEventLoop, list[_Resolution]] | None = getattr(
+                _wakeups, "batch", None
+            )
+            for loop, future in waiters:
+                if loop is running:
+                    _resolve(future, result)
+                elif batch is not None:
+                    batch.setdefault(loop, []).append((future, result))
+                elif not loop.is_closed():
+                    _call_soon(loop, _resolve, future, result)
         return True
 
     def committed(self) -> None:
@@ -216,16 +222,45 @@ class RequestState:
             event.set()
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+_Resolution = tuple["asyncio.Future[RequestResult]", "RequestResult"]
+_wakeups = threading.local()
+
+
+@contextmanager
+def batched_wakeups() -> Iterator[None]:
+    """Requests completed inside this block on this thread resume their coroutines with
+    one call per event loop at the end, not one per request: each cross-thread call is a
+    syscall and a turn of the waiter's loop, and an apply batch completes many at once."""
+    if getattr(_wakeups, "batch", None) is not None:
+        yield
+        return
+    batch: dict[asyncio.AbstractEventLoop, list[_Resolution]] = {}
+    _wakeups.batch = batch
     try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+        yield
+    finally:
+        _wakeups.batch = None
+        for loop, resolutions in batch.items():
+            if not loop.is_closed():
+                _call_soon(loop, _resolve_all, resolutions)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop closed since we looked: nobody is waiting any more
+        pass
 
 
 def _resolve(future: asyncio.Future[RequestResult], result: RequestResult) -> None:
     if not future.done():
         future.set_result(result)
+
+
+def _resolve_all(resolutions: list[_Resolution]) -> None:
+    for future, result in resolutions:
+        if not future.done():
+            future.set_result(result)
 
 
 class PendingRequests:

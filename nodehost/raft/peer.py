@@ -258,6 +258,11 @@ class Peer:
         return copy
 
     @property
+    def membership_id(self) -> int:
+        """The index of the last applied config change: cheap to poll, unlike a copy."""
+        return self._raft.membership.config_change_id
+
+    @property
     def quiesced(self) -> bool:
         return self._raft.quiesce.quiesced_since >= 0
 

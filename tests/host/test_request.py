@@ -9,7 +9,13 @@ import time
 import pytest
 
 from nodehost import errors
-from nodehost.request import PendingRequests, RequestResult, RequestState, ResultCode
+from nodehost.request import (
+    PendingRequests,
+    RequestResult,
+    RequestState,
+    ResultCode,
+    batched_wakeups,
+)
 from statemachine import Result
 
 
@@ -54,6 +60,45 @@ def test_await_completed_on_the_same_loop() -> None:
         return await rs
 
     assert asyncio.run(main()).dropped()
+
+
+def test_batched_completions_wake_each_loop_once_after_the_batch() -> None:
+    """An apply worker completes a batch of requests awaited on another thread's loop:
+    the coroutines resume after the batch ends, through one cross-thread call."""
+    loop = asyncio.new_event_loop()
+    calls: list[object] = []
+    plain = loop.call_soon_threadsafe
+
+    def counting(callback: object, *args: object) -> object:
+        calls.append(callback)
+        return plain(callback, *args)  # type: ignore[arg-type]
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    states = [RequestState(k, time.monotonic() + 5) for k in range(20)]
+    gathered = loop.create_task(_gather(states))
+    loop.run_until_complete(asyncio.sleep(0.01))  # every coroutine is now waiting
+
+    def apply_batch() -> None:
+        with batched_wakeups():
+            for k, rs in enumerate(states):
+                rs.complete(RequestResult(ResultCode.COMPLETED, Result(k)))
+            assert calls == []  # nobody is woken before the batch ends
+
+    worker = threading.Thread(target=apply_batch)
+    worker.start()
+    worker.join(5)
+    results = loop.run_until_complete(asyncio.wait_for(gathered, 5))
+    loop.close()
+    assert [r.result.value for r in results] == list(range(20))
+    assert len(calls) == 1
+
+
+async def _gather(states: list[RequestState]) -> list[RequestResult]:
+    return list(await asyncio.gather(*(_awaited(rs) for rs in states)))
+
+
+async def _awaited(rs: RequestState) -> RequestResult:
+    return await rs
 
 
 @pytest.mark.parametrize(
