@@ -97,16 +97,23 @@ class Inbound:
         """The slow path, once a batch holds a bad message: keep the good ones."""
         hosted = self._handler.is_hosted
         good = []
+        # Counted per reason, described by the first: while a host starts thousands of
+        # shards, its peers' heartbeats for those not started yet all land here.
+        refused: dict[Reject, tuple[pb.Message, int]] = {}
         for m in messages:
             reason = _reason(m, hosted)
             if reason is None:
                 good.append(m)
             else:
-                self._stats.reject(
-                    reason,
-                    f"{pb.MessageType.Name(m.type) if m.type in REMOTE_TYPES else m.type} "
-                    f"from {source!r} (shard {m.shard_id}, {m.from_id} -> {m.to})",
-                )
+                first, count = refused.get(reason, (m, 0))
+                refused[reason] = (first, count + 1)
+        for reason, (m, count) in refused.items():
+            self._stats.reject(
+                reason,
+                f"{pb.MessageType.Name(m.type) if m.type in REMOTE_TYPES else m.type} "
+                f"from {source!r} (shard {m.shard_id}, {m.from_id} -> {m.to})",
+                count,
+            )
         return good
 
 
