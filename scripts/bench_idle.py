@@ -271,18 +271,20 @@ def run(args: argparse.Namespace) -> bool:
             wait_until(
                 "a leader of every shard on every host",
                 lambda: all(n == shards for n in hosts.ask("leaders").values()),
-                args.timeout,
+                args.leader_timeout,
             )
-        except SystemExit:
+            elected = time.monotonic() - t0
+            print(
+                f"every shard has a leader {elected:.1f} s after the hosts opened "
+                f"({1000 * elected / shards:.2f} ms per shard)",
+                flush=True,
+            )
+        except SystemExit as exc:
+            # A replica that quiesced knowing no leader is never woken: say so, and
+            # still measure what the idle shards cost.
+            print(f"{exc}; measuring anyway. Replicas that know no leader:")
             for rid, found in hosts.ask("leaderless", 5).items():
-                print(f"host {rid} knows no leader of: {'; '.join(found) or 'none'}")
-            raise
-        elected = time.monotonic() - t0
-        print(
-            f"every shard has a leader {elected:.1f} s after the hosts opened "
-            f"({1000 * elected / shards:.2f} ms per shard)",
-            flush=True,
-        )
+                print(f"  host {rid}: {'; '.join(found) or 'none'}", flush=True)
         written = list(range(1, shards + 1, max(1, shards // max(1, args.writes))))
         done = hosts.conns[1]
         done.send(("write", written))
@@ -326,7 +328,10 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=100, help="shards written once")
     parser.add_argument("--no-quiesce", action="store_true", help="the comparison figure")
     parser.add_argument("--settle", type=float, default=5.0, help="idle wait without quiesce")
-    parser.add_argument("--timeout", type=float, default=600.0, help="bound on each phase")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="bound on each phase")
+    parser.add_argument(
+        "--leader-timeout", type=float, default=120.0, help="bound on the wait for leaders"
+    )
     args = parser.parse_args()
     run(args)
 
