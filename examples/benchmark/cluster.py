@@ -39,18 +39,19 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self, configs: list[WorkerConfig], directory: Path) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.events: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
         self.progress: dict[int, dict[str, Any]] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
+
+    def start(self, configs: list[WorkerConfig]) -> None:
+        """Start one worker per config; each is in `procs` (so `stop` reaches it) at once."""
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path}
         for config in configs:
-            log_path = directory / f"worker{config.index + 1}.log"
+            log_path = self.directory / f"worker{config.index + 1}.log"
             with open(log_path, "wb") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "examples.benchmark.worker", config.to_argument()],

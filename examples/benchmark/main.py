@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from examples.benchmark.settings import parse
 from examples.benchmark.worker import WorkerConfig
 
 READY_TIMEOUT = 180.0
+BALANCE_TIMEOUT = 20.0
 
 
 def worker_configs(args: argparse.Namespace, directory: Path) -> list[WorkerConfig]:
@@ -66,6 +68,20 @@ def leaders_by_process(cluster: Cluster, processes: int) -> list[int]:
     for leader in leaders.values():
         counts[leader - 1] += 1
     return counts
+
+
+def balance_leaders(cluster: Cluster, args: argparse.Namespace) -> list[int]:
+    """Spread the leaders evenly (each shard's first replica leads), bounded in time;
+    returns the leaders per process afterwards. Elections put them where chance does."""
+    share = -(-args.shards // args.processes)
+    deadline = time.monotonic() + BALANCE_TIMEOUT
+    while True:
+        counts = leaders_by_process(cluster, args.processes)
+        if max(counts) <= share or time.monotonic() > deadline:
+            return counts
+        cluster.send({"cmd": "balance"})
+        cluster.collect("balanced", 30.0)
+        time.sleep(0.5)
 
 
 class Progress:
@@ -117,14 +133,18 @@ def measure_disk(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[str, Any]:
     disk = measure_disk(directory, args)
     configs = worker_configs(args, directory)
-    cluster = Cluster(configs, directory)
+    cluster = Cluster(directory)
     try:
+        cluster.start(configs)
         if progress.enabled:
             sys.stdout.write(f"starting {args.processes} processes, {args.shards} shards ...")
             sys.stdout.flush()
             progress.shown = True
         cluster.collect("ready", READY_TIMEOUT)
-        leaders_start = leaders_by_process(cluster, args.processes)
+        if args.balance_leaders and not args.sequential:
+            leaders_start = balance_leaders(cluster, args)
+        else:
+            leaders_start = leaders_by_process(cluster, args.processes)
         clients = [args.clients] * args.processes
         if args.sequential:  # the one client runs beside the shard's leader
             clients = [1 if n else 0 for n in leaders_start]
@@ -144,7 +164,12 @@ def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[s
         leaders_end = leaders_by_process(cluster, args.processes)
     finally:
         progress.clear()
-        cluster.stop()
+        # A second Ctrl-C must not leave workers behind.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            cluster.stop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return summarize(
         args,
         disk,

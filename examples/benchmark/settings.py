@@ -108,6 +108,12 @@ def parser() -> argparse.ArgumentParser:
         help="entries between snapshots, 0: never (default 10000)",
     )
     p.add_argument(
+        "--balance-leaders",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="before loading, move leaders so each process leads an equal share (default on)",
+    )
+    p.add_argument(
         "--sequential",
         action="store_true",
         help="latency mode: one client, one shard, sync_propose one at a time",

@@ -12,6 +12,7 @@ writes events to stdout (and nothing else: library logs go to stderr).
   coord  -> {"cmd": "stop"}                          the window closes, clients stop
   worker -> {"event": "report", ...}                 counts, histograms, elections, RSS
   coord  -> {"cmd": "leaders"}  /  worker -> {"event": "leaders", ...}
+  coord  -> {"cmd": "balance"}  /  worker -> {"event": "balanced", "moved": n}
   coord  -> {"cmd": "exit"} (or end of stdin)        the NodeHost closes, exit code 0
 
 Rules:
@@ -171,6 +172,18 @@ class Worker:
     def leaders(self) -> dict[int, int]:
         return {s: self.nh.get_leader_id(s)[0] for s in self.shards}
 
+    def hand_over_leadership(self) -> int:
+        """Ask each shard led here to move its leader to the shard's first replica, so
+        leaders spread evenly over the processes, as an operator would arrange."""
+        moved = 0
+        processes = len(self.config.addresses)
+        for shard_id, leader in self.leaders().items():
+            target = placement(shard_id, processes, self.config.replicas)[0] + 1
+            if leader == self.replica_id and target != self.replica_id:
+                self.nh.request_leader_transfer(shard_id, target)
+                moved += 1
+        return moved
+
     def led_here(self) -> int:
         return sum(1 for leader in self.leaders().values() if leader == self.replica_id)
 
@@ -319,6 +332,9 @@ async def _commands(worker: Worker, reader: asyncio.StreamReader) -> None:
         elif name == "leaders":
             leaders = await asyncio.to_thread(worker.leaders)
             emit({"event": "leaders", "leaders": {str(s): r for s, r in leaders.items()}})
+        elif name == "balance":
+            moved = await asyncio.to_thread(worker.hand_over_leadership)
+            emit({"event": "balanced", "moved": moved})
         elif name == "exit":
             return
 
