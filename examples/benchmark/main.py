@@ -131,6 +131,7 @@ def measure_disk(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[str, Any]:
+    machine = report.machine()
     disk = measure_disk(directory, args)
     configs = worker_configs(args, directory)
     cluster = Cluster(directory)
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[s
             signal.signal(signal.SIGINT, previous)
     return summarize(
         args,
+        machine,
         disk,
         cluster.pids,
         reports,
@@ -183,6 +185,7 @@ def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[s
 
 def summarize(
     args: argparse.Namespace,
+    machine: dict[str, Any],
     disk: dict[str, Any],
     pids: list[int],
     reports: dict[int, dict[str, Any]],
@@ -220,7 +223,7 @@ def summarize(
     settings = {k: v for k, v in vars(args).items() if k != "json"}
     result = {
         "settings": settings,
-        "machine": report.machine(),
+        "machine": machine,
         "disk": disk,
         "seconds": args.duration,
         "proposals_per_second": proposal_rate,

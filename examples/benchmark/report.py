@@ -23,6 +23,8 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        # Other programs' load when the run started: the machine may be shared.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -81,7 +83,8 @@ def text(r: dict[str, Any]) -> str:
         f"  sm {s['sm']}, payload {s['payload']} B, read ratio {s['read_ratio']:g}, "
         f"fsync {'ON' if s['fsync'] else 'OFF (not durable)'}, rtt {s['rtt_ms']} ms, "
         f"{s['warmup']:g}s warm-up, {s['duration']:g}s measured",
-        f"  machine: {m['cpus']} cores, Python {m['python']}, {m['platform']}",
+        f"  machine: {m['cpus']} cores, Python {m['python']}, {m['platform']}, "
+        f"load average before the run {' '.join(f'{x:g}' for x in m['load_average'])}",
         "",
         f"applied proposals/s   {r['proposals_per_second']:>12,.0f}",
         f"linearizable reads/s  {r['reads_per_second']:>12,.0f}",
