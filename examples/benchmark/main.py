@@ -48,6 +48,8 @@ def worker_configs(args: argparse.Namespace, directory: Path) -> list[WorkerConf
             read_ratio=args.read_ratio,
             sm=args.sm,
             fsync=args.fsync,
+            metrics=args.metrics,
+            switch_interval_ms=args.switch_interval_ms,
             rtt_ms=args.rtt_ms,
             timeout=args.timeout,
             snapshot_entries=args.snapshot_entries,
@@ -208,6 +210,24 @@ def summarize(
         for name, count in r["errors"].items():
             errors[name] = errors.get(name, 0) + count
         elections.update((s, t) for s, t in r["elections"])
+        counters, seconds = r["counters"], r["seconds"]
+        engine = {}
+        if counters:
+            writes = counters.get("nodehost_logdb_save_seconds_count", 0.0)
+            engine = {
+                "log_writes_per_second": writes / seconds,
+                "log_write_ms": counters.get("nodehost_logdb_save_seconds_sum", 0.0)
+                / max(writes, 1.0)
+                * 1000,
+                "batches_sent_per_second": counters.get(
+                    "nodehost_transport_batches_sent_total", 0.0
+                )
+                / seconds,
+                "messages_sent_per_second": counters.get(
+                    "nodehost_transport_messages_sent_total", 0.0
+                )
+                / seconds,
+            }
         per_process.append(
             {
                 "process": index + 1,
@@ -218,6 +238,7 @@ def summarize(
                 "reads_per_second": q.total / r["seconds"],
                 "cpu_percent": cpu_percent[index],
                 "peak_rss_mb": r["peak_rss_bytes"] / 2**20,
+                **engine,
             }
         )
     settings = {k: v for k, v in vars(args).items() if k != "json"}

@@ -102,6 +102,16 @@ def text(r: dict[str, Any]) -> str:
             f"  {p['proposals_per_second']:>11,.0f} {p['reads_per_second']:>9,.0f}"
             f"  {p['cpu_percent']:>5.0f}%  {p['peak_rss_mb']:6.0f} MB"
         )
+    if any("log_writes_per_second" in p for p in r["processes"]):
+        lines += [
+            "",
+            "process  log writes/s (1 fsync each)  mean write   gRPC batches/s  messages/s",
+        ]
+        for p in r["processes"]:
+            lines.append(
+                f"{p['process']:>7}  {p['log_writes_per_second']:>26,.0f}  {p['log_write_ms']:7.3f} ms"
+                f"  {p['batches_sent_per_second']:>14,.0f}  {p['messages_sent_per_second']:>10,.0f}"
+            )
     disk = r["disk"]
     if disk:
         f, k = disk["fsync"], disk["rocksdict_sync_put"]

@@ -109,6 +109,20 @@ def parser() -> argparse.ArgumentParser:
         help="entries between snapshots, 0: never (default 10000)",
     )
     p.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="report each process's LogDB writes (fsyncs) and gRPC batches per second "
+        "from the NodeHost's metrics (default on)",
+    )
+    p.add_argument(
+        "--switch-interval-ms",
+        type=_bounded(float, 0.0, 1000.0),
+        default=0.0,
+        help="sys.setswitchinterval in each process, ms; 0 keeps Python's default (5 ms). "
+        "A thread woken by IO (the log's fsync) may wait this long for the GIL",
+    )
+    p.add_argument(
         "--balance-leaders",
         action=argparse.BooleanOptionalAction,
         default=True,

@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from examples.benchmark.histogram import Histogram
 from examples.benchmark.statemachines import KEY_BYTES, Counter, DiskKV, MemoryKV
 from nodehost import (
@@ -53,6 +55,12 @@ from nodehost import (
 )
 
 READY_TIMEOUT = 120.0
+ENGINE_COUNTERS = {
+    "nodehost_logdb_save_seconds_count",
+    "nodehost_logdb_save_seconds_sum",
+    "nodehost_transport_batches_sent_total",
+    "nodehost_transport_messages_sent_total",
+}
 PROGRESS_EVERY = 0.5
 
 
@@ -67,6 +75,8 @@ class WorkerConfig:
     read_ratio: float
     sm: str
     fsync: bool
+    metrics: bool
+    switch_interval_ms: float  # 0: Python's default
     rtt_ms: int
     timeout: float
     snapshot_entries: int
@@ -112,6 +122,7 @@ class Worker:
                 rtt_millisecond=config.rtt_ms,
                 raft_event_listener=self.elections,
                 fsync=config.fsync,
+                enable_metrics=config.metrics,
             )
         )
         self.sessions: dict[int, Session] = {}
@@ -120,6 +131,7 @@ class Worker:
         self.clients: list[asyncio.Task[None]] = []
         self.client_threads: list[threading.Thread] = []
         self._reset()
+        self.counters_end = self.counters_start
 
     def _reset(self) -> None:
         self.proposals = Histogram()
@@ -127,6 +139,7 @@ class Worker:
         self.errors: Tally[str] = Tally()
         self.window_start = time.monotonic()
         self.window_end = self.window_start
+        self.counters_start = self.counters()
 
     # ---------------------------------------------------------------- replicas
 
@@ -266,6 +279,19 @@ class Worker:
 
     # ---------------------------------------------------------------- reports
 
+    def counters(self) -> dict[str, float]:
+        """The engine counters the window reports (with --metrics): LogDB writes (one
+        fsync each) and their time, and the transport's batches and messages."""
+        if not self.config.metrics:
+            return {}
+        text = self.nh.write_health_metrics().decode()
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name in ENGINE_COUNTERS
+        }
+
     def progress(self) -> dict[str, Any]:
         return {
             "event": "progress",
@@ -284,6 +310,9 @@ class Worker:
             "errors": dict(self.errors),
             "elections": self.elections.between(self.window_start, self.window_end),
             "leaders": self.led_here(),
+            "counters": {
+                k: v - self.counters_start.get(k, 0.0) for k, v in self.counters_end.items()
+            },
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }
 
@@ -327,6 +356,7 @@ async def _commands(worker: Worker, reader: asyncio.StreamReader) -> None:
         elif name == "stop":
             worker.recording = False
             worker.window_end = time.monotonic()
+            worker.counters_end = worker.counters()
             await worker.stop_clients()
             emit(worker.report())
         elif name == "leaders":
@@ -363,6 +393,8 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config = WorkerConfig(**json.loads(sys.argv[1]))
+    if config.switch_interval_ms > 0:
+        sys.setswitchinterval(config.switch_interval_ms / 1000.0)
     try:
         worker = Worker(config)
     except Exception as exc:
