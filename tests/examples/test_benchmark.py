@@ -59,6 +59,7 @@ def test_a_write_run_reports_its_figures(tmp_path: Path) -> None:
     assert sum(p["leaders_at_start"] for p in r["processes"]) == 4
     for p in r["processes"]:
         assert p["cpu_percent"] > 0 and p["peak_rss_mb"] > 10
+        assert p["log_writes_per_second"] > 0 and p["messages_sent_per_second"] > 0
     assert r["disk"]["fsync"]["per_second"] > 0
     assert r["disk"]["rocksdict_sync_put"]["per_second"] > 0
     assert r["settings"]["fsync"] is True
