@@ -79,7 +79,8 @@ def text(r: dict[str, Any]) -> str:
         else (f"{s['clients']} asyncio clients per process")
     )
     lines = [
-        f"example-benchmark: {s['processes']} processes, {s['shards']} shards, {mode}",
+        f"example-benchmark: {s['processes']} processes, {s['shards']} "
+        f"shard{'s' if s['shards'] != 1 else ''}, {mode}",
         f"  sm {s['sm']}, payload {s['payload']} B, read ratio {s['read_ratio']:g}, "
         f"fsync {'ON' if s['fsync'] else 'OFF (not durable)'}, rtt {s['rtt_ms']} ms, "
         f"{s['warmup']:g}s warm-up, {s['duration']:g}s measured",
@@ -105,7 +106,8 @@ def text(r: dict[str, Any]) -> str:
     if any("log_writes_per_second" in p for p in r["processes"]):
         lines += [
             "",
-            "process  log writes/s (1 fsync each)  mean write   gRPC batches/s  messages/s",
+            f"process  log writes/s {'(1 fsync each)' if s['fsync'] else '(no fsync)    '}"
+            "  mean write   gRPC batches/s  messages/s",
         ]
         for p in r["processes"]:
             lines.append(
