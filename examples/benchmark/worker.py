@@ -51,7 +51,6 @@ from nodehost import (
     NodeHostConfig,
     RaftError,
     Session,
-    SystemBusy,
 )
 
 READY_TIMEOUT = 120.0
@@ -228,8 +227,7 @@ class Worker:
             except RaftError as exc:
                 if self.recording:
                     self.errors[type(exc).__name__] += 1
-                if isinstance(exc, SystemBusy):
-                    await asyncio.sleep(c.rtt_ms / 1000.0)
+                await asyncio.sleep(c.rtt_ms / 1000.0)  # as a program backs off
                 continue
             self._done(is_read, time.perf_counter() - started)
             i += 1
@@ -252,6 +250,7 @@ class Worker:
             except RaftError as exc:
                 if self.recording:
                     self.errors[type(exc).__name__] += 1
+                time.sleep(c.rtt_ms / 1000.0)
                 continue
             self._done(is_read, time.perf_counter() - started)
             i += 1

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from examples.benchmark.histogram import Histogram
+from examples.benchmark.settings import parser
 from examples.benchmark.worker import placement
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,3 +168,13 @@ def test_each_shard_has_three_replicas_on_distinct_processes() -> None:
             for p in where:
                 hosted[p] += 1
         assert max(hosted) - min(hosted) <= 3
+
+
+def test_docs_list_every_flag() -> None:
+    text = (REPO / "docs" / "performance.md").read_text()
+    for action in parser()._actions:
+        long = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
+        for option in long:
+            if option.startswith("--no-"):
+                continue
+            assert f"`{option}`" in text, option
