@@ -49,8 +49,8 @@ def parser() -> argparse.ArgumentParser:
         "--clients",
         "-c",
         type=_bounded(int, 1, 100_000),
-        default=64,
-        help="concurrent asyncio clients per process (default 64)",
+        default=256,
+        help="concurrent asyncio clients per process (default 256)",
     )
     p.add_argument(
         "--payload",
