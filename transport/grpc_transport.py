@@ -52,12 +52,17 @@ class GrpcTransport(BaseTransport):
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # Keep pinging a quiet connection (quiesced shards send nothing for long).
+            ("grpc.http2.max_pings_without_data", 0),
         ]
         self._server_options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+            # Accept the peers' 10 s keepalive pings on a connection with no data (the
+            # default expects 5 minutes and answers GOAWAY "too_many_pings", which
+            # tore down the connections of hosts whose shards were all quiesced).
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
 
