@@ -11,6 +11,7 @@ Rules (dragonboat's quiesce, in ticks):
   before and do not wake it; later ones mean the leader is awake, and do. So do more
   heartbeats than a leader sends in one election timeout, for an engine that stops
   ticking quiesced replicas (their clock stands still).
+- A replica that knows no leader never quiesces: it must keep its election timer.
 - A replica that just woke ignores QUIESCE from peers for the same idle threshold, so
   a shard does not fall asleep again in the middle of being woken.
 """

@@ -57,6 +57,11 @@ class Raft(Elections, Replication, Reconfiguration, Reads, LeaderTransfer, Pacin
             if q.quiesced_since >= 0:
                 q.now += 1
                 return False
+            if self.leader_id == 0:
+                # No leader known: keep the election timer running. A shard whose
+                # replicas all fell asleep leaderless would stay so until a client
+                # happened to wake it.
+                q.activity()
             if q.tick():
                 return self._enter_quiesce()
         self.tick_count += 1

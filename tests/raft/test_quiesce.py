@@ -108,3 +108,20 @@ def test_a_replica_whose_clock_stopped_wakes_on_a_stream_of_heartbeats() -> None
     net.step(2, beat)
     net.step(2, beat)
     assert not net.peer(2).quiesced
+
+
+def test_a_replica_that_knows_no_leader_never_quiesces() -> None:
+    """It must keep its election timer: a shard whose replicas all quiesced without a
+    leader would stay leaderless until a client happened to wake it."""
+    net = Network.of(3, seed=7, quiesce=True, pre_vote=True)
+    net.elect(1)
+    net.isolate(1)
+    net.crash(1)
+    net.partition([2], [3])  # no one can win, so no one learns of a leader
+    net.tick(ticks=3 * IDLE)
+    for rid in (2, 3):
+        assert net.peer(rid).raft.leader_id == 0
+        assert not net.peer(rid).quiesced
+    net.heal()
+    net.tick(ticks=4 * ELECTION)
+    assert net.leader() in (2, 3)
