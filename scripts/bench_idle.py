@@ -27,7 +27,6 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from statemachine import (  # noqa: E402
     SnapshotFile,
     SnapshotFileCollection,
 )
+from tests.host.cluster import free_ports  # noqa: E402
 
 TARGET_PERCENT = 5.0
 
@@ -75,18 +75,6 @@ class Counter(IStateMachine):
         self, reader: BinaryIO, files: list[SnapshotFile], stopped: Callable[[], bool]
     ) -> None:
         self.count = int.from_bytes(reader.read(), "big")
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 # ---------------------------------------------------------------------- one host process

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import socket
 import sys
 import tempfile
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 from tests.chaos.cluster import Cluster
 from tests.chaos.nemesis import KINDS, Nemesis, schedule
 from tests.chaos.verify import judge, load, throughput
+from tests.host.cluster import free_ports
 
 MAX_FAULT_SECONDS = 120.0  # a fault still running this long after the period is cut short
 SHOWN = 1500  # characters of one violation in the summary's list (all in "checker")
@@ -70,18 +70,6 @@ class RunOptions:
             else:
                 args.append(f"{flag} {value}")
         return "uv run python -m tests.chaos.run " + " ".join(args)
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class Log:
