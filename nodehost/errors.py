@@ -97,7 +97,8 @@ class StateMachineFailed(ShardClosed):
     """The user's state machine raised; the replica stopped rather than skip an entry.
 
     Every request pending on the replica and every later one gets this error; the cause
-    is in the message (and in the log). A kind of ShardClosed, so code that handles a
+    is in the message (and in the log). Like a Timeout, it leaves a proposal's fate open:
+    one applied in the same batch just before the entry that raised gets it too. A kind of ShardClosed, so code that handles a
     stopped replica handles this one too; unlike a plain stop, waiting does not help:
     the state machine must be fixed and the replica restarted."""
 

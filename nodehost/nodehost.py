@@ -243,9 +243,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     f"shard {shard_id} replica {replica_id} was removed; use a new replica id"
                 )
             assert self._logdb is not None
-            new = check_bootstrap(self._logdb, members, join, config, kind)
+            check_bootstrap(self._logdb, members, join, config, kind)
             try:
-                node = self._build_node(engine, members, join, new, create, config, kind)
+                node = self._build_node(engine, members, join, create, config, kind)
             except StateMachineError as exc:
                 raise errors.StateMachineFailed(
                     f"shard {shard_id} replica {replica_id} cannot start: {exc}"
@@ -258,7 +258,10 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             try:
                 engine.call(lambda: self._add_node(engine, node, members), ENGINE_CALL_TIMEOUT)
             except BaseException:
-                node.rsm.close()
+                try:
+                    node.rsm.close()
+                except StateMachineError:
+                    log.warning("shard %d replica %d: close failed", shard_id, replica_id)
                 raise
         self._metrics.replicas(len(engine.nodes))
         if config.wait_ready:
@@ -269,20 +272,20 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         """Block until the replica applied what it knew to be committed when it started
         (Config.wait_ready), however long its log is; it raises if the replica fails,
         stops or the NodeHost closes meanwhile."""
-        while not node.ready.wait(0.05):
-            if self._closed:
-                raise errors.Closed("the NodeHost was closed while a replica was starting")
-            if node.stopped and node.failed is None:
-                raise errors.ShardClosed(f"shard {node.shard_id} was stopped while starting")
+        while not node.ready.wait(0.05) and not self._closed:
+            pass
         if node.failed is not None:
             raise node.failure_error(f"shard {node.shard_id} stopped while starting: {node.failed}")
+        if self._closed:
+            raise errors.Closed("the NodeHost was closed while a replica was starting")
+        if node.stopped:
+            raise errors.ShardClosed(f"shard {node.shard_id} was stopped while starting")
 
     def _build_node(
         self,
         engine: Engine,
         members: dict[int, str],
         join: bool,
-        new: bool,
         create: Callable[[int, int], Any],
         config: Config,
         kind: StateMachineType,
@@ -341,6 +344,8 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             self._events.system_event(
                 "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
             )
+        recorded = self._logdb.get_bootstrap(shard_id, replica_id)
+        founding = dict(recorded.addresses) if recorded is not None else members
         peer = Peer(
             RaftConfig(
                 shard_id=shard_id,
@@ -358,7 +363,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             ),
             reader,
             random.Random(self._rng.getrandbits(64)),
-            initial_members=members if new and not join else None,
+            # From the record, not `members`: a restart may pass none, and a first start
+            # that failed after the record was saved left a log still to be founded.
+            initial_members=None if join else founding,
             join=join,
             applied=rsm.applied_index,
         )
@@ -680,6 +687,8 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             raise errors.ShardNotFound(f"shard {shard_id} does not run on this NodeHost")
         if node.failed is not None:
             raise node.failure_error(f"shard {shard_id} stopped: {node.failed}")
+        if node.stopped:  # stop_* returned; the engine lets it go at its next turn
+            raise errors.ShardClosed(f"shard {shard_id} was stopped")
         return node
 
     def _serving_node(self, shard_id: int) -> Node:
