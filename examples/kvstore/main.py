@@ -23,6 +23,7 @@ from aiohttp import web
 
 from examples.kvstore.api import make_app
 from examples.kvstore.commands import MAX_KEY_BYTES
+from examples.kvstore.discovery import DiscoveryFailed, KVDiscovery, settle_node_id
 from examples.kvstore.disk import DiskKV
 from examples.kvstore.memory import MemoryKV
 from examples.kvstore.metrics import ServiceMetrics
@@ -77,22 +78,34 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
+        settings = settle_node_id(settings)  # NODE_ID=auto
         state = claim(settings)
         nh = await asyncio.to_thread(NodeHost, _nodehost_config(settings, state))
-    except (StateDirError, RaftError, OSError) as exc:
+    except (StateDirError, RaftError, OSError, DiscoveryFailed) as exc:
         log.error("cannot start node %d: %s", settings.node_id, exc)
         return 1
     runner: web.AppRunner | None = None
+    disco = KVDiscovery(settings) if settings.discovery is not None else None
+    maintenance: asyncio.Task[None] | None = None
     try:
         joining = settings.wants_join and not nh.has_node_info(1, settings.node_id)
         if joining and not await _unless_stopped(ask_to_join(settings), stop):
             return 0
+        if disco is not None and not nh.has_node_info(1, settings.node_id):
+            if not await _unless_stopped(disco.find(), stop):
+                return 0
+            joining = disco.joining
         await asyncio.to_thread(start_replicas, nh, settings, state, joining)
         service = KVService(nh, settings, ServiceMetrics(), ELECTION_RTT)
-        runner = web.AppRunner(make_app(service), access_log=None, handle_signals=False)
+        app = make_app(service)
+        if disco is not None:
+            disco.install(app, nh)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = settings.http_host_port
         await web.TCPSite(runner, host, port, shutdown_timeout=settings.timeout).start()
+        if disco is not None:
+            maintenance = asyncio.create_task(disco.maintain(nh))
         log.info(
             "node %d serving http://%s (raft %s, store %s, %d shard(s), members %s)",
             settings.node_id,
@@ -105,12 +118,17 @@ async def serve(settings: Settings) -> int:
         await stop.wait()
         log.info("node %d stopping", settings.node_id)
         return 0
-    except (StartupError, RaftError, OSError) as exc:
+    except (StartupError, RaftError, OSError, DiscoveryFailed) as exc:
         log.error("cannot start node %d: %s", settings.node_id, exc)
         return 1
     finally:
+        if maintenance is not None:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
+        if disco is not None:
+            await disco.close()
         await asyncio.to_thread(nh.close)
 
 

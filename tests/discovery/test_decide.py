@@ -85,7 +85,9 @@ def test_the_key_decides_in_etcd_mode() -> None:
     size=st.integers(1, 7),
     seed=st.randoms(use_true_random=False),
 )
-def test_with_exactly_bootstrap_expect_nodes_at_most_one_bootstraps(size: int, seed: object) -> None:
+def test_with_exactly_bootstrap_expect_nodes_at_most_one_bootstraps(
+    size: int, seed: object
+) -> None:
     """Whatever each node sees (some peers listed and answering, some silent, some not
     yet listed), at most one node of `size` started with bootstrap_expect=size decides
     to bootstrap, and only the lowest id can."""
