@@ -43,6 +43,7 @@ from nodehost.discovery import (
     PeerStatus,
     PeerUnavailable,
 )
+from nodehost.discovery.etcd import describe_failure
 
 log = logging.getLogger("kvstore.discovery")
 
@@ -125,7 +126,7 @@ class KVDiscovery:
                     raise PeerUnavailable(f"{address} answered {response.status}")
             return PeerStatus.from_json(body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise PeerUnavailable(f"{address}: {_reason(exc)}") from None
+            raise PeerUnavailable(f"{address}: {describe_failure(exc)}") from None
         except DocumentError as exc:
             raise PeerUnavailable(f"{address} answered {PATH} with a bad document: {exc}") from None
 
@@ -140,7 +141,7 @@ class KVDiscovery:
                 text = (await response.content.read(64 * 1024)).decode("utf-8", "replace")
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise PeerUnavailable(f"join through {address}: {_reason(exc)}") from None
+            raise PeerUnavailable(f"join through {address}: {describe_failure(exc)}") from None
         if status == 200:
             return
         problem = f"{status} {_error_of(text)}"
@@ -190,13 +191,6 @@ class KVDiscovery:
     async def _answer(self, request: web.Request) -> web.Response:
         status = await asyncio.to_thread(self.agent.status, self._nh, 1)
         return web.json_response(status.to_dict())
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def _error_of(text: str) -> str:

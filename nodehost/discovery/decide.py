@@ -90,10 +90,10 @@ def decide_by_peers(
         role = "the leader" if peer.is_leader else "a member"
         return Join(address, f"node {peer.node_id} at {address} is {role} of the cluster")
     if silent:
-        address, why = next(iter(sorted(silent.items())))
+        _, why = next(iter(sorted(silent.items())))
         return Wait(
             f"{len(silent)} of {len(answers)} discovered peer(s) did not answer "
-            f"({address}: {why}); a cluster is bootstrapped only when every peer answers"
+            f"({why}); a cluster is bootstrapped only when every peer answers"
         )
     knowing = [p for p in others.values() if p.members]
     if knowing:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +124,7 @@ class EtcdStore:
                     data = await response.content.read(_MAX_ANSWER_BYTES + 1)
                     status = response.status
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                problems.append(f"{endpoints[index]}: {_reason(exc)}")
+                problems.append(f"{endpoints[index]}: {describe_failure(exc)}")
                 continue
             self._preferred = index
             return self._answer(endpoints[index], status, data)
@@ -150,8 +151,13 @@ class EtcdStore:
         return answer
 
 
-def _reason(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """A short reason for a failed HTTP request, without the library's internals."""
     if isinstance(exc, TimeoutError):
         return "no answer in time"
+    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error.errno:
+        return f"cannot connect: {os.strerror(exc.os_error.errno).lower()}"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
