@@ -37,6 +37,13 @@ DEFAULT_TIMEOUT = 2.0
 _KEY = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?)*\.?")
 _MAX_CONFIG_BYTES = 64 * 1024
+_DNS_FIELDS = {"name", "bootstrap_expect", "remove_after", "nameservers", "timeout"}
+FIELDS = {
+    "etcd-kv": {"endpoints", "prefix", "timeout", "patience"},
+    "dns": _DNS_FIELDS | {"port", "patience"},
+    "dns-srv": _DNS_FIELDS | {"service", "patience"},
+    "static": {"peers", "bootstrap_expect", "patience"},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +138,14 @@ def load_config(mode: str, config: str, key: str) -> DiscoveryConfig:
         raise DiscoveryConfigError(
             f"key {key!r} must be 1-128 characters of letters, digits, '.', '_' or '-'"
         )
-    fields = Fields(_read_object(config))
+    raw = _read_object(config)
+    unknown = sorted(set(raw) - FIELDS[mode])
+    if unknown:
+        raise DiscoveryConfigError(
+            f"unknown field(s) {', '.join(map(repr, unknown))} for mode {mode}; "
+            f"known: {', '.join(sorted(FIELDS[mode]))}"
+        )
+    fields = Fields(raw)
     patience = fields.seconds("patience", DEFAULT_PATIENCE, low=0.1)
     backend: BackendConfig
     if mode == "etcd-kv":
@@ -163,7 +177,6 @@ def load_config(mode: str, config: str, key: str) -> DiscoveryConfig:
             peers=peers,
             bootstrap_expect=fields.integer("bootstrap_expect", len(peers), 1, 1000),
         )
-    fields.check_all_used(mode)
     return DiscoveryConfig(mode=mode, key=key, backend=backend, patience=patience)
 
 
@@ -227,23 +240,13 @@ def _check_address(text: str, what: str) -> tuple[str, int]:
 
 
 class Fields:
-    """A config object read field by field; fields never read are reported as unknown."""
+    """A config object read field by field, each checked as it is read."""
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.raw = raw
-        self.used: set[str] = set()
 
     def _get(self, name: str) -> Any:
-        self.used.add(name)
         return self.raw.get(name)
-
-    def check_all_used(self, mode: str) -> None:
-        unknown = sorted(set(self.raw) - self.used)
-        if unknown:
-            raise DiscoveryConfigError(
-                f"unknown field(s) {', '.join(map(repr, unknown))} for mode {mode}; "
-                f"known: {', '.join(sorted(self.used))}"
-            )
 
     def text(self, name: str, default: str | None = None) -> str:
         value = self._get(name)
@@ -313,7 +316,6 @@ class Fields:
     def nameservers(self) -> tuple[Nameserver, ...]:
         """ "10.0.0.2", "10.0.0.2:5353", "::1" or "[::1]:5353"; port 53 unless given."""
         if self.raw.get("nameservers") is None:
-            self.used.add("nameservers")
             return ()
         servers = []
         for item in self.string_list("nameservers"):

@@ -77,7 +77,13 @@ def test_config_from_a_file(tmp_path: Path) -> None:
         ("etcd-kv", "{}", "k", '"endpoints" must be a non-empty list'),
         ("etcd-kv", '{"endpoints": ["ftp://x:1"]}', "k", "is not an http(s) URL"),
         ("etcd-kv", '{"endpoints": ["x"]}', "k", "is not host:port"),
-        ("etcd-kv", '{"endpoints": ["x:1"], "endpoint": 1}', "k", "unknown field(s) 'endpoint'"),
+        (
+            "etcd-kv",
+            '{"endpoint": ["x:1"]}',
+            "k",
+            "unknown field(s) 'endpoint' for mode etcd-kv; known: endpoints, patience, prefix, "
+            "timeout",
+        ),
         ("etcd-kv", '{"endpoints": ["x:1"]}', "a b", "key 'a b' must be 1-128 characters"),
         ("etcd-kv", '{"endpoints": ["x:1"], "timeout": -1}', "k", '"timeout" must be a number'),
         ("dns", '{"name": "svc", "port": 1}', "k", '"bootstrap_expect" is required'),
