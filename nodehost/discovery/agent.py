@@ -347,7 +347,7 @@ class Discovery:
                 for s in answers.values()
                 if isinstance(s, PeerStatus) and s.key == self.config.key
             }
-            members = self.status(nh, shard_ids[0]).members
+            members = (await asyncio.to_thread(self.status, nh, shard_ids[0])).members
             now = loop.time()
             for node_id in list(missing_since):
                 if node_id not in members or node_id in present:
