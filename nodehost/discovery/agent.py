@@ -151,7 +151,10 @@ class Discovery:
                     log.info("node %d bootstraps the cluster: %s", self.node_id, decision.reason)
                     return False
                 if isinstance(decision, Join):
-                    await self._join_through(decision)
+                    try:
+                        await self._join_through(decision)
+                    except PeerUnavailable as exc:
+                        raise PeerUnavailable(f"{decision.reason}, but {exc}") from None
                     return True
                 reason = decision.reason
             except StoreUnavailable as exc:

@@ -63,7 +63,11 @@ def decide_by_record(me: PeerStatus, record: LeaderRecord, where: str) -> Decisi
             "cluster, but this node has no data; start it with its data, or remove the "
             "node from the cluster and start it with a new id"
         )
-    state = f"leads in term {record.term}" if record.bootstrapped else "is creating the cluster"
+    state = (
+        f"leads in term {record.term}"
+        if record.bootstrapped
+        else "is creating the cluster (if that node is gone for good, delete the key)"
+    )
     return Join(record.api_addr, f"{where} says node {record.node_id} {state}")
 
 
