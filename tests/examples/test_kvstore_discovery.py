@@ -93,7 +93,13 @@ def stop(nodes: list[DiscoNode]) -> None:
             assert node.proc is not None
             os.kill(node.proc.pid, signal.SIGTERM)
     for node in nodes:
-        assert node.terminate(timeout=60) == 0, node.log()
+        assert node.proc is not None
+        try:
+            code = node.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            raise AssertionError(f"node {node.node_id} ignored SIGTERM:\n{node.log()}") from None
+        assert code == 0, node.log()
 
 
 SLOW = [pytest.mark.slow, pytest.mark.timeout(3000)]
