@@ -144,7 +144,7 @@ class Discovery:
         delay = _FIRST_DELAY
         log.info("node %d looks for its cluster through %s", self.node_id, self.describe())
         while True:
-            store_down = False
+            store_down = warn = False
             try:
                 decision = await self._decide()
                 if isinstance(decision, Bootstrap):
@@ -158,8 +158,10 @@ class Discovery:
                     return True
                 reason = decision.reason
             except StoreUnavailable as exc:
-                reason, store_down = str(exc), True
-            except (PeerUnavailable, StoreAnswerInvalid) as exc:
+                reason, store_down, warn = str(exc), True, True
+            except StoreAnswerInvalid as exc:
+                reason, warn = str(exc), True
+            except PeerUnavailable as exc:
                 reason = str(exc)
             left = deadline - loop.time()
             if left <= 0:
@@ -171,7 +173,7 @@ class Discovery:
             pause = min(left, delay * random.uniform(0.8, 1.2))
             self._say(
                 "find",
-                logging.WARNING if store_down else logging.INFO,
+                logging.WARNING if warn else logging.INFO,
                 f"node {self.node_id}: {reason}; retrying in {pause:.1f}s",
                 key=reason,
             )
