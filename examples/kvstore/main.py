@@ -2,7 +2,8 @@
 
 Start-up, in order: check STATE_DIR belongs to this node; start the NodeHost; if this
 node is new and not an initial member, ask the JOIN member to add it (retrying while
-that member is unreachable or has no leader); start a replica of every shard (a
+that member is unreachable or has no leader), or, with DISCO_MODE, let discovery find
+or found its cluster (examples/kvstore/discovery.py); start a replica of every shard (a
 restart passes no members: the log remembers them); serve HTTP. SIGTERM or SIGINT
 stops HTTP first, then the NodeHost, and exits 0. Exit codes: 2 bad settings, 1 a
 start-up failure (the message says which).

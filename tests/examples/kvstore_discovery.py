@@ -7,7 +7,10 @@ group also owns the etcd or DNS server its nodes use, and `logs()` shows them al
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +104,14 @@ class Group:
         return wait_for("the nodes to agree on a leader", agreed, timeout)
 
     def stop_all(self) -> None:
+        """Every node is stopped, whatever happens to one of them."""
         for node in self.nodes:
             if node.alive():
                 try:
                     node.terminate(timeout=20)
-                except AssertionError:
-                    pass
+                except (AssertionError, subprocess.TimeoutExpired):
+                    if node.proc is not None and node.proc.poll() is None:
+                        os.kill(node.proc.pid, signal.SIGKILL)
 
     def logs(self) -> str:
         parts = [f"==== node {n.node_id} ({n.http_addr})\n{n.log()}" for n in self.nodes]
