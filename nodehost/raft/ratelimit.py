@@ -1,9 +1,10 @@
 """Rate limiting by the size of the in-memory log (dragonboat's MaxInMemLogSize).
 
 Rules:
-- Enabled when `max_bytes` > 0. The size that counts is the largest of this replica's
-  in-memory, not yet applied entries and, on a leader, the sizes its followers
-  reported within the last `3 * period` ticks: a slow follower limits the shard.
+- Enabled when `max_bytes` > 0. The size that counts is the largest of the memory
+  this replica's in-memory, not yet applied entries hold (pacing.py sizes it) and, on
+  a leader, the sizes its followers reported within the last `3 * period` ticks: a
+  slow follower limits the shard.
 - Limited once that size passes max_bytes; released only below 70% of it, and the
   state changes at most once per `period` ticks, so proposals do not flap.
 - A follower also honours the leader's verdict (sent back in RATE_LIMIT), so a
