@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
@@ -51,11 +51,27 @@ class Metrics:
         )
         self._snapshots = Counter("nodehost_snapshots", "Snapshots by event", ["event"], registry=r)
         self._shards = Gauge("nodehost_replicas", "Replicas running on this NodeHost", registry=r)
+        self._busy = Counter(
+            "nodehost_system_busy",
+            "Calls refused with SystemBusy (a bound on pending work was reached)",
+            ["kind"],
+            registry=r,
+        )
 
     def watch_transport(self, stats: Callable[[], dict[str, int]]) -> None:
         """Export the transport's counters (drops, rejections, bytes) as they are."""
         if self.enabled:
             self.registry.register(_StatsCollector("nodehost_transport", stats))
+
+    def watch_receive_queue(self, stats: Callable[[], dict[str, int]]) -> None:
+        """Export the receive queue's drops (counters) and bytes (gauges)."""
+        if self.enabled:
+            gauges = frozenset({"bytes", "peak_bytes", "limit_bytes"})
+            self.registry.register(_StatsCollector("nodehost_receive_queue", stats, gauges))
+
+    def system_busy(self, kind: str) -> None:
+        if self.enabled:
+            self._busy.labels(kind).inc()
 
     def proposal(self, shard_id: int) -> None:
         if self.enabled:
@@ -95,13 +111,20 @@ class Metrics:
 
 
 class _StatsCollector(Collector):
-    def __init__(self, prefix: str, stats: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        stats: Callable[[], dict[str, int]],
+        gauges: frozenset[str] = frozenset(),
+    ) -> None:
         self._prefix = prefix
         self._stats = stats
+        self._gauges = gauges
 
     def collect(self) -> Iterable[Metric]:
         for name, value in sorted(self._stats().items()):
-            metric = CounterMetricFamily(f"{self._prefix}_{name}", f"transport counter {name}")
+            family = GaugeMetricFamily if name in self._gauges else CounterMetricFamily
+            metric = family(f"{self._prefix}_{name}", f"{self._prefix} {name}")
             metric.add_metric([], float(value))
             yield metric
 

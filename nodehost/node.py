@@ -121,6 +121,7 @@ class Node:
         self.apply_worker = apply_worker
         # Inputs, appended from any thread, drained by the engine loop.
         self.inbox: deque[pb.Message] = deque()
+        self.inbox_bytes = 0  # of the host's receive queue (on the loop only)
         self.local_calls: deque[Callable[[Peer], None]] = deque()
         self.proposals: deque[pb.Entry] = deque()
         self.reads: deque[RequestState] = deque()
@@ -130,8 +131,11 @@ class Node:
         self.quiesced = False
         self.reported_applied = 0
         # Requests.
-        self.pending_proposals = PendingRequests()
-        self.pending_reads = PendingRequests()
+        # Bounded (Config.max_pending_*): past a bound a call gets SystemBusy.
+        self.pending_proposals = PendingRequests(
+            config.max_pending_proposals, config.max_pending_proposal_bytes
+        )
+        self.pending_reads = PendingRequests(config.max_pending_reads)
         self.pending_config_changes = PendingRequests()
         self.pending_snapshots = PendingRequests()
         self.read_tracker = ReadTracker()
@@ -170,6 +174,9 @@ class Node:
         inbox = self.inbox
         while inbox:
             peer.step(inbox.popleft())
+        if self.inbox_bytes:
+            self.engine.receive_queue.release(self.inbox_bytes)
+            self.inbox_bytes = 0
         calls = self.local_calls
         while calls:
             calls.popleft()(peer)
@@ -211,6 +218,7 @@ class Node:
                 self.pending_proposals.complete(entry.key, result)
         for ctx in update.dropped_reads:
             for rs in self.read_tracker.dropped(ctx):
+                self.pending_reads.pop(rs.key)  # frees its place at once
                 rs.complete(RequestResult(ResultCode.DROPPED))
         for ready in update.ready_to_reads:
             self.read_tracker.confirmed(ready.context, ready.index)
@@ -230,6 +238,13 @@ class Node:
             self.membership_id = membership_id
             self.membership = self.peer.membership
             self.engine.membership_changed(self)
+
+    def discard_inbox(self) -> None:
+        """On the loop, for a replica that stopped: what it received is never stepped."""
+        self.inbox.clear()
+        if self.inbox_bytes:
+            self.engine.receive_queue.release(self.inbox_bytes)
+            self.inbox_bytes = 0
 
     def expire(self, now: float) -> None:
         self.pending_proposals.expire(now)

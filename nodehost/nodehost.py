@@ -37,11 +37,13 @@ from nodehost.info import (
     ShardInfo,
     SnapshotOption,
 )
+from nodehost.limits import queue_bytes, replicate_bytes
 from nodehost.logreader import CachedLogReader
 from nodehost.membership_api import MembershipAPI
 from nodehost.metrics import Metrics
 from nodehost.node import Node, SnapshotRequest
 from nodehost.raft import Mutation, Peer, RaftConfig
+from nodehost.receive import ReceiveQueue
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.routing import TransportRouter
 from nodehost.rsm import (
@@ -95,6 +97,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 config.notify_commit,
                 self._metrics,
                 use_uvloop=config.use_uvloop,
+                receive_queue=ReceiveQueue(
+                    queue_bytes(config.max_receive_queue_size, config.max_message_size)
+                ),
             )
             self._engine.listener = self
             self._transport = GrpcTransport(
@@ -106,13 +111,17 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     ca_file=config.ca_file,
                     cert_file=config.cert_file,
                     key_file=config.key_file,
-                    max_send_queue_size=config.max_send_queue_size,
+                    max_send_queue_size=queue_bytes(
+                        config.max_send_queue_size, config.max_message_size
+                    ),
+                    max_message_size=config.max_message_size,
                 ),
                 TransportRouter(self),
             )
             self._engine.transport = self._transport
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
+            self._metrics.watch_receive_queue(self._engine.receive_queue.as_dict)
         except (LogDBError, TransportError) as exc:
             self._release()
             raise errors.InvalidConfig(_open_error(config, exc)) from exc
@@ -303,6 +312,11 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 is_non_voting=config.is_non_voting,
                 is_witness=config.is_witness,
                 quiesce=config.quiesce,
+                max_replicate_bytes=replicate_bytes(
+                    self.config.max_message_size,
+                    self.config.raft_address,
+                    self.config.deployment_id,
+                ),
                 mutations=frozenset(Mutation(m) for m in config._mutations),
             ),
             reader,
@@ -462,12 +476,21 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if node.rsm.kind is StateMachineType.ON_DISK and not session.is_noop():
             raise errors.InvalidSession("on-disk state machines need the no-op session")
         if node.rate_limited:
+            self._metrics.system_busy("proposal")
             raise errors.SystemBusy(
-                f"shard {session.shard_id}: too much unapplied log in memory; retry later"
+                f"shard {session.shard_id}: too much unapplied log in memory "
+                f"(max_in_mem_log_size {node.config.max_in_mem_log_size}); retry later"
             )
         key = next(self._keys)
-        rs = RequestState(key, time.monotonic() + timeout, self.config.notify_commit)
-        node.pending_proposals.add(rs)
+        rs = RequestState(key, time.monotonic() + timeout, self.config.notify_commit, size=len(cmd))
+        if not node.pending_proposals.add(rs):
+            self._metrics.system_busy("proposal")
+            raise errors.SystemBusy(
+                f"shard {session.shard_id}: {len(node.pending_proposals)} proposals "
+                f"({node.pending_proposals.bytes} bytes) pending, the most max_pending_proposals"
+                f" ({node.config.max_pending_proposals}) and max_pending_proposal_bytes "
+                f"({node.config.max_pending_proposal_bytes}) allow; retry later"
+            )
         node.proposals.append(
             pb.Entry(
                 key=key,
@@ -491,7 +514,12 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
         rs = RequestState(next(self._keys), time.monotonic() + timeout, shard_id=shard_id)
-        node.pending_reads.add(rs)
+        if not node.pending_reads.add(rs):
+            self._metrics.system_busy("read")
+            raise errors.SystemBusy(
+                f"shard {shard_id}: {len(node.pending_reads)} reads pending, the most "
+                f"max_pending_reads allows; retry later"
+            )
         node.reads.append(rs)
         self._metrics.read()
         engine.wake_from_thread(node)

@@ -107,13 +107,20 @@ class RequestState:
         "key",
         "notify_commit",
         "shard_id",
+        "size",
     )
 
     def __init__(
-        self, key: int, deadline: float, notify_commit: bool = False, shard_id: int = 0
+        self,
+        key: int,
+        deadline: float,
+        notify_commit: bool = False,
+        shard_id: int = 0,
+        size: int = 0,
     ) -> None:
         self.key = key
         self.shard_id = shard_id
+        self.size = size  # bytes it holds while pending (a proposal's command)
         self.deadline = deadline
         self.notify_commit = notify_commit
         self._lock = threading.Lock()
@@ -266,29 +273,55 @@ def _resolve_all(resolutions: list[_Resolution]) -> None:
 class PendingRequests:
     """Requests of one kind for one replica, by key, expired by deadline.
 
-    Thread-safe: the engine adds and sweeps on its loop, apply workers complete.
+    Bounded: with `max_count` (or `max_bytes`, summed over the requests' `size`) set,
+    `add` refuses a request past it, so the caller can answer SystemBusy before doing
+    anything. One request bigger than `max_bytes` is taken when none is pending. The
+    deadline heap keeps an item per request until its deadline even when the request
+    finished early; it is rebuilt from the live requests when it grows past twice
+    their number, so a fast stream of short requests with long timeouts cannot grow it.
+
+    Thread-safe: user threads add, the engine sweeps on its loop, apply workers complete.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_count: int = 0, max_bytes: int = 0) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[int, RequestState] = {}
         self._deadlines: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
+        self.max_count = max_count  # 0: no bound
+        self.max_bytes = max_bytes  # 0: no bound
+        self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def add(self, rs: RequestState) -> None:
+    def add(self, rs: RequestState) -> bool:
+        """Register `rs`; False (and nothing registered) when a bound is reached."""
         with self._lock:
-            self._by_key[rs.key] = rs
-            heapq.heappush(self._deadlines, (rs.deadline, next(self._seq), rs.key))
+            by_key = self._by_key
+            if self.max_count and len(by_key) >= self.max_count:
+                return False
+            size = rs.size
+            if self.max_bytes and self.bytes and self.bytes + size > self.max_bytes:
+                return False
+            by_key[rs.key] = rs
+            self.bytes += size
+            heap = self._deadlines
+            heapq.heappush(heap, (rs.deadline, next(self._seq), rs.key))
+            if len(heap) > 2 * len(by_key) + 64:
+                heap[:] = [(r.deadline, next(self._seq), k) for k, r in by_key.items()]
+                heapq.heapify(heap)
+            return True
 
     def get(self, key: int) -> RequestState | None:
         return self._by_key.get(key)
 
     def pop(self, key: int) -> RequestState | None:
         with self._lock:
-            return self._by_key.pop(key, None)
+            rs = self._by_key.pop(key, None)
+            if rs is not None:
+                self.bytes -= rs.size
+            return rs
 
     def complete(self, key: int, result: RequestResult) -> bool:
         rs = self.pop(key)
@@ -304,6 +337,7 @@ class PendingRequests:
                 rs = self._by_key.get(key)
                 if rs is not None and rs.deadline <= now:
                     del self._by_key[key]
+                    self.bytes -= rs.size
                     expired.append(rs)
             if not self._by_key:
                 heap.clear()
@@ -315,6 +349,7 @@ class PendingRequests:
         with self._lock:
             pending, self._by_key = list(self._by_key.values()), {}
             self._deadlines.clear()
+            self.bytes = 0
         for rs in pending:
             rs.complete(RequestResult(code, reason=reason))
 

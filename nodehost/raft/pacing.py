@@ -34,7 +34,13 @@ class Pacing(RaftCore):
 
     def _report_rate(self) -> bool:
         if self.leader_id and self.leader_id != self.replica_id:
-            self._send(pb.RATE_LIMIT, self.leader_id, hint=self._in_mem_size())
+            size = self._in_mem_size()
+            if size == 0 and self.limiter.last_report == 0:
+                # Nothing to tell, again: an idle shard sends no reports (the limit is
+                # on by default, and a host may run thousands of idle shards).
+                return False
+            self.limiter.last_report = size
+            self._send(pb.RATE_LIMIT, self.leader_id, hint=size)
             return True
         return False
 

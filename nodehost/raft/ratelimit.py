@@ -24,6 +24,7 @@ class RateLimiter:
         "_follower_sizes",
         "_leader_limited_at",
         "_limited",
+        "last_report",
         "max_bytes",
         "period",
         "tick_count",
@@ -37,6 +38,7 @@ class RateLimiter:
         self._changed_at = -self.period
         self._follower_sizes: dict[int, tuple[int, int]] = {}
         self._leader_limited_at = -1
+        self.last_report = 0  # the size this follower last reported to its leader
 
     @property
     def enabled(self) -> bool:
@@ -57,6 +59,7 @@ class RateLimiter:
         """Leadership changed: reports and verdicts about the old one are void."""
         self._follower_sizes.clear()
         self._leader_limited_at = -1
+        self.last_report = -1  # the new leader hears our size at the next report
 
     def limited(self, own_size: int) -> bool:
         if self.max_bytes <= 0:

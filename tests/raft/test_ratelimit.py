@@ -77,3 +77,23 @@ def test_stale_follower_reports_are_forgotten() -> None:
     for _ in range(31):
         rl.tick()
     assert not rl.limited(0)
+
+
+def test_an_idle_follower_sends_no_reports() -> None:
+    net = Network.of(3, seed=5, max_in_mem_log_size=LIMIT, trace=True)
+    net.elect(1)
+    net.propose(1, CMD)
+    net.stabilize()
+    net.tick(ticks=2 * ELECTION)  # each follower tells its (empty) log once
+    assert net.trace is not None
+    net.trace.clear()
+    net.tick(ticks=5 * ELECTION)
+    assert not [line for line in net.trace if "RATE_LIMIT" in line]
+    # Busy again: the reports come back.
+    net.nodes[2].hold_applied = True
+    for _ in range(20):
+        net.propose(1, CMD)
+    net.stabilize()
+    net.tick(ticks=ELECTION)
+    assert [line for line in net.trace if line.startswith("2->1 RATE_LIMIT")]
+    assert net.peer(1).rate_limited()
