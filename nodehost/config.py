@@ -152,8 +152,7 @@ class NodeHostConfig:
                 f"max_entry_size ({self.max_entry_size}) does not fit in one message of "
                 f"max_message_size ({limit}): with the headers the largest entry is "
                 f"{largest} bytes; raise max_message_size to at least "
-                f"{message_size_for(self.max_entry_size, self.raft_address, self.deployment_id)}"
-                " or lower max_entry_size"
+                f"{message_size_for(self.max_entry_size)} or lower max_entry_size"
             )
         for name in ("max_send_queue_size", "max_receive_queue_size"):
             value = getattr(self, name)

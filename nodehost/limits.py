@@ -96,11 +96,12 @@ def largest_entry(max_message_size: int, raft_address: str, deployment_id: int) 
     return max_message_size - frame_overhead(raft_address, deployment_id)
 
 
-def message_size_for(max_entry_size: int, raft_address: str, deployment_id: int) -> int:
-    """The smallest max_message_size that carries a command of max_entry_size (never
-    below the default): for programs that raise max_entry_size."""
-    needed = max_entry_size + frame_overhead(raft_address, deployment_id)
-    return max(DEFAULT_MAX_MESSAGE_SIZE, needed)
+def message_size_for(max_entry_size: int) -> int:
+    """A max_message_size that carries a command of max_entry_size from any NodeHost
+    (raft_address up to 1 KiB, any deployment id): whole MiB, never below the default.
+    For programs that raise max_entry_size; each host computes the same value."""
+    needed = max_entry_size + frame_overhead("h" * 1024 + ":65535", _MAX)
+    return max(DEFAULT_MAX_MESSAGE_SIZE, -(-needed // MiB) * MiB)
 
 
 def replicate_bytes(max_message_size: int, raft_address: str, deployment_id: int) -> int:

@@ -98,9 +98,7 @@ class TransportConfig:
     def send_queue_bytes(self) -> int:
         # The default holds two of the largest frames: a queue that cannot take one
         # would drop every message that big.
-        return self.max_send_queue_size or max(
-            DEFAULT_SEND_QUEUE_BYTES, 2 * self.max_message_size
-        )
+        return self.max_send_queue_size or max(DEFAULT_SEND_QUEUE_BYTES, 2 * self.max_message_size)
 
 
 def _at_least(name: str, value: int, low: int) -> None:

@@ -1,0 +1,233 @@
+"""Sizes and bounds, part by part: what the config refuses, that the worst message the
+core may build fits in a frame, and the bounded registries and receive queue."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodehost import Config, InvalidConfig, NodeHostConfig
+from nodehost.limits import (
+    CUT_FACTOR,
+    DEFAULT_MAX_IN_MEM_LOG_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING_PROPOSAL_BYTES,
+    DEFAULT_MAX_PENDING_PROPOSALS,
+    DEFAULT_MAX_PENDING_READS,
+    MIN_MAX_MESSAGE_SIZE,
+    frame_overhead,
+    largest_entry,
+    message_size_for,
+    queue_bytes,
+    replicate_bytes,
+)
+from nodehost.raft.messages import ENTRY_OVERHEAD
+from nodehost.receive import SMALL_MESSAGE, ReceiveQueue
+from nodehost.request import PendingRequests, RequestState, ResultCode
+from protos import raft_pb2 as pb
+from transport.frames import batch_header, message_records
+
+MAX = 2**64 - 1
+ADDRESS = "a-rather-long-host-name.example:63001"
+MiB = 1024 * 1024
+
+
+def host_config(**kwargs: object) -> NodeHostConfig:
+    return NodeHostConfig(node_host_dir="d", raft_address=ADDRESS, **kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- config
+
+
+def test_the_defaults() -> None:
+    nhc = host_config()
+    assert nhc.max_message_size == DEFAULT_MAX_MESSAGE_SIZE == 64 * MiB
+    assert nhc.max_entry_size == 8 * MiB
+    assert queue_bytes(nhc.max_send_queue_size, nhc.max_message_size) == 128 * MiB
+    assert queue_bytes(nhc.max_receive_queue_size, nhc.max_message_size) == 128 * MiB
+    c = Config(shard_id=1, replica_id=1)
+    assert c.max_in_mem_log_size == DEFAULT_MAX_IN_MEM_LOG_SIZE == 128 * MiB
+    assert c.max_pending_proposals == DEFAULT_MAX_PENDING_PROPOSALS == 2048
+    assert c.max_pending_proposal_bytes == DEFAULT_MAX_PENDING_PROPOSAL_BYTES == 128 * MiB
+    assert c.max_pending_reads == DEFAULT_MAX_PENDING_READS == 4096
+
+
+def test_an_entry_that_cannot_fit_in_a_message_is_refused_naming_both() -> None:
+    with pytest.raises(InvalidConfig, match=r"max_entry_size.*max_message_size") as raised:
+        host_config(max_entry_size=128 * MiB)
+    assert str(message_size_for(128 * MiB)) in str(raised.value)  # says what would do
+    with pytest.raises(InvalidConfig, match=r"max_entry_size.*max_message_size"):
+        host_config(max_message_size=8 * MiB)  # the default 8 MiB entry plus headers
+    largest = largest_entry(DEFAULT_MAX_MESSAGE_SIZE, ADDRESS, 0)
+    assert host_config(max_entry_size=largest).max_entry_size == largest
+    with pytest.raises(InvalidConfig, match="max_entry_size"):
+        host_config(max_entry_size=largest + 1)
+    big = 128 * MiB
+    assert host_config(max_entry_size=big, max_message_size=message_size_for(big))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"max_send_queue_size": 32 * MiB}, "max_send_queue_size.*max_message_size"),
+        ({"max_receive_queue_size": 1}, "max_receive_queue_size.*max_message_size"),
+        ({"max_receive_queue_size": -1}, "max_receive_queue_size"),
+        ({"max_message_size": MIN_MAX_MESSAGE_SIZE - 1}, "max_message_size"),
+        ({"max_message_size": 2**31}, "max_message_size"),
+        ({"max_message_size": 64.0 * MiB}, "max_message_size"),
+        ({"max_entry_size": 0}, "max_entry_size"),
+    ],
+)
+def test_bad_sizes_are_refused_naming_the_fields(kwargs: dict[str, object], names: str) -> None:
+    with pytest.raises(InvalidConfig, match=names):
+        host_config(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "name", ["max_pending_proposals", "max_pending_proposal_bytes", "max_pending_reads"]
+)
+@pytest.mark.parametrize("value", [0, -1, True, 1.5])
+def test_replica_bounds_must_be_positive(name: str, value: object) -> None:
+    with pytest.raises(InvalidConfig, match=name):
+        Config(shard_id=1, replica_id=1, **{name: value})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- frames
+
+
+def worst_message(entries: list[pb.Entry]) -> pb.Message:
+    m = pb.Message(
+        type=pb.REPLICATE,
+        to=MAX,
+        from_id=MAX,
+        shard_id=MAX,
+        term=MAX,
+        log_term=MAX,
+        log_index=MAX,
+        commit=MAX,
+        reject=True,
+        hint=MAX,
+        hint_high=MAX,
+    )
+    m.entries.extend(entries)
+    return m
+
+
+def worst_entry(cmd: bytes) -> pb.Entry:
+    return pb.Entry(
+        term=MAX,
+        index=MAX,
+        type=pb.METADATA,
+        key=MAX,
+        client_id=MAX,
+        series_id=MAX,
+        responded_to=MAX,
+        cmd=cmd,
+    )
+
+
+def frame_size(message: pb.Message, deployment_id: int = MAX) -> int:
+    header = batch_header(deployment_id, ADDRESS)
+    return len(header) + len(message_records([message])[0])
+
+
+def test_the_largest_entry_fits_in_a_frame_with_every_header_at_its_largest() -> None:
+    limit = MIN_MAX_MESSAGE_SIZE
+    largest = largest_entry(limit, ADDRESS, MAX)
+    assert limit - largest == frame_overhead(ADDRESS, MAX) < 1024
+    assert frame_size(worst_message([worst_entry(b"x" * largest)])) <= limit
+
+
+def test_a_cut_at_the_core_budget_fits_whatever_the_entries() -> None:
+    """The core cuts in-memory entries at len(cmd) + ENTRY_OVERHEAD; entries it reads
+    back from the store, at their encoded size. The worst of both must fit."""
+    limit = MIN_MAX_MESSAGE_SIZE
+    budget = replicate_bytes(limit, ADDRESS, MAX)
+    assert 0 < budget * CUT_FACTOR < limit
+    for length in (0, 1, 30, 200):
+        n = budget // (length + ENTRY_OVERHEAD)  # as many as the in-memory cut takes
+        message = worst_message([worst_entry(b"y" * length)] * n)
+        assert frame_size(message) <= limit, length
+    # From the store: the smallest encoded entries (term and index 1: four bytes).
+    small = pb.Entry(term=1, index=1)
+    n = budget // small.ByteSize()
+    assert frame_size(worst_message([small] * n)) <= limit
+    # Half and half.
+    half = budget // 2
+    mixed = [small] * (half // small.ByteSize()) + [worst_entry(b"")] * (half // ENTRY_OVERHEAD)
+    assert frame_size(worst_message(mixed)) <= limit
+
+
+def test_the_default_budget_is_the_cores_default() -> None:
+    assert replicate_bytes(DEFAULT_MAX_MESSAGE_SIZE, ADDRESS, 0) == 4 * MiB
+
+
+# ---------------------------------------------------------------------- registries
+
+
+def request(key: int, size: int = 0, deadline: float = 1000.0) -> RequestState:
+    return RequestState(key, deadline, size=size)
+
+
+def test_pending_requests_refuse_past_the_count() -> None:
+    pending = PendingRequests(max_count=3)
+    assert all(pending.add(request(k)) for k in (1, 2, 3))
+    assert not pending.add(request(4))
+    assert len(pending) == 3 and pending.get(4) is None
+    pending.pop(2)
+    assert pending.add(request(4))
+
+
+def test_pending_requests_refuse_past_the_bytes_but_take_one_big_one_alone() -> None:
+    pending = PendingRequests(max_count=100, max_bytes=1000)
+    assert pending.add(request(1, 600))
+    assert not pending.add(request(2, 600))
+    assert pending.add(request(3, 400))
+    assert pending.bytes == 1000
+    pending.expire(now=2000.0)  # both time out: their bytes are free again
+    assert pending.bytes == 0 and len(pending) == 0
+    assert pending.add(request(4, 5000))  # alone, though above the bound
+    assert not pending.add(request(5, 1))
+    pending.fail_all(ResultCode.TERMINATED)
+    assert pending.bytes == 0 and pending.add(request(6, 10))
+
+
+def test_the_deadline_heap_does_not_grow_with_finished_requests() -> None:
+    pending = PendingRequests()
+    for key in range(1, 100_001):  # long timeouts, each finished at once
+        pending.add(request(key, deadline=1e9))
+        pending.pop(key)
+    assert len(pending._deadlines) <= 2 * len(pending) + 65
+    # Live requests keep their deadlines through a rebuild.
+    for key in range(200_001, 200_101):
+        pending.add(request(key, deadline=5.0))
+    for key in range(300_001, 300_301):
+        pending.add(request(key, deadline=1e9))
+        pending.pop(key)
+    assert pending.expire(now=10.0) == 100
+
+
+# ---------------------------------------------------------------------- receive queue
+
+
+def replicate(size: int) -> pb.Message:
+    m = pb.Message(type=pb.REPLICATE, shard_id=1, to=2, from_id=1, term=1)
+    m.entries.add(cmd=b"r" * size)
+    return m
+
+
+def test_the_receive_queue_drops_bulk_first_and_keeps_a_reserve_for_the_rest() -> None:
+    q = ReceiveQueue(10_000)
+    sizes = [q.admit(replicate(3000)) for _ in range(5)]
+    assert all(sizes[:4]) and sizes[4] == 0  # 4 x ~3 KB pass the 10,000 mark
+    assert q.dropped == 1 and q.dropped_bytes == sizes[0]
+    heartbeat = pb.Message(type=pb.HEARTBEAT, shard_id=1, to=2, from_id=1, term=1)
+    before = q.queued
+    admitted = 0
+    while q.admit(heartbeat):  # the reserve: a quarter more, for small messages only
+        admitted += 1
+    assert admitted == -(-(q.hard_limit - before) // SMALL_MESSAGE)
+    assert q.dropped == 2 and not q.admit(replicate(10))
+    q.release(q.queued)
+    assert q.admit(replicate(50_000)) > 50_000  # empty: one message passes, whatever size
+    assert q.peak > 50_000
+    assert q.as_dict()["dropped"] == q.dropped
