@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from nodehost import PayloadTooBig
+from nodehost import NodeHost, PayloadTooBig
 from statemachine import (
     Entry,
     IHash,
@@ -88,9 +88,11 @@ def test_nine_8_mib_proposals_through_a_follower_all_complete(slow_cluster: Clus
     assert [o.result.value for o in outcomes] == [size] * 9
     expected = sorted(zlib.crc32(c) for c in commands)
     for rid, h in cluster.live():
-        wait_for(
-            lambda h=h: len(h.stale_read(1, None)) == 9, timeout=30, what=f"replica {rid} applied"
-        )
+
+        def applied(h: NodeHost = h) -> bool:
+            return len(h.stale_read(1, None)) == 9
+
+        wait_for(applied, timeout=30, what=f"replica {rid} applied")
         assert sorted(crc for _, _, crc in h.stale_read(1, None)) == expected
     assert len({h.get_state_hash(1) for _, h in cluster.live()}) == 1
     for _, h in cluster.live():
