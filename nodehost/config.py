@@ -17,6 +17,7 @@ from nodehost.limits import (
     DEFAULT_MAX_PENDING_PROPOSAL_BYTES,
     DEFAULT_MAX_PENDING_PROPOSALS,
     DEFAULT_MAX_PENDING_READS,
+    DEFAULT_MAX_QUEUE_DELAY_MS,
     MAX_MAX_MESSAGE_SIZE,
     MIN_MAX_MESSAGE_SIZE,
     largest_entry,
@@ -192,6 +193,11 @@ class Config:
     max_pending_proposal_bytes: int = DEFAULT_MAX_PENDING_PROPOSAL_BYTES
     # Linearizable reads (read_index, sync_read) made on this replica and not finished.
     max_pending_reads: int = DEFAULT_MAX_PENDING_READS
+    # While even the fastest proposal (or read) that finished here in the last half of
+    # this time waited longer than it, a queue stands (more comes in than the shard can
+    # commit): new ones get SystemBusy until it drains, instead of waiting until their
+    # callers time out. Keep it well below the timeouts callers use. 0: off.
+    max_queue_delay_ms: int = DEFAULT_MAX_QUEUE_DELAY_MS
     snapshot_compression: CompressionType = CompressionType.NONE
     is_non_voting: bool = False
     is_witness: bool = False
@@ -219,6 +225,7 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidConfig(f"{name} must be a positive int, got {value!r}")
+        _check_non_negative(self.max_queue_delay_ms, "max_queue_delay_ms")
         if self.is_witness and self.is_non_voting:
             raise InvalidConfig("is_witness and is_non_voting cannot both be set")
         if self.is_witness and self.snapshot_entries:

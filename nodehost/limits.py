@@ -33,6 +33,9 @@ DEFAULT_MAX_IN_MEM_LOG_SIZE = 128 * MiB
 DEFAULT_MAX_PENDING_PROPOSALS = 2048
 DEFAULT_MAX_PENDING_PROPOSAL_BYTES = 128 * MiB
 DEFAULT_MAX_PENDING_READS = 4096
+# Below the few seconds callers usually wait (the examples use 3 s), above what a
+# healthy shard takes even on a busy machine (tens of milliseconds).
+DEFAULT_MAX_QUEUE_DELAY_MS = 1000
 # Bytes of entries per REPLICATE or PROPOSE_FORWARD message when the limit allows it:
 # big enough that a message costs little per entry, small enough to interleave shards.
 DEFAULT_REPLICATE_BYTES = 4 * MiB

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nodehost.admission import DelayGate
 from nodehost.config import Config
 from nodehost.logreader import CachedLogReader
 from nodehost.raft import Peer, ReadContext, Update
@@ -131,11 +132,17 @@ class Node:
         self.quiesced = False
         self.reported_applied = 0
         # Requests.
-        # Bounded (Config.max_pending_*): past a bound a call gets SystemBusy.
+        # Bounded (Config.max_pending_*, max_queue_delay_ms): past a bound a call gets
+        # SystemBusy.
+        delay = config.max_queue_delay_ms / 1000.0
         self.pending_proposals = PendingRequests(
-            config.max_pending_proposals, config.max_pending_proposal_bytes
+            config.max_pending_proposals,
+            config.max_pending_proposal_bytes,
+            DelayGate(delay) if delay else None,
         )
-        self.pending_reads = PendingRequests(config.max_pending_reads)
+        self.pending_reads = PendingRequests(
+            config.max_pending_reads, gate=DelayGate(delay) if delay else None
+        )
         self.pending_config_changes = PendingRequests()
         self.pending_snapshots = PendingRequests()
         self.read_tracker = ReadTracker()
@@ -218,7 +225,7 @@ class Node:
                 self.pending_proposals.complete(entry.key, result)
         for ctx in update.dropped_reads:
             for rs in self.read_tracker.dropped(ctx):
-                self.pending_reads.pop(rs.key)  # frees its place at once
+                self.pending_reads.discard(rs.key)  # frees its place at once
                 rs.complete(RequestResult(ResultCode.DROPPED))
         for ready in update.ready_to_reads:
             self.read_tracker.confirmed(ready.context, ready.index)

@@ -482,14 +482,14 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 f"(max_in_mem_log_size {node.config.max_in_mem_log_size}); retry later"
             )
         key = next(self._keys)
-        rs = RequestState(key, time.monotonic() + timeout, self.config.notify_commit, size=len(cmd))
-        if not node.pending_proposals.add(rs):
+        now = time.monotonic()
+        rs = RequestState(key, now + timeout, self.config.notify_commit, size=len(cmd), started=now)
+        refused = node.pending_proposals.try_add(rs)
+        if refused is not None:
             self._metrics.system_busy("proposal")
             raise errors.SystemBusy(
-                f"shard {session.shard_id}: {len(node.pending_proposals)} proposals "
-                f"({node.pending_proposals.bytes} bytes) pending, the most max_pending_proposals"
-                f" ({node.config.max_pending_proposals}) and max_pending_proposal_bytes "
-                f"({node.config.max_pending_proposal_bytes}) allow; retry later"
+                f"shard {session.shard_id}: {refused} (max_pending_proposals, "
+                "max_pending_proposal_bytes, max_queue_delay_ms); retry later"
             )
         node.proposals.append(
             pb.Entry(
@@ -513,12 +513,13 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         node = self._node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
-        rs = RequestState(next(self._keys), time.monotonic() + timeout, shard_id=shard_id)
-        if not node.pending_reads.add(rs):
+        now = time.monotonic()
+        rs = RequestState(next(self._keys), now + timeout, shard_id=shard_id, started=now)
+        refused = node.pending_reads.try_add(rs)
+        if refused is not None:
             self._metrics.system_busy("read")
             raise errors.SystemBusy(
-                f"shard {shard_id}: {len(node.pending_reads)} reads pending, the most "
-                f"max_pending_reads allows; retry later"
+                f"shard {shard_id}: {refused} (max_pending_reads, max_queue_delay_ms); retry later"
             )
         node.reads.append(rs)
         self._metrics.read()

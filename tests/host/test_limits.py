@@ -3,9 +3,12 @@ core may build fits in a frame, and the bounded registries and receive queue."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from nodehost import Config, InvalidConfig, NodeHostConfig
+from nodehost.admission import DelayGate
 from nodehost.limits import (
     CUT_FACTOR,
     DEFAULT_MAX_IN_MEM_LOG_SIZE,
@@ -22,7 +25,7 @@ from nodehost.limits import (
 )
 from nodehost.raft.messages import ENTRY_OVERHEAD
 from nodehost.receive import SMALL_MESSAGE, ReceiveQueue
-from nodehost.request import PendingRequests, RequestState, ResultCode
+from nodehost.request import PendingRequests, RequestResult, RequestState, ResultCode
 from protos import raft_pb2 as pb
 from transport.frames import batch_header, message_records
 
@@ -49,6 +52,7 @@ def test_the_defaults() -> None:
     assert c.max_pending_proposals == DEFAULT_MAX_PENDING_PROPOSALS == 2048
     assert c.max_pending_proposal_bytes == DEFAULT_MAX_PENDING_PROPOSAL_BYTES == 128 * MiB
     assert c.max_pending_reads == DEFAULT_MAX_PENDING_READS == 4096
+    assert c.max_queue_delay_ms == 1000
 
 
 def test_an_entry_that_cannot_fit_in_a_message_is_refused_naming_both() -> None:
@@ -170,31 +174,69 @@ def request(key: int, size: int = 0, deadline: float = 1000.0) -> RequestState:
 
 def test_pending_requests_refuse_past_the_count() -> None:
     pending = PendingRequests(max_count=3)
-    assert all(pending.add(request(k)) for k in (1, 2, 3))
-    assert not pending.add(request(4))
+    assert all(pending.try_add(request(k)) is None for k in (1, 2, 3))
+    assert "3 requests pending" in (pending.try_add(request(4)) or "")
     assert len(pending) == 3 and pending.get(4) is None
     pending.pop(2)
-    assert pending.add(request(4))
+    assert pending.try_add(request(4)) is None
+    pending.add(request(5))  # unbounded registration, for requests that are not bounded
+    assert len(pending) == 4
 
 
 def test_pending_requests_refuse_past_the_bytes_but_take_one_big_one_alone() -> None:
     pending = PendingRequests(max_count=100, max_bytes=1000)
-    assert pending.add(request(1, 600))
-    assert not pending.add(request(2, 600))
-    assert pending.add(request(3, 400))
+    assert pending.try_add(request(1, 600)) is None
+    assert "600 more would pass 1000" in (pending.try_add(request(2, 600)) or "")
+    assert pending.try_add(request(3, 400)) is None
     assert pending.bytes == 1000
     pending.expire(now=2000.0)  # both time out: their bytes are free again
     assert pending.bytes == 0 and len(pending) == 0
-    assert pending.add(request(4, 5000))  # alone, though above the bound
-    assert not pending.add(request(5, 1))
+    assert pending.try_add(request(4, 5000)) is None  # alone, though above the bound
+    assert pending.try_add(request(5, 1)) is not None
     pending.fail_all(ResultCode.TERMINATED)
-    assert pending.bytes == 0 and pending.add(request(6, 10))
+    assert pending.bytes == 0 and pending.try_add(request(6, 10)) is None
+
+
+def test_the_delay_gate_shuts_while_even_the_fastest_waited_too_long() -> None:
+    gate = DelayGate(target=1.0)  # windows of 0.5 s, on the clock it is given
+    assert gate.admit(0.0)
+    gate.finished(1.5, now=0.1)
+    gate.finished(0.02, now=0.2)  # one fast finish: no standing queue
+    assert gate.admit(0.6)
+    gate.finished(1.2, now=0.7)
+    gate.finished(1.4, now=0.9)  # every finish in the window waited > 1 s
+    assert not gate.admit(1.15)  # refused for the next window ...
+    assert not gate.admit(1.5)
+    gate.finished(1.1, now=1.6)  # ... and the next, while the old queue drains
+    assert not gate.admit(1.7)
+    assert gate.admit(2.2)  # a window in which nothing finished: open
+    gate.finished(0.01, now=2.3)
+    assert gate.admit(2.8)
+
+
+def test_requests_that_never_finish_do_not_shut_the_gate() -> None:
+    gate = DelayGate(target=0.2)
+    pending = PendingRequests(gate=gate)
+    now = time.monotonic()
+    for key in range(1, 6):  # made 10 s ago, and dropped or timed out, never applied
+        assert pending.try_add(RequestState(key, now + 1, started=now - 10)) is None
+    for key in range(1, 4):
+        pending.complete(key, RequestResult(ResultCode.DROPPED))
+    pending.expire(now=now + 2)
+    later = now + 0.3  # the next window
+    assert pending.try_add(RequestState(6, later + 1, started=later)) is None
+    # One that finished after 10 s does shut it, from the window after.
+    assert pending.try_add(RequestState(7, later + 1, started=now - 10)) is None
+    pending.pop(7)
+    last = time.monotonic() + 1.0  # past the window it finished in
+    assert gate.admit(last) is False
+    assert "queue stands" in (pending.try_add(RequestState(8, last + 1, started=last)) or "")
 
 
 def test_the_deadline_heap_does_not_grow_with_finished_requests() -> None:
     pending = PendingRequests()
     for key in range(1, 100_001):  # long timeouts, each finished at once
-        pending.add(request(key, deadline=1e9))
+        assert pending.try_add(request(key, deadline=1e9)) is None
         pending.pop(key)
     assert len(pending._deadlines) <= 2 * len(pending) + 65
     # Live requests keep their deadlines through a rebuild.
