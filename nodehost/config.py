@@ -193,10 +193,10 @@ class Config:
     max_pending_proposal_bytes: int = DEFAULT_MAX_PENDING_PROPOSAL_BYTES
     # Linearizable reads (read_index, sync_read) made on this replica and not finished.
     max_pending_reads: int = DEFAULT_MAX_PENDING_READS
-    # While even the fastest proposal (or read) that finished here in the last half of
-    # this time waited longer than it, a queue stands (more comes in than the shard can
-    # commit): new ones get SystemBusy until it drains, instead of waiting until their
-    # callers time out. Keep it well below the timeouts callers use. 0: off.
+    # A proposal (or read) that would wait longer than this behind the ones pending
+    # here (their number over the rate this replica finishes them) gets SystemBusy at
+    # once, instead of waiting until its caller times out while more comes in than the
+    # shard can commit. Keep it well below the timeouts callers use. 0: off.
     max_queue_delay_ms: int = DEFAULT_MAX_QUEUE_DELAY_MS
     snapshot_compression: CompressionType = CompressionType.NONE
     is_non_voting: bool = False

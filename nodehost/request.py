@@ -279,7 +279,7 @@ class PendingRequests:
 
     Bounded: `try_add` refuses a request past `max_count` requests or `max_bytes`
     (summed over their `size`; one bigger request is taken when none is pending), or
-    while `gate` says a queue stands (admission.py), so the caller can answer
+    that `gate` expects to wait too long (admission.py), so the caller can answer
     SystemBusy before doing anything. The deadline heap keeps an item per request until
     its deadline even when the request finished early; it is rebuilt from the live
     requests when it grows past twice their number, so a fast stream of short requests
@@ -311,8 +311,12 @@ class PendingRequests:
     def try_add(self, rs: RequestState) -> str | None:
         """Register `rs`, or say which bound refuses it (nothing registered then)."""
         gate = self.gate
-        if gate is not None and not gate.admit(rs.started):
-            return f"a queue stands: requests wait longer than {gate.target:g} s"
+        if gate is not None and not gate.admit(rs.started, len(self._by_key)):
+            wait = gate.expected_wait(len(self._by_key))
+            return (
+                f"{len(self._by_key)} requests pending would hold a new one about "
+                f"{wait:.1f} s, more than {gate.target:g} s"
+            )
         with self._lock:
             if self.max_count and len(self._by_key) >= self.max_count:
                 return f"{len(self._by_key)} requests pending, the bound"
@@ -335,16 +339,15 @@ class PendingRequests:
         return self._by_key.get(key)
 
     def pop(self, key: int) -> RequestState | None:
-        """Take a request that finished (applied, released): its delay counts."""
+        """Take a request that finished (applied, released): it counts in the rate."""
         rs = self.discard(key)
         gate = self.gate
-        if rs is not None and gate is not None and rs.started:
-            now = time.monotonic()
-            gate.finished(now - rs.started, now)
+        if rs is not None and gate is not None:
+            gate.finished(time.monotonic(), len(self._by_key))
         return rs
 
     def discard(self, key: int) -> RequestState | None:
-        """Take a request that did not go through (dropped): its delay says nothing."""
+        """Take a request that did not go through (dropped): not counted in the rate."""
         with self._lock:
             rs = self._by_key.pop(key, None)
             if rs is not None:

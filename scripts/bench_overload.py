@@ -36,10 +36,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,8 +64,8 @@ from statemachine import (  # noqa: E402
 from tests.host.cluster import free_ports  # noqa: E402
 
 MiB = 1024 * 1024
-SWEEP = 0.02  # seconds between two looks at the outstanding proposals
 HUGE = 2**40
+T = TypeVar("T")
 
 
 class Counter(IStateMachine):
@@ -94,86 +94,110 @@ class Counter(IStateMachine):
 
 
 class Load:
-    """The open-loop generator of one host: proposes on a schedule, never waits."""
+    """The open-loop generator of one host: proposes on a schedule, never waits for an
+    answer before the next proposal; one asyncio task per proposal waits for its
+    outcome. It runs on an event loop of its own thread, across phases, so proposals
+    made in one phase are counted when they finish in the next."""
 
     def __init__(self, nh: NodeHost, shards: list[int], payload: int, timeout: float) -> None:
         self.nh = nh
         self.sessions = [nh.get_noop_session(s) for s in shards]
         self.command = b"p" * payload
         self.timeout = timeout
-        self.outstanding: list[tuple[RequestState, float]] = []
+        self.outstanding = 0
         self.i = 0
+        self.current = Second()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="load", daemon=True).start()
 
-    def run(self, rate: float, seconds: float, report: Callable[[dict[str, Any]], None]) -> None:
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def phase(
+        self, rate: float, seconds: float, report: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Offer `rate` proposals a second for `seconds`; report each second's figures.
+        When this process cannot keep up with the schedule, what it missed is counted
+        as missed, not offered later in a burst."""
         started = time.monotonic()
+        next_row = started + 1.0
         issued = 0
-        second = Second(started)
+        burst = int(rate * 0.1) + 1  # at most 100 ms of the schedule at once
         while True:
             now = time.monotonic()
-            if now - started >= seconds:
-                break
-            if now - second.start >= 1.0:
-                report(second.close(now, self))
-                second = Second(second.start + 1.0)
+            if now >= next_row:
+                report(self.current.close(self.outstanding))
+                self.current = Second()
+                next_row += 1.0
+                if next_row - started > seconds + 0.5:
+                    return
             due = int((now - started) * rate) - issued
+            if due > burst:
+                self.current.missed += due - burst
+                issued += due - burst
+                due = burst
             for _ in range(due):
-                session = self.sessions[self.i % len(self.sessions)]
-                self.i += 1
-                issued += 1
-                second.offered += 1
-                try:
-                    rs = self.nh.propose(session, self.command, self.timeout)
-                except SystemBusy:
-                    second.busy += 1
-                    continue
-                except RaftError as exc:
-                    second.errors[type(exc).__name__] = second.errors.get(type(exc).__name__, 0) + 1
-                    continue
-                self.outstanding.append((rs, now))
-            self.sweep(time.monotonic(), second)
-            time.sleep(SWEEP)
-        report(second.close(time.monotonic(), self))
+                self.issue(now)
+            issued += max(due, 0)
+            await asyncio.sleep(0.005)
 
-    def sweep(self, now: float, second: Second) -> None:
-        keep = []
-        for rs, issued_at in self.outstanding:
-            if not rs.done():
-                keep.append((rs, issued_at))
-                continue
-            code = rs.result().code.name
-            if code == "COMPLETED":
-                second.completed += 1
-                second.latencies.append(now - issued_at)
-            elif code == "TIMEOUT":
-                second.timeouts += 1
-            else:
-                second.errors[code] = second.errors.get(code, 0) + 1
-        self.outstanding = keep
+    def issue(self, now: float) -> None:
+        second = self.current
+        second.offered += 1
+        session = self.sessions[self.i % len(self.sessions)]
+        self.i += 1
+        try:
+            rs = self.nh.propose(session, self.command, self.timeout)
+        except SystemBusy:
+            second.busy += 1
+            return
+        except RaftError as exc:
+            second.errors[type(exc).__name__] = second.errors.get(type(exc).__name__, 0) + 1
+            return
+        self.outstanding += 1
+        task = self.loop.create_task(self.track(rs, now))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def track(self, rs: RequestState, issued_at: float) -> None:
+        outcome = await rs
+        self.outstanding -= 1
+        second = self.current  # counted in the second it finished in
+        code = outcome.code.name
+        if code == "COMPLETED":
+            second.completed += 1
+            second.latencies.append(time.monotonic() - issued_at)
+        elif code == "TIMEOUT":
+            second.timeouts += 1
+        else:
+            second.errors[code] = second.errors.get(code, 0) + 1
 
 
 class Second:
-    """What happened in one second of one host (outcomes by the second they arrived)."""
+    """One second of one host: what was offered in it, what finished in it."""
 
-    def __init__(self, start: float) -> None:
-        self.start = start
+    def __init__(self) -> None:
         self.offered = 0
+        self.missed = 0
         self.busy = 0
         self.completed = 0
         self.timeouts = 0
         self.errors: dict[str, int] = {}
         self.latencies: list[float] = []
 
-    def close(self, now: float, load: Load) -> dict[str, Any]:
+    def close(self, outstanding: int) -> dict[str, Any]:
         lat = sorted(self.latencies)
         return {
             "offered": self.offered,
+            "missed": self.missed,
             "busy": self.busy,
             "completed": self.completed,
             "timeouts": self.timeouts,
             "errors": self.errors,
             "p50": lat[len(lat) // 2] if lat else None,
             "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
-            "outstanding": len(load.outstanding),
+            "outstanding": outstanding,
         }
 
 
@@ -217,6 +241,7 @@ def host_main(
             "max_pending_proposals": HUGE,
             "max_pending_proposal_bytes": HUGE,
             "max_pending_reads": HUGE,
+            "max_queue_delay_ms": 0,
         }
     nh = NodeHost(
         NodeHostConfig(
@@ -253,11 +278,11 @@ def host_main(
             send(("leaders", sum(1 for s in ids if _has_leader(nh, s))))
         elif command == "closed":
             clients, seconds = arg
-            send(("closed", asyncio.run(closed_loop(nh, ids, clients, seconds))))
+            send(("closed", load.call(closed_loop(nh, ids, clients, seconds))))
         elif command == "open":
             rate, seconds = arg
-            load.run(rate, seconds, lambda sample: send(("sample", sample)))
-            send(("open-done", len(load.outstanding)))
+            load.call(load.phase(rate, seconds, lambda sample: send(("sample", sample))))
+            send(("open-done", load.outstanding))
         elif command == "stop":
             nh.close()
             send(("stopped", None))
@@ -378,6 +403,7 @@ def print_row(
     phase: str, t: int, samples: dict[int, dict[str, Any]], rss: dict[int, float]
 ) -> dict[str, Any]:
     offered = sum(s["offered"] for s in samples.values())
+    missed = sum(s["missed"] for s in samples.values())
     busy = sum(s["busy"] for s in samples.values())
     completed = sum(s["completed"] for s in samples.values())
     timeouts = sum(s["timeouts"] for s in samples.values())
@@ -391,6 +417,7 @@ def print_row(
         "t": t,
         "phase": phase,
         "offered": offered,
+        "missed": missed,
         "busy": busy,
         "completed": completed,
         "timeouts": timeouts,
@@ -493,6 +520,7 @@ def summarize(
     warm_p99 = sorted(r["p99"] for r in warm)[len(warm) // 2] if warm else 0.0
     over = [r for r in rows if r["phase"] == "overload"]
     offered = sum(r["offered"] for r in over)
+    missed = sum(r["missed"] for r in over)
     busy = sum(r["busy"] for r in over)
     completed = sum(r["completed"] for r in over)
     timeouts = sum(r["timeouts"] for r in over)
@@ -503,6 +531,11 @@ def summarize(
         f" of what was offered, {completed / max(1, len(over)):,.0f} completed/s, "
         f"{timeouts} timed out"
     )
+    if missed:
+        print(
+            f"  (the generators fell behind their schedule by {missed / max(1, len(over)):,.0f}"
+            "/s: this process could not offer more)"
+        )
     for rid in sorted(over[0]["rss"]) if over else []:
         series = [r["rss"][rid] for r in over]
         tail = series[len(series) // 3 :]

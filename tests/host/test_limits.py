@@ -8,7 +8,7 @@ import time
 import pytest
 
 from nodehost import Config, InvalidConfig, NodeHostConfig
-from nodehost.admission import DelayGate
+from nodehost.admission import FLOOR, DelayGate
 from nodehost.limits import (
     CUT_FACTOR,
     DEFAULT_MAX_IN_MEM_LOG_SIZE,
@@ -197,55 +197,60 @@ def test_pending_requests_refuse_past_the_bytes_but_take_one_big_one_alone() -> 
     assert pending.bytes == 0 and pending.try_add(request(6, 10)) is None
 
 
-def test_the_delay_gate_shuts_while_even_the_fastest_waited_too_long() -> None:
-    gate = DelayGate(target=1.0)  # windows of 0.5 s, on the clock it is given
-    assert gate.admit(0.0)
-    gate.finished(1.5, now=0.1)
-    gate.finished(0.02, now=0.2)  # one fast finish: no standing queue
-    assert gate.admit(0.6)
-    gate.finished(1.2, now=0.7)
-    gate.finished(1.4, now=0.9)  # every finish in the window waited > 1 s
-    assert not gate.admit(1.15)  # refused for the next window ...
-    assert not gate.admit(1.5)
-    gate.finished(1.1, now=1.6)  # ... and the next, while the old queue drains
-    assert not gate.admit(1.7)
-    assert gate.admit(2.2)  # a window in which nothing finished: open
-    gate.finished(0.01, now=2.3)
-    assert gate.admit(2.8)
+def test_the_gate_refuses_what_would_wait_longer_than_the_target() -> None:
+    gate = DelayGate(target=1.0)  # windows of 0.25 s, on the clock it is given
+    assert gate.rate == 0.0
+    assert gate.admit(0.0, pending=5000)  # rate not known yet: only the count bounds
+    for i in range(200):  # 200 finish within the first window: 800 a second
+        gate.finished(0.05 + i * 0.001, pending=100)
+    assert gate.admit(0.3, pending=700)  # rolls: 200 over 0.25 s; 700 / 800 < 1 s
+    assert gate.rate == pytest.approx(800)
+    assert not gate.admit(0.31, pending=900)  # 900 / 800 > 1 s
+    assert gate.expected_wait(900) == pytest.approx(900 / 800)
+    assert gate.admit(0.32, pending=FLOOR - 1)  # a few always pass
 
 
-def test_requests_that_never_finish_do_not_shut_the_gate() -> None:
-    gate = DelayGate(target=0.2)
+def test_a_stall_halves_the_rate_and_idleness_keeps_it() -> None:
+    gate = DelayGate(target=1.0)
+    for i in range(100):
+        gate.finished(i * 0.002, pending=10)
+    assert gate.admit(0.3, pending=10) and gate.rate == pytest.approx(400)
+    assert gate.admit(0.6, pending=100)  # nothing finished, 100 wait: a stall
+    assert gate.rate == pytest.approx(200)
+    assert not gate.admit(0.61, pending=300)
+    assert gate.admit(30.0, pending=0)  # idle for long, nothing waits: unchanged
+    assert gate.rate == pytest.approx(200)
+    gate.finished(30.01, pending=0)  # one after a long idle spell: over its window
+    assert gate.admit(30.3, pending=0) and gate.rate == pytest.approx(4)
+
+
+def test_requests_that_never_finish_do_not_count_in_the_rate() -> None:
+    gate = DelayGate(target=1.0)
     pending = PendingRequests(gate=gate)
     now = time.monotonic()
-    for key in range(1, 6):  # made 10 s ago, and dropped or timed out, never applied
-        assert pending.try_add(RequestState(key, now + 1, started=now - 10)) is None
-    for key in range(1, 4):
-        pending.complete(key, RequestResult(ResultCode.DROPPED))
-    pending.expire(now=now + 2)
-    later = now + 0.3  # the next window
-    assert pending.try_add(RequestState(6, later + 1, started=later)) is None
-    # One that finished after 10 s does shut it, from the window after.
-    assert pending.try_add(RequestState(7, later + 1, started=now - 10)) is None
-    pending.pop(7)
-    last = time.monotonic() + 1.0  # past the window it finished in
-    assert gate.admit(last) is False
-    assert "queue stands" in (pending.try_add(RequestState(8, last + 1, started=last)) or "")
+    for key in range(1, 101):
+        assert pending.try_add(RequestState(key, now + 1, started=now)) is None
+    for key in range(1, 51):
+        pending.complete(key, RequestResult(ResultCode.DROPPED))  # dropped: not counted
+    pending.expire(now=now + 2)  # the rest time out: not counted either
+    gate.admit(time.monotonic() + 1, pending=0)
+    assert gate.rate == 0.0
+    assert pending.try_add(RequestState(200, now + 9, started=now)) is None
+    pending.pop(200)  # finished: counted
+    gate.admit(time.monotonic() + 5, pending=0)  # past the window it finished in
+    assert gate.rate > 0
 
 
-def test_the_deadline_heap_does_not_grow_with_finished_requests() -> None:
-    pending = PendingRequests()
-    for key in range(1, 100_001):  # long timeouts, each finished at once
-        assert pending.try_add(request(key, deadline=1e9)) is None
-        pending.pop(key)
-    assert len(pending._deadlines) <= 2 * len(pending) + 65
-    # Live requests keep their deadlines through a rebuild.
-    for key in range(200_001, 200_101):
-        pending.add(request(key, deadline=5.0))
-    for key in range(300_001, 300_301):
-        pending.add(request(key, deadline=1e9))
-        pending.pop(key)
-    assert pending.expire(now=10.0) == 100
+def test_a_refusal_by_the_gate_says_so() -> None:
+    gate = DelayGate(target=0.5)  # windows of 0.125 s
+    pending = PendingRequests(gate=gate)
+    now = time.monotonic()
+    for key in range(80):
+        pending.add(RequestState(key, now + 9, started=now))
+    for i in range(10):  # 10 in the first window: 80 a second
+        gate.finished(now + i * 0.01, pending=80)
+    refused = pending.try_add(RequestState(99, now + 9, started=now + 0.2))
+    assert refused is not None and "about 1.0 s, more than 0.5 s" in refused
 
 
 # ---------------------------------------------------------------------- receive queue
