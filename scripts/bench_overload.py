@@ -479,6 +479,7 @@ def main() -> None:
         flush=True,
     )
     hosts = Hosts(args, root)
+    print("host processes: " + " ".join(str(hosts.pids[rid]) for rid in sorted(hosts.pids)))
     exit_codes: dict[int, int | None] = {}
     try:
         deadline = time.monotonic() + 120

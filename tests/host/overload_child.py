@@ -5,9 +5,10 @@ driven by JSON lines on stdin (for the overload test; its memory is its own).
 
 Requests, each answered with one JSON line:
   {"op": "flood", "count": n, "size": s}  propose n commands of s bytes at once
-      -> {"admitted", "busy", "rss", "peak"}  (the state machine is held: nothing applies)
+      -> {"admitted", "busy", "counted", "rss", "peak"}  (the state machine is held:
+         nothing applies; "counted" is the SystemBusy metric)
   {"op": "reads", "count": n}             start n linearizable reads
-      -> {"admitted", "busy"}
+      -> {"admitted", "busy", "counted"}
   {"op": "release", "timeout": t}         let the state machine go; wait for the
       admitted proposals, then for a new one to succeed
       -> {"completed", "other", "recovered_after", "rss", "peak"}
@@ -66,9 +67,22 @@ def peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def counted(nh: NodeHost, kind: str) -> float:
+    """nodehost_system_busy_total for `kind`, as an operator's scraper reads it."""
+    prefix = f'nodehost_system_busy_total{{kind="{kind}"}} '
+    for line in nh.write_health_metrics().decode().splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
 def main() -> None:
     directory, address = sys.argv[1:3]
-    nh = NodeHost(NodeHostConfig(node_host_dir=directory, raft_address=address, rtt_millisecond=20))
+    nh = NodeHost(
+        NodeHostConfig(
+            node_host_dir=directory, raft_address=address, rtt_millisecond=20, enable_metrics=True
+        )
+    )
     nh.start_replica({1: address}, False, Held, Config(shard_id=1, replica_id=1))
     session = nh.get_noop_session(1)
     deadline = time.monotonic() + 30
@@ -94,6 +108,7 @@ def main() -> None:
             reply: dict[str, Any] = {
                 "admitted": len(admitted),
                 "busy": busy,
+                "counted": counted(nh, "proposal"),
                 "rss": rss(),
                 "peak": peak(),
             }
@@ -105,7 +120,7 @@ def main() -> None:
                     reads += 1
                 except SystemBusy:
                     busy += 1
-            reply = {"admitted": reads, "busy": busy}
+            reply = {"admitted": reads, "busy": busy, "counted": counted(nh, "read")}
         else:
             GATE.set()
             released = time.monotonic()

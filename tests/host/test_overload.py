@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from nodehost import Config
 from nodehost.limits import DEFAULT_MAX_PENDING_PROPOSAL_BYTES
 from protos import raft_pb2 as pb
@@ -76,11 +78,11 @@ def test_an_overloaded_host_refuses_at_once_stays_bounded_and_recovers(tmp_path:
         flood = child.ask(op="flood", count=OFFERED, size=COMMAND)
         bound = DEFAULT_MAX_PENDING_PROPOSAL_BYTES // COMMAND
         assert 0 < flood["admitted"] <= bound + 1
-        assert flood["busy"] == OFFERED - flood["admitted"]
+        assert flood["busy"] == OFFERED - flood["admitted"] == flood["counted"]
         assert flood["peak"] < RSS_BOUND, f"peak RSS {flood['peak'] / MiB:.0f} MiB"
         reads = child.ask(op="reads", count=5000)
         assert reads["admitted"] == Config(shard_id=1, replica_id=1).max_pending_reads
-        assert reads["busy"] == 5000 - reads["admitted"]
+        assert reads["busy"] == 5000 - reads["admitted"] == reads["counted"]
         done = child.ask(op="release", timeout=60)
         assert done["completed"] == flood["admitted"], done["other"]
         assert done["recovered_after"] >= 0, "no proposal succeeded after the release"
@@ -149,3 +151,29 @@ def test_the_receive_queue_drops_and_counts_and_every_shard_goes_on(tmp_path: Pa
         )
     finally:
         cluster.close()
+
+
+def test_the_overload_script_runs_as_the_readme_says(tmp_path: Path) -> None:
+    """`scripts/bench_overload.py`, tiny: it prints its figures, its host processes
+    exit cleanly and are gone afterwards."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench_overload.py",
+            *("--shards", "2", "--measure", "1", "--clients", "8", "--warm", "1"),
+            *("--seconds", "2", "--recover", "3", "--factor", "3"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    pids = [int(p) for p in out.split("host processes: ")[1].splitlines()[0].split()]
+    assert len(pids) == 3 and not any(psutil.pid_exists(pid) for pid in pids)
+    assert "sustainable (closed loop" in out
+    assert "SystemBusy" in out and "crashes: 0" in out and "recovery:" in out
+    assert out.count("RSS over the overload") == 3
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    assert {row[1] for row in rows} == {"warm", "overload", "recover"}
