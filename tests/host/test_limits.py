@@ -278,3 +278,32 @@ def test_the_receive_queue_drops_bulk_first_and_keeps_a_reserve_for_the_rest() -
     assert q.admit(replicate(50_000)) > 50_000  # empty: one message passes, whatever size
     assert q.peak > 50_000
     assert q.as_dict()["dropped"] == q.dropped
+
+
+# ---------------------------------------------------------------------- log cache
+
+
+def test_the_log_cache_is_bounded_in_memory_not_in_encoded_bytes() -> None:
+    """Small entries once filled the 16 MiB cache only by their ~25 encoded bytes each,
+    so a replica kept about 650,000 of them (over 300 MiB of objects); now an entry
+    counts its memory, and the newest stay."""
+    from logdb import MemoryLogDB
+    from nodehost.logreader import DEFAULT_CACHE_BYTES, CachedLogReader
+    from nodehost.raft.messages import ENTRY_MEMORY_OVERHEAD
+
+    reader = CachedLogReader(MemoryLogDB(), 1, 1)
+    last = 0
+    for _ in range(100):
+        batch = [pb.Entry(term=1, index=last + i + 1, cmd=b"c" * 16) for i in range(1000)]
+        reader.append(batch)
+        last += 1000
+    cached = len(reader._cache)
+    per_entry = batch[0].ByteSize() + ENTRY_MEMORY_OVERHEAD
+    assert DEFAULT_CACHE_BYTES // per_entry - 1 <= cached <= DEFAULT_CACHE_BYTES // per_entry
+    # The newest are served from memory (the store under it holds nothing).
+    assert [e.index for e in reader.entries(last - 9, last + 1, 1 << 20)] == list(
+        range(last - 9, last + 1)
+    )
+    # One entry above the bound stays: the newest is always there.
+    reader.append([pb.Entry(term=1, index=last + 1, cmd=b"x" * (DEFAULT_CACHE_BYTES + 1))])
+    assert len(reader._cache) == 1
