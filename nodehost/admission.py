@@ -8,8 +8,10 @@ callers time out, and the shard spends its time on work nobody waits for any mor
 Rules:
 - A new request would wait about `pending / rate` (Little's law), where `rate` is how
   many requests of this kind finished on this replica per second, measured over
-  windows of WINDOW_SHARE of the target (from the window's start to its last finish,
-  so that an idle spell after them does not count). Past `target` seconds it is refused at once
+  windows as long as the target (from the window's start to its last finish, so that
+  an idle spell after them does not count). Not shorter: a busy engine finishes
+  requests in bursts, a pass at a time, and a short window that caught one burst would
+  take the rate for several times what it is. Past `target` seconds it is refused at once
   (the caller gets SystemBusy, nothing was done). A few (FLOOR) are always taken, so a
   replica whose rate is low, or not yet known, still works.
 - The rate follows the last window in which requests finished. A window in which none
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import threading
 
-WINDOW_SHARE = 0.25
 FLOOR = 64
 
 
@@ -46,7 +47,7 @@ class DelayGate:
         if not target > 0:
             raise ValueError(f"the wait target must be positive, got {target}")
         self.target = target
-        self.window = target * WINDOW_SHARE
+        self.window = target
         self._lock = threading.Lock()
         self._window_start = 0.0
         self._window_end = 0.0

@@ -439,6 +439,20 @@ def print_row(
     return row
 
 
+def growth(rows: list[dict[str, Any]], phase: str, rid: int) -> float:
+    """Least-squares slope of one host's RSS over one phase, MiB per second. The log
+    store's memtables (48 MiB at most) and the log caches (4 MiB per replica) fill in
+    the first minutes whatever the load: compare the phases, not the slope with 0."""
+    points = [(r["t"], r["rss"][rid]) for r in rows if r["phase"] == phase]
+    if len(points) < 2:
+        return 0.0
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_m = sum(m for _, m in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    return sum((t - mean_t) * (m - mean_m) for t, m in points) / var if var else 0.0
+
+
 def recovery_time(rows: list[dict[str, Any]], warm_p99: float) -> float | None:
     """Seconds from the load drop to the first of three healthy seconds in a row."""
     after = [r for r in rows if r["phase"] == "recover"]
@@ -540,9 +554,12 @@ def summarize(
     for rid in sorted(over[0]["rss"]) if over else []:
         series = [r["rss"][rid] for r in over]
         tail = series[len(series) // 3 :]
+        slopes = ", ".join(
+            f"{phase} {growth(rows, phase, rid):+.2f}" for phase in ("warm", "overload", "recover")
+        )
         print(
             f"  host {rid} RSS over the overload: {min(series):.0f}..{max(series):.0f} MiB "
-            f"(last two thirds {min(tail):.0f}..{max(tail):.0f} MiB)"
+            f"(last two thirds {min(tail):.0f}..{max(tail):.0f} MiB); growth MiB/s: {slopes}"
         )
     crashed = [rid for rid, ok in alive.items() if not ok]
     bad_exit = [rid for rid, code in exit_codes.items() if code != 0]

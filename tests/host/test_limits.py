@@ -198,30 +198,39 @@ def test_pending_requests_refuse_past_the_bytes_but_take_one_big_one_alone() -> 
 
 
 def test_the_gate_refuses_what_would_wait_longer_than_the_target() -> None:
-    gate = DelayGate(target=1.0)  # windows of 0.25 s, on the clock it is given
+    gate = DelayGate(target=1.0)  # windows of 1 s, on the clock it is given
     assert gate.rate == 0.0
     assert gate.admit(0.0, pending=5000)  # rate not known yet: only the count bounds
-    for i in range(200):  # 200 finish within the first window: 800 a second
-        gate.finished(0.05 + i * 0.001, pending=100)
-    assert gate.admit(0.3, pending=700)  # rolls: 200 over 0.25 s; 700 / 800 < 1 s
+    for i in range(800):  # 800 finish within the first window
+        gate.finished(0.1 + i * 0.001, pending=100)
+    assert gate.admit(1.1, pending=700)  # rolls: 800 a second; 700 / 800 < 1 s
     assert gate.rate == pytest.approx(800)
-    assert not gate.admit(0.31, pending=900)  # 900 / 800 > 1 s
+    assert not gate.admit(1.11, pending=900)  # 900 / 800 > 1 s
     assert gate.expected_wait(900) == pytest.approx(900 / 800)
-    assert gate.admit(0.32, pending=FLOOR - 1)  # a few always pass
+    assert gate.admit(1.12, pending=FLOOR - 1)  # a few always pass
+
+
+def test_a_burst_in_a_window_is_not_taken_for_a_rate() -> None:
+    gate = DelayGate(target=1.0)
+    gate.admit(0.0, pending=600)  # the window opens
+    for i in range(300):  # one pass finishes 300 within 10 ms, then nothing for a while
+        gate.finished(0.5 + i * 0.00003, pending=600)
+    gate.admit(1.2, pending=600)
+    assert gate.rate == pytest.approx(300)  # over the window, not over the 10 ms
 
 
 def test_a_stall_halves_the_rate_and_idleness_keeps_it() -> None:
     gate = DelayGate(target=1.0)
-    for i in range(100):
+    for i in range(400):
         gate.finished(i * 0.002, pending=10)
-    assert gate.admit(0.3, pending=10) and gate.rate == pytest.approx(400)
-    assert gate.admit(0.6, pending=100)  # nothing finished, 100 wait: a stall
+    assert gate.admit(1.2, pending=10) and gate.rate == pytest.approx(400)
+    assert gate.admit(2.4, pending=100)  # nothing finished, 100 wait: a stall
     assert gate.rate == pytest.approx(200)
-    assert not gate.admit(0.61, pending=300)
+    assert not gate.admit(2.41, pending=300)
     assert gate.admit(30.0, pending=0)  # idle for long, nothing waits: unchanged
     assert gate.rate == pytest.approx(200)
     gate.finished(30.01, pending=0)  # one after a long idle spell: over its window
-    assert gate.admit(30.3, pending=0) and gate.rate == pytest.approx(4)
+    assert gate.admit(31.2, pending=0) and gate.rate == pytest.approx(1)
 
 
 def test_requests_that_never_finish_do_not_count_in_the_rate() -> None:
@@ -242,14 +251,14 @@ def test_requests_that_never_finish_do_not_count_in_the_rate() -> None:
 
 
 def test_a_refusal_by_the_gate_says_so() -> None:
-    gate = DelayGate(target=0.5)  # windows of 0.125 s
+    gate = DelayGate(target=0.5)  # windows of 0.5 s
     pending = PendingRequests(gate=gate)
     now = time.monotonic()
     for key in range(80):
         pending.add(RequestState(key, now + 9, started=now))
-    for i in range(10):  # 10 in the first window: 80 a second
+    for i in range(40):  # 40 in the first window: 80 a second
         gate.finished(now + i * 0.01, pending=80)
-    refused = pending.try_add(RequestState(99, now + 9, started=now + 0.2))
+    refused = pending.try_add(RequestState(99, now + 9, started=now + 0.6))
     assert refused is not None and "about 1.0 s, more than 0.5 s" in refused
 
 
