@@ -408,6 +408,10 @@ def print_row(
     completed = sum(s["completed"] for s in samples.values())
     timeouts = sum(s["timeouts"] for s in samples.values())
     other = sum(sum(s["errors"].values()) for s in samples.values())
+    kinds: dict[str, int] = {}
+    for sample in samples.values():
+        for kind, n in sample["errors"].items():
+            kinds[kind] = kinds.get(kind, 0) + n
     p50s = [s["p50"] for s in samples.values() if s["p50"] is not None]
     p99s = [s["p99"] for s in samples.values() if s["p99"] is not None]
     p50 = max(p50s) if p50s else None
@@ -422,6 +426,7 @@ def print_row(
         "completed": completed,
         "timeouts": timeouts,
         "other": other,
+        "kinds": kinds,
         "p50": p50,
         "p99": p99,
         "outstanding": outstanding,
@@ -561,6 +566,15 @@ def summarize(
             f"  host {rid} RSS over the overload: {min(series):.0f}..{max(series):.0f} MiB "
             f"(last two thirds {min(tail):.0f}..{max(tail):.0f} MiB); growth MiB/s: {slopes}"
         )
+    for phase in ("warm", "overload", "recover"):
+        kinds: dict[str, int] = {}
+        for r in rows:
+            if r["phase"] == phase:
+                for kind, n in r["kinds"].items():
+                    kinds[kind] = kinds.get(kind, 0) + n
+        if kinds:
+            listed = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+            print(f"other outcomes in {phase} (e.g. dropped by a leader change): {listed}")
     crashed = [rid for rid, ok in alive.items() if not ok]
     bad_exit = [rid for rid, code in exit_codes.items() if code != 0]
     print(f"crashes: {len(crashed)} (processes that died), exit codes {exit_codes}")
