@@ -1,4 +1,5 @@
-"""Sizes: how big a frame between NodeHosts may get, and what is derived from it.
+"""Sizes and bounds: how big a frame between NodeHosts may get, what is derived from
+it, and the defaults of the bounds on what a replica may hold pending (config.py).
 
 Rules:
 - One number bounds every frame: `NodeHostConfig.max_message_size`. Both ends refuse
@@ -28,7 +29,8 @@ MIN_MAX_MESSAGE_SIZE = 4 * MiB
 MAX_MAX_MESSAGE_SIZE = 1024 * MiB
 # Per replica (Config): what may wait in memory before calls get SystemBusy. Sized for
 # a busy shard's pipeline at the default entry size (nine 8 MiB proposals in flight
-# fit), small enough that a few shards cannot take a host's memory.
+# fit); a replica then holds at most a few hundred MiB. Hosts of many busy shards lower
+# them so that the sum fits (README, Limits and backpressure).
 DEFAULT_MAX_IN_MEM_LOG_SIZE = 128 * MiB
 DEFAULT_MAX_PENDING_PROPOSALS = 2048
 DEFAULT_MAX_PENDING_PROPOSAL_BYTES = 128 * MiB
