@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from nodehost import Config
 from nodehost.limits import DEFAULT_MAX_PENDING_PROPOSAL_BYTES
@@ -177,3 +178,36 @@ def test_the_overload_script_runs_as_the_readme_says(tmp_path: Path) -> None:
     assert out.count("RSS over the overload") == 3
     rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
     assert {row[1] for row in rows} == {"warm", "overload", "recover"}
+
+
+def test_a_replica_refuses_what_would_wait_too_long_before_any_count_is_reached(
+    tmp_path: Path,
+) -> None:
+    """The wait bound: a state machine that applies 200 entries a second, 600 proposals
+    queued at once, max_queue_delay_ms 100. Once the replica has measured its rate, a
+    new proposal, which would wait about 3 s, is refused at once, though the count
+    bound (2,048) is far; when the queue has drained, proposals pass again, and none
+    of those taken timed out."""
+    from nodehost import SystemBusy
+
+    cluster = Cluster(tmp_path, size=1)
+    try:
+        cluster.start_shard(1, max_queue_delay_ms=100)
+        host = cluster.host(1)
+        propose_retrying(host, 1, encode("put", "first", 1))
+        session = host.get_noop_session(1)
+        slow = encode("sleep", "s", 0.005)
+        taken = [host.propose(session, slow, timeout=60) for _ in range(600)]
+        node = host._engine.nodes[1]  # type: ignore[union-attr]
+        gate = node.pending_proposals.gate
+        assert gate is not None
+        wait_for(lambda: gate.rate > 0, what="a measured rate")
+        with pytest.raises(SystemBusy, match="would hold a new one about") as refused:
+            host.propose(session, slow, timeout=60)
+        assert "max_queue_delay_ms" in str(refused.value)
+        assert len(node.pending_proposals) < Config(shard_id=1, replica_id=1).max_pending_proposals
+        assert all(rs.wait(60).completed() for rs in taken)
+        wait_for(lambda: len(node.pending_proposals) == 0, what="the queue drained")
+        assert host.sync_propose(session, encode("put", "after", 1), timeout=10)
+    finally:
+        cluster.close()
