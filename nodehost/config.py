@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nodehost.errors import InvalidConfig
+from nodehost.limits import (
+    DEFAULT_MAX_IN_MEM_LOG_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING_PROPOSAL_BYTES,
+    DEFAULT_MAX_PENDING_PROPOSALS,
+    DEFAULT_MAX_PENDING_READS,
+    DEFAULT_MAX_QUEUE_DELAY_MS,
+    MAX_MAX_MESSAGE_SIZE,
+    MIN_MAX_MESSAGE_SIZE,
+    largest_entry,
+    message_size_for,
+)
 from nodehost.rsm import CompressionType as CompressionType
 
 if TYPE_CHECKING:
@@ -70,16 +82,25 @@ class NodeHostConfig:
     cert_file: str = ""
     key_file: str = ""
     # Bytes queued per remote NodeHost before messages to it are dropped (and counted);
-    # 0 picks the transport's default bound (32 MiB). Never unbounded: a dead peer must
-    # not eat the memory.
+    # 0 picks twice max_message_size (128 MiB). Never unbounded: a dead peer must not
+    # eat the memory. At least max_message_size, so that any message fits.
     max_send_queue_size: int = 0
+    # Bytes of messages received from all peers and not yet taken by the engine; past
+    # it, messages carrying entries are dropped and counted (Raft sends them again),
+    # and past it by a quarter, every message. 0 picks twice max_message_size (128
+    # MiB). At least max_message_size.
     max_receive_queue_size: int = 0
     notify_commit: bool = False
     raft_event_listener: IRaftEventListener | None = None
     system_event_listener: ISystemEventListener | None = None
     enable_metrics: bool = False
-    # Largest command accepted in one proposal (bytes).
+    # Largest command accepted in one proposal (bytes); a bigger one raises
+    # PayloadTooBig at once. It must fit in one message (see max_message_size).
     max_entry_size: int = 8 * 1024 * 1024
+    # Largest frame sent to or accepted from a peer NodeHost (bytes); the same on every
+    # NodeHost of a deployment. Messages are cut to fit it; max_entry_size plus the
+    # headers (a few hundred bytes, limits.frame_overhead) must fit in it.
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     # Worker threads that apply committed entries (a shard always uses the same one).
     apply_workers: int = 2
     # Use uvloop for the engine loop where available.
@@ -104,10 +125,7 @@ class NodeHostConfig:
         _check_non_negative(self.deployment_id, "deployment_id")
         if self.deployment_id > MAX_ID:
             raise InvalidConfig("deployment_id must fit in 64 bits")
-        _check_non_negative(self.max_send_queue_size, "max_send_queue_size")
-        _check_non_negative(self.max_receive_queue_size, "max_receive_queue_size")
-        if self.max_entry_size < 1:
-            raise InvalidConfig("max_entry_size must be positive")
+        self._check_sizes()
         if not isinstance(self.fsync, bool):
             raise InvalidConfig(f"fsync must be a bool, got {self.fsync!r}")
         if not 1 <= self.apply_workers <= 64:
@@ -117,10 +135,43 @@ class NodeHostConfig:
                 if not getattr(self, name):
                     raise InvalidConfig(f"{name} is required when mutual_tls is on")
 
+    def _check_sizes(self) -> None:
+        """Every message must fit in a frame, and every queue must hold a message."""
+        for name in ("max_entry_size", "max_message_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidConfig(f"{name} must be a positive int, got {value!r}")
+        limit = self.max_message_size
+        if not MIN_MAX_MESSAGE_SIZE <= limit <= MAX_MAX_MESSAGE_SIZE:
+            raise InvalidConfig(
+                f"max_message_size must be in {MIN_MAX_MESSAGE_SIZE}..{MAX_MAX_MESSAGE_SIZE}, "
+                f"got {limit}"
+            )
+        largest = largest_entry(limit, self.raft_address, self.deployment_id)
+        if self.max_entry_size > largest:
+            raise InvalidConfig(
+                f"max_entry_size ({self.max_entry_size}) does not fit in one message of "
+                f"max_message_size ({limit}): with the headers the largest entry is "
+                f"{largest} bytes; raise max_message_size to at least "
+                f"{message_size_for(self.max_entry_size)} or lower max_entry_size"
+            )
+        for name in ("max_send_queue_size", "max_receive_queue_size"):
+            value = getattr(self, name)
+            _check_non_negative(value, name)
+            if 0 < value < limit:
+                raise InvalidConfig(
+                    f"{name} ({value}) must be 0 (twice max_message_size) or at least "
+                    f"max_message_size ({limit}): a queue must hold the largest message"
+                )
+
 
 @dataclass
 class Config:
-    """Settings of one replica. Times are in ticks of NodeHostConfig.rtt_millisecond."""
+    """Settings of one replica. Times are in ticks of NodeHostConfig.rtt_millisecond.
+
+    The `max_*` bounds keep an overloaded replica from taking the process's memory:
+    past one of them a call raises SystemBusy at once (nothing was done; retry later).
+    """
 
     shard_id: int
     replica_id: int
@@ -131,7 +182,22 @@ class Config:
     snapshot_entries: int = 0
     compaction_overhead: int = 0
     ordered_config_change: bool = False
-    max_in_mem_log_size: int = 0
+    # Memory held by log entries not yet applied, on this replica or (as the leader
+    # hears it) on any of its shard's replicas, past which proposals get SystemBusy
+    # until it falls below 70%. Each entry counts its command plus 512 bytes. 0: off.
+    max_in_mem_log_size: int = DEFAULT_MAX_IN_MEM_LOG_SIZE
+    # Proposals made on this replica and not finished (applied, dropped or timed out),
+    # by count and by bytes of command; one more gets SystemBusy. A single proposal
+    # bigger than the byte bound is still taken when none is pending.
+    max_pending_proposals: int = DEFAULT_MAX_PENDING_PROPOSALS
+    max_pending_proposal_bytes: int = DEFAULT_MAX_PENDING_PROPOSAL_BYTES
+    # Linearizable reads (read_index, sync_read) made on this replica and not finished.
+    max_pending_reads: int = DEFAULT_MAX_PENDING_READS
+    # A proposal (or read) that would wait longer than this behind the ones pending
+    # here (their number over the rate this replica finishes them) gets SystemBusy at
+    # once, instead of waiting until its caller times out while more comes in than the
+    # shard can commit. Keep it well below the timeouts callers use. 0: off.
+    max_queue_delay_ms: int = DEFAULT_MAX_QUEUE_DELAY_MS
     snapshot_compression: CompressionType = CompressionType.NONE
     is_non_voting: bool = False
     is_witness: bool = False
@@ -155,6 +221,11 @@ class Config:
         _check_non_negative(self.snapshot_entries, "snapshot_entries")
         _check_non_negative(self.compaction_overhead, "compaction_overhead")
         _check_non_negative(self.max_in_mem_log_size, "max_in_mem_log_size")
+        for name in ("max_pending_proposals", "max_pending_proposal_bytes", "max_pending_reads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidConfig(f"{name} must be a positive int, got {value!r}")
+        _check_non_negative(self.max_queue_delay_ms, "max_queue_delay_ms")
         if self.is_witness and self.is_non_voting:
             raise InvalidConfig("is_witness and is_non_voting cannot both be set")
         if self.is_witness and self.snapshot_entries:

@@ -38,11 +38,13 @@ from nodehost.info import (
     ShardInfo,
     SnapshotOption,
 )
+from nodehost.limits import queue_bytes, replicate_bytes
 from nodehost.logreader import CachedLogReader
 from nodehost.membership_api import MembershipAPI
 from nodehost.metrics import Metrics, ReplicaLeadership
 from nodehost.node import Node, SnapshotRequest
 from nodehost.raft import Mutation, Peer, RaftConfig
+from nodehost.receive import ReceiveQueue
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.routing import TransportRouter
 from nodehost.rsm import (
@@ -101,6 +103,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 config.notify_commit,
                 self._metrics,
                 use_uvloop=config.use_uvloop,
+                receive_queue=ReceiveQueue(
+                    queue_bytes(config.max_receive_queue_size, config.max_message_size)
+                ),
             )
             self._engine.listener = self
             self._router = TransportRouter(self)
@@ -113,7 +118,10 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     ca_file=config.ca_file,
                     cert_file=config.cert_file,
                     key_file=config.key_file,
-                    max_send_queue_size=config.max_send_queue_size,
+                    max_send_queue_size=queue_bytes(
+                        config.max_send_queue_size, config.max_message_size
+                    ),
+                    max_message_size=config.max_message_size,
                 ),
                 self._router,
             )
@@ -121,6 +129,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
             self._metrics.watch_replicas(self._leadership)
+            self._metrics.watch_receive_queue(self._engine.receive_queue.as_dict)
         except (LogDBError, TransportError) as exc:
             self._release()
             raise errors.InvalidConfig(_open_error(config, exc)) from exc
@@ -359,6 +368,11 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 is_non_voting=config.is_non_voting,
                 is_witness=config.is_witness,
                 quiesce=config.quiesce,
+                max_replicate_bytes=replicate_bytes(
+                    self.config.max_message_size,
+                    self.config.raft_address,
+                    self.config.deployment_id,
+                ),
                 mutations=frozenset(Mutation(m) for m in config._mutations),
             ),
             reader,
@@ -537,14 +551,23 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if node.rsm.kind is StateMachineType.ON_DISK and not session.is_noop():
             raise errors.InvalidSession("on-disk state machines need the no-op session")
         if node.rate_limited:
+            self._metrics.system_busy("proposal")
             raise errors.SystemBusy(
-                f"shard {session.shard_id}: too much unapplied log in memory; retry later"
+                f"shard {session.shard_id}: too much unapplied log in memory "
+                f"(max_in_mem_log_size {node.config.max_in_mem_log_size}); retry later"
             )
         key = next(self._keys)
-        rs = RequestState(key, time.monotonic() + timeout, self.config.notify_commit)
+        now = time.monotonic()
+        rs = RequestState(key, now + timeout, self.config.notify_commit, size=len(cmd), started=now)
         if self._metrics.enabled:
             rs.on_done = self._metrics.proposal_result
-        node.pending_proposals.add(rs)
+        refused = node.pending_proposals.try_add(rs)
+        if refused is not None:
+            self._metrics.system_busy("proposal")
+            raise errors.SystemBusy(
+                f"shard {session.shard_id}: {refused} (max_pending_proposals, "
+                "max_pending_proposal_bytes, max_queue_delay_ms); retry later"
+            )
         node.proposals.append(
             pb.Entry(
                 key=key,
@@ -567,8 +590,14 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         node = self._serving_node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
-        rs = RequestState(next(self._keys), time.monotonic() + timeout, shard_id=shard_id)
-        node.pending_reads.add(rs)
+        now = time.monotonic()
+        rs = RequestState(next(self._keys), now + timeout, shard_id=shard_id, started=now)
+        refused = node.pending_reads.try_add(rs)
+        if refused is not None:
+            self._metrics.system_busy("read")
+            raise errors.SystemBusy(
+                f"shard {shard_id}: {refused} (max_pending_reads, max_queue_delay_ms); retry later"
+            )
         node.reads.append(rs)
         self._metrics.read()
         engine.wake_from_thread(node)

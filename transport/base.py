@@ -82,6 +82,8 @@ class BaseTransport(abc.ABC):
         self._header = batch_header(config.deployment_id, config.raft_address)
         self._queue_limit = config.send_queue_bytes
         self._max_record = config.max_message_size - len(self._header)
+        # A frame of several messages stays within the limit whatever batch_bytes says.
+        self._batch_budget = min(config.batch_bytes, self._max_record)
         self._peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()  # jitter only; nothing replayable depends on it
@@ -224,10 +226,10 @@ class BaseTransport(abc.ABC):
         return peer
 
     def _take(self, peer: _Peer) -> tuple[bytes, int]:
-        """One frame of queued messages: at most batch_bytes of them (at least one) and
-        at most MAX_BATCH_MESSAGES."""
+        """One frame of queued messages: at most batch_bytes of them (at least one, and
+        never past max_message_size) and at most MAX_BATCH_MESSAGES."""
         records = peer.records
-        budget = self.config.batch_bytes
+        budget = self._batch_budget
         if peer.queued <= budget and len(records) <= MAX_BATCH_MESSAGES:
             count, peer.records, peer.queued = len(records), deque(), 0
             return self._header + b"".join(records), count

@@ -46,7 +46,7 @@ class TransportConfig:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
-    max_send_queue_size: int = 0  # bytes queued per target; 0 = DEFAULT_SEND_QUEUE_BYTES
+    max_send_queue_size: int = 0  # bytes queued per target; 0 = see send_queue_bytes
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # bigger frames are rejected
     snapshot_chunk_size: int = DEFAULT_SNAPSHOT_CHUNK_SIZE
     batch_bytes: int = DEFAULT_BATCH_BYTES
@@ -96,7 +96,9 @@ class TransportConfig:
 
     @property
     def send_queue_bytes(self) -> int:
-        return self.max_send_queue_size or DEFAULT_SEND_QUEUE_BYTES
+        # The default holds two of the largest frames: a queue that cannot take one
+        # would drop every message that big.
+        return self.max_send_queue_size or max(DEFAULT_SEND_QUEUE_BYTES, 2 * self.max_message_size)
 
 
 def _at_least(name: str, value: int, low: int) -> None:

@@ -32,6 +32,11 @@ from examples.kvstore.service import KVService
 from examples.kvstore.settings import Settings, SettingsError, format_peers, load_settings
 from examples.kvstore.statedir import StateDir, StateDirError, claim
 from nodehost import Config, NodeHost, NodeHostConfig, RaftError
+from nodehost.limits import (
+    DEFAULT_MAX_IN_MEM_LOG_SIZE,
+    DEFAULT_MAX_PENDING_PROPOSAL_BYTES,
+    message_size_for,
+)
 
 log = logging.getLogger("kvstore")
 T = TypeVar("T")
@@ -81,7 +86,7 @@ async def serve(settings: Settings) -> int:
     try:
         settings = settle_node_id(settings)  # NODE_ID=auto
         state = claim(settings)
-        nh = await asyncio.to_thread(NodeHost, _nodehost_config(settings, state))
+        nh = await asyncio.to_thread(NodeHost, nodehost_config(settings, state.nodehost_dir))
     except (StateDirError, RaftError, OSError, DiscoveryFailed) as exc:
         log.error("cannot start node %d: %s", settings.node_id, exc)
         return 1
@@ -146,18 +151,29 @@ async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) 
     return True
 
 
-def _nodehost_config(settings: Settings, state: StateDir) -> NodeHostConfig:
+def max_entry_size(settings: Settings) -> int:
+    """The largest command: a compare-and-set carries the expected and the new value."""
+    return max(8 * _MiB, settings.max_value_bytes * 2 + MAX_KEY_BYTES + 64)
+
+
+def nodehost_config(settings: Settings, state_dir: str) -> NodeHostConfig:
+    entry = max_entry_size(settings)
     return NodeHostConfig(
-        node_host_dir=state.nodehost_dir,
+        node_host_dir=state_dir,
         raft_address=settings.raft_addr,
         listen_address=settings.raft_listen,
         rtt_millisecond=settings.rtt_ms,
         enable_metrics=True,
-        max_entry_size=max(8 * _MiB, settings.max_value_bytes * 2 + MAX_KEY_BYTES + 64),
+        max_entry_size=entry,
+        # Every node computes the same limit from the same MAX_VALUE_BYTES, so every
+        # frame one sends, the others accept (the queues follow it).
+        max_message_size=message_size_for(entry),
     )
 
 
 def replica_config(settings: Settings, shard_id: int) -> Config:
+    # With values raised past the defaults, two of the largest commands may still wait.
+    room = 2 * max_entry_size(settings)
     return Config(
         shard_id=shard_id,
         replica_id=settings.node_id,
@@ -167,6 +183,8 @@ def replica_config(settings: Settings, shard_id: int) -> Config:
         pre_vote=True,  # a rejoining node cannot depose a healthy leader (thesis 9.6)
         snapshot_entries=settings.snapshot_entries,
         compaction_overhead=settings.snapshot_entries // 2,
+        max_in_mem_log_size=max(DEFAULT_MAX_IN_MEM_LOG_SIZE, room),
+        max_pending_proposal_bytes=max(DEFAULT_MAX_PENDING_PROPOSAL_BYTES, room),
     )
 
 

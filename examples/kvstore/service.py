@@ -155,9 +155,14 @@ class KVService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         backoff = _FIRST_BACKOFF
+        busy: SystemBusy | None = None
         while True:
             left = deadline - loop.time()
             if left <= 0:
+                if busy is not None:
+                    raise Unavailable(
+                        f"{what} failed: the shard stayed busy for {timeout:g}s ({busy})"
+                    )
                 raise Unavailable(
                     f"{what} failed: no leader was known within {timeout:g}s "
                     "(is a quorum of nodes up and reachable?)"
@@ -167,8 +172,10 @@ class KVService:
             try:
                 async with asyncio.timeout(left + _GUARD_SECONDS):
                     return await attempt(left)
-            except (ShardNotReady, SystemBusy):
-                pass  # nothing was done: try again
+            except ShardNotReady:
+                busy = None  # nothing was done: try again
+            except SystemBusy as exc:
+                busy = exc  # nothing was done either: back off, try again
             except (Timeout, TimeoutError):
                 if not repeatable:
                     raise Unavailable(

@@ -155,3 +155,28 @@ def test_state_dir_with_foreign_data_is_refused(tmp_path: Path) -> None:
 def test_bad_settings_exit_2_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--store", "redis"], {}) == 2
     assert "not one of memory, disk" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("max_value", ["16", "4194304", str(64 * 1024 * 1024)])
+def test_the_largest_value_fits_in_one_message_and_the_bounds(
+    max_value: str, tmp_path: Path
+) -> None:
+    """A compare-and-set of two MAX_VALUE_BYTES values is one command: the NodeHost
+    must accept it (max_entry_size), carry it in one frame (max_message_size) and let
+    two of them wait (the replica's bounds), or a large value would wedge its shard."""
+    from examples.kvstore.main import max_entry_size, nodehost_config, replica_config
+    from nodehost import NodeHost
+    from nodehost.limits import largest_entry
+    from tests.host.cluster import free_ports
+
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    s = load_settings(["--max-value-bytes", max_value, "--db", address], {})
+    entry = max_entry_size(s)
+    assert entry >= 2 * int(max_value)
+    config = nodehost_config(s, str(tmp_path / "nh"))  # validates: InvalidConfig otherwise
+    assert config.max_entry_size == entry
+    assert largest_entry(config.max_message_size, "x" * 1024 + ":65535", 0) >= entry
+    replica = replica_config(s, 1)
+    assert replica.max_in_mem_log_size >= 2 * entry
+    assert replica.max_pending_proposal_bytes >= 2 * entry
+    NodeHost(config).close()  # the transport takes the limit
