@@ -236,7 +236,14 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 )
             assert self._logdb is not None
             new = check_bootstrap(self._logdb, members, join, config, kind)
-            node = self._build_node(engine, members, join, new, create, config, kind)
+            if not new:
+                # A restart resumes as first started, whatever the arguments: a replica
+                # stopped before it saved any entry (a joiner the leader had not reached
+                # yet) still joins, or still founds the shard with its first members.
+                first = self._logdb.get_bootstrap(shard_id, replica_id)
+                assert first is not None
+                members, join = dict(first.addresses), first.join
+            node = self._build_node(engine, members, join, create, config, kind)
             engine.call(lambda: self._add_node(engine, node, members))
         self._metrics.replicas(len(engine.nodes))
         self._events.system_event("node_ready", NodeInfo(shard_id, replica_id))
@@ -246,7 +253,6 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         engine: Engine,
         members: dict[int, str],
         join: bool,
-        new: bool,
         create: Callable[[int, int], Any],
         config: Config,
         kind: StateMachineType,
@@ -307,7 +313,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             ),
             reader,
             random.Random(self._rng.getrandbits(64)),
-            initial_members=members if new and not join else None,
+            initial_members=None if join else members,
             join=join,
             applied=rsm.applied_index,
         )
@@ -517,7 +523,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             raise errors.InvalidOperation("a witness has no state machine to read")
         if not self._stale_read_warned:
             self._stale_read_warned = True
-            log.warning("stale_read may return data older than acknowledged writes")
+            # Once, for whoever reads the logs; using the documented behaviour is no
+            # reason for a warning.
+            log.info("stale_read may return data older than acknowledged writes")
         return node.rsm.lookup(query)
 
     # ---------------------------------------------------------------- snapshots
@@ -585,6 +593,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     state_machine_type=node.rsm.kind,
                     applied_index=node.applied_index,
                     failed=node.failed,
+                    is_removed=node.replica_id in m.removed,
                 )
             )
         if not option.skip_log_info and self._logdb is not None:
