@@ -35,6 +35,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+SHARD_ID = 128
 DEFAULT_ADDRESSES = {1: "localhost:63001", 2: "localhost:63002", 3: "localhost:63003"}
 ADDRESSES_VARIABLE = "HELLOWORLD_ADDRESSES"
 
@@ -50,6 +51,7 @@ class Options:
     join: bool
     members: dict[int, str]  # the initial members: empty when joining
     verbose: bool
+    builtin: dict[int, str]  # replicas 1, 2 and 3 and their addresses
 
     @property
     def data_dir(self) -> str:
@@ -117,6 +119,7 @@ def options_from(argv: list[str], environ: Mapping[str, str]) -> Options:
         join=args.join,
         members={} if args.join else addresses,
         verbose=args.verbose,
+        builtin=addresses,
     )
 
 
@@ -170,7 +173,7 @@ def run(argv: list[str]) -> int:
     # it runs): the NodeHost is closed and the exit code is 0, whenever it arrives.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        from examples.helloworld.replica import serve
+        from examples.helloworld.console import serve
 
         return serve(options)
     except KeyboardInterrupt:
