@@ -8,8 +8,9 @@ Rules:
   seconds and cannot get one by itself (which replicas to start, and how), or when it
   was removed. They are asyncio tasks on the main thread; the blocking NodeHost calls
   run on two worker threads, so the prompt stays responsive while a proposal waits.
-- A failed request prints Dragonboat's line (`SyncPropose returned error ...`) and,
-  when waiting cannot help, a second line that says what will.
+- A failed request prints Dragonboat's line (`SyncPropose returned error ...`); one
+  dropped for want of a leader that waiting cannot bring gets a second line saying what
+  will, instead of the library's "retry".
 - In a terminal, everything printed (state machine, results, logs) goes through
   prompt_toolkit's patched stdout, above the line being typed, never into it. Piped
   input is read line by line instead, so scripts can drive the example too.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -159,13 +159,13 @@ class Console:
         if view.removed or isinstance(exc, ReplicaRemoved):
             self._report(f"{failed} {advice.removed_line(view.replica_id)}")
             return
-        # A leader learns it lost its majority only at its next check: judge by the peers.
-        stalled = advice.stalled(dataclasses.replace(view, has_leader=False), self.commands)
+        # Dropped for want of a leader: say why there is none, if this replica knows. A
+        # timeout says only that (the watcher explains a stall once it is sure of it).
+        stalled = advice.stalled(view, self.commands) if isinstance(exc, ShardNotReady) else None
         if stalled is None:
             self._report(f"{failed} {exc}")
             return
-        reason = "request dropped: there is no leader" if isinstance(exc, ShardNotReady) else exc
-        self._report(f"{failed} {reason}")
+        self._report(f"{failed} request dropped: there is no leader")
         self._report(stalled)
 
     async def _read_loop(self) -> None:
