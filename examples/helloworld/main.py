@@ -12,6 +12,9 @@ the membership; `exit`, Ctrl-D or Ctrl-C quit. Each replica keeps its data in
 example-data/helloworld-data/node<N> under the working directory: the same command
 restarts it where it stopped, and deleting example-data starts over.
 
+This module reads the flags; replica.py holds every call to the library, console.py
+the prompt and what is printed when, advice.py what to tell a person who is stuck.
+
 Rules:
 - Built on the public API only (`nodehost`, `statemachine`), as a user's program is.
 - Replicas 1, 2 and 3 live at localhost:63001, :63002 and :63003. The environment
