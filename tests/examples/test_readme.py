@@ -293,15 +293,30 @@ def seen_in(terminals: list[Terminal], text: str, count: int) -> None:
         t.expect(rf"msg: {re.escape(text)}, count:{count}$", STEP, since=0)
 
 
-def stop_with_history(typist: Typist, terminal: Terminal, other: Terminal, keys: str) -> None:
+def stop_with_history(
+    typist: Typist, terminal: Terminal, other: Terminal, keys: str
+) -> list[tuple[str, int]]:
     """Quit `terminal` once its log holds entries after its latest snapshot (so that its
-    restart has entries to apply again, as the README shows)."""
+    restart has entries to apply again, as the README shows); what it had applied."""
     while updates_since_last_snapshot(terminal) < 2:
         text = typist.message()
         seen_in([terminal], text, typist.propose(other, text))
+    history = [(m, int(c)) for m, c in UPDATE.findall(terminal.text)]
     terminal.wait_for_prompt(STEP)
     terminal.press(keys)
     assert terminal.wait(STEP) == 0
+    return history
+
+
+def expect_replay(terminal: Terminal, history: list[tuple[str, int]]) -> None:
+    """As the README says, a restarted replica "loads its latest snapshot, then applies
+    the entries after it again, in their original order": exactly those, in that order."""
+    restored = int(terminal.expect(r"snapshot recovered, count:(\d+)$", STEP, since=0).group(1))
+    later = [line for line in history if line[1] > restored]
+    assert restored >= 1 and later, (restored, history[-1])
+    terminal.expect(rf"msg: {re.escape(later[-1][0])}, count:{later[-1][1]}$", STEP, since=0)
+    replayed = [(m, int(c)) for m, c in UPDATE.findall(terminal.text)]
+    assert replayed[: len(later)] == later
 
 
 def test_tutorial_hello_world(walk: Walk) -> None:
@@ -333,7 +348,7 @@ def test_tutorial_hello_world(walk: Walk) -> None:
     follow(one, block, ports, since=before)
 
     section = "Tutorial: hello world, three replicas / Lose one replica, then the majority"
-    stop_with_history(typist, three, one, "exit\r")
+    three_history = stop_with_history(typist, three, one, "exit\r")
     warned = readme.take("text", section)
     wait_until(
         "the leader's warning about replica 3",
@@ -344,7 +359,7 @@ def test_tutorial_hello_world(walk: Walk) -> None:
     text = typist.message()
     seen_in([one, two], text, typist.propose(one, text))
 
-    stop_with_history(typist, two, one, "exit\r")
+    two_history = stop_with_history(typist, two, one, "exit\r")
     typed, timed_out = readme.take("text", section).lines()  # typed at once: timed out
     one.wait_for_prompt(STEP)
     mark = one.mark()
@@ -367,7 +382,8 @@ def test_tutorial_hello_world(walk: Walk) -> None:
     assert [c.line for c in restarts] == [starts[1].line, starts[2].line]
     two, three = (walk.terminal(shell, c) for c in restarts)
     follow(two, readme.take("text", section), ports)
-    three.expect(r"snapshot recovered, count:\d+$", STEP)
+    expect_replay(two, two_history)
+    expect_replay(three, three_history)
     everyone = [one, two, three]
     text = typist.message()
     seen_in(everyone, text, typist.propose(two, text))
