@@ -48,6 +48,7 @@ class ShardInfo:
     state_machine_type: StateMachineType
     applied_index: int
     failed: str | None = None
+    is_removed: bool = False  # this replica learnt it was removed: it can never serve again
 
 
 @dataclass

@@ -252,7 +252,14 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     f"shard {shard_id} replica {replica_id} was removed; use a new replica id"
                 )
             assert self._logdb is not None
-            check_bootstrap(self._logdb, members, join, config, kind)
+            new = check_bootstrap(self._logdb, members, join, config, kind)
+            if not new:
+                # A restart resumes as first started, whatever the arguments: a replica
+                # stopped before it saved any entry (a joiner the leader had not reached
+                # yet) still joins, or still founds the shard with its first members.
+                first = self._logdb.get_bootstrap(shard_id, replica_id)
+                assert first is not None
+                members, join = dict(first.addresses), first.join
             try:
                 node = self._build_node(engine, members, join, create, config, kind)
             except StateMachineError as exc:
@@ -343,16 +350,16 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     raise errors.ReplicaRemoved(
                         f"shard {shard_id} replica {replica_id} was removed"
                     )
+                self._metrics.snapshot("recovered")
+                self._events.system_event(
+                    "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
+                )
         except BaseException:
             try:
                 rsm.close()
             except StateMachineError:
                 log.warning("shard %d replica %d: close failed", shard_id, replica_id)
             raise
-            self._metrics.snapshot("recovered")
-            self._events.system_event(
-                "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
-            )
         recorded = self._logdb.get_bootstrap(shard_id, replica_id)
         founding = dict(recorded.addresses) if recorded is not None else members
         peer = Peer(
@@ -623,7 +630,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             raise errors.InvalidOperation("a witness has no state machine to read")
         if not self._stale_read_warned:
             self._stale_read_warned = True
-            log.warning("stale_read may return data older than acknowledged writes")
+            # Once, for whoever reads the logs; using the documented behaviour is no
+            # reason for a warning.
+            log.info("stale_read may return data older than acknowledged writes")
         return node.rsm.lookup(query)
 
     # ---------------------------------------------------------------- snapshots
@@ -691,6 +700,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     state_machine_type=node.rsm.kind,
                     applied_index=node.applied_index,
                     failed=node.failed,
+                    is_removed=node.replica_id in m.removed,
                 )
             )
         if not option.skip_log_info and self._logdb is not None:

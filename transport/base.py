@@ -294,7 +294,10 @@ class BaseTransport(abc.ABC):
         peer.accepting = False
         self._loop.call_later(delay, _reopen, peer)
         if peer.breaker.failures % _LOG_FAILURE_EVERY == 1:
-            log.warning(
+            # A first failure is most often a peer that closed or restarts normally: a
+            # note, not an operator's concern. Still failing ten tries later, it is.
+            log.log(
+                logging.INFO if peer.breaker.failures == 1 else logging.WARNING,
                 "%s is unreachable (%s failure(s) in a row: %s); next try in %.2f s",
                 peer.address,
                 peer.breaker.failures,

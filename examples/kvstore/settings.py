@@ -266,6 +266,11 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str] | None 
         if not join.startswith(("http://", "https://")):
             raise SettingsError(f"--join/JOIN: {join!r} is not an http(s) address")
         address("join", join.split("://", 1)[1].split("/", 1)[0])
+        if join.split("://", 1)[1].split("/", 1)[0] == text("http_addr"):
+            raise SettingsError(
+                f"--join/JOIN: {join} is this node's own HTTP address; give the HTTP "
+                "address of a running member"
+            )
     store = text("store").lower()
     if store not in STORES:
         raise SettingsError(f"--store/STORE: {store!r} is not one of {', '.join(STORES)}")
