@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -60,15 +61,17 @@ class Fault:
 
 def schedule(seed: int, seconds: float, kinds: dict[str, float], hosts: int) -> list[Fault]:
     """The faults of one run, each after a short quiet gap. Planned for twice
-    `seconds` at nominal durations: restarts on a busy machine take longer, and the
-    run stops starting faults when its time is up, not when the plan ends."""
+    `seconds` and a minute more at nominal durations: restarts on a busy machine take
+    longer, a run may go on until enough faults happened, and the run stops starting
+    faults when its time is up, not when the plan ends. A longer plan only adds faults
+    at its end, so a seed's first faults never change."""
     rng = random.Random(f"nemesis/{seed}")
     names = sorted(kinds)
     weights = [kinds[k] for k in names]
     faults: list[Fault] = []
     gap = rng.uniform(0.0, 1.0)
     t = gap
-    while t < 2 * seconds:
+    while t < 2 * seconds + 60.0:
         kind = rng.choices(names, weights)[0]
         duration = _duration(kind, rng)
         host = rng.randrange(hosts)
@@ -109,11 +112,22 @@ class Nemesis:
 
     # ------------------------------------------------------------------ running
 
-    def run(self, faults: list[Fault], started: float, until: float) -> None:
+    def run(
+        self,
+        faults: list[Fault],
+        started: float,
+        until: float,
+        min_injected: int = 0,
+        latest: float = math.inf,
+    ) -> None:
         """Inject `faults` in order, each after its gap; start none after `until`
-        (monotonic seconds), but let the one running finish."""
+        (monotonic seconds) once `min_injected` faults happened, and none after
+        `latest` at all; let the one running finish."""
         for fault in faults:
-            if not self._sleep_until(time.monotonic() + fault.gap) or time.monotonic() >= until:
+            if not self._sleep_until(time.monotonic() + fault.gap):
+                return
+            now = time.monotonic()
+            if now >= latest or (now >= until and sum(self.injected.values()) >= min_injected):
                 return
             begin = time.monotonic()
             self.attempted[fault.kind] += 1

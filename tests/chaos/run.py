@@ -29,6 +29,7 @@ from tests.chaos.verify import Verdicts, counts, judge, load, throughput
 from tests.host.cluster import free_ports
 
 MAX_FAULT_SECONDS = 120.0  # a fault still running this long after the period is cut short
+MAX_EXTRA_SECONDS = 60.0  # faults start this long past the period at most, for min_faults
 SHOWN = 1500  # characters of one violation in the summary's list (all in "checker")
 
 
@@ -41,6 +42,7 @@ class RunOptions:
     seed: int
     profile: str = "tuned"
     fault_seconds: float = 40.0
+    min_faults: int = 0  # faults go on past fault_seconds until this many were injected
     warmup_seconds: float = 5.0
     after_seconds: float = 5.0
     shards: int = 4
@@ -297,9 +299,12 @@ def _drive(
     summary["faults_attempted"] = nemesis.attempted
     summary["faults_injected"] = nemesis.injected
     summary["faults_not_injected"] = nemesis.not_injected
-    thread = threading.Thread(target=nemesis.run, args=(faults, start, until), daemon=True)
+    latest = until + MAX_EXTRA_SECONDS
+    thread = threading.Thread(
+        target=nemesis.run, args=(faults, start, until, options.min_faults, latest), daemon=True
+    )
     thread.start()
-    thread.join(options.fault_seconds + MAX_FAULT_SECONDS)
+    thread.join(options.fault_seconds + MAX_EXTRA_SECONDS + MAX_FAULT_SECONDS)
     nemesis.stop.set()  # only if a fault overran its bound: cut it short
     thread.join(120)
     nemesis.stop.clear()

@@ -49,8 +49,8 @@ class Bug:
             warmup_seconds=1.5,
             after_seconds=1.5,
             mutations=[self.mutation.value] if mutated else [],
-            recovery_timeout=10.0,
-            converge_timeout=10.0,
+            recovery_timeout=5.0,
+            converge_timeout=5.0,
             check_seconds=30.0,
             **self.extra,
         )

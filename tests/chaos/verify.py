@@ -188,7 +188,10 @@ def judge(h: Histories, timeout: float, out_dir: Path | None = None) -> Verdicts
         linearizable=linearizable,
         explanation=illegal[0] if illegal else result.explanation,
         keys=len(result.partitions) + len(lists),
-        unknown_keys=sum(p.verdict is Verdict.UNKNOWN for p in result.partitions),
+        # After an illegal key the search stops: the keys left are unchecked, not undecided.
+        unknown_keys=sum(p.verdict is Verdict.UNKNOWN for p in result.partitions)
+        if result.verdict is Verdict.UNKNOWN
+        else 0,
         list_keys=len(lists),
         seconds=round(time.monotonic() - started, 3),
         illegal=illegal,
