@@ -2,10 +2,20 @@
 heal, recovery, final reads, replica comparison and the checks. One JSON summary.
 
     uv run python -m tests.chaos.run --seed 7 --fault-seconds 40
+    uv run python -m tests.chaos.run --seed 7 --profile defaults
 
 The same command replays a run: the seed fixes the fault schedule and every client's
 choices (timing, and so the exact interleaving, is the machine's). A failing run's
 summary names that command in `replay`.
+
+Rules:
+- A run passes only when nothing is in `violations`: every check decided (an
+  undecided one is a violation), nothing was found, the cluster recovered and its
+  replicas agree. Each violation is named by its kind (anomalies.Kind).
+- The summary counts faults as the nemesis saw them: attempted, injected, and the
+  ones that did not happen with their reasons; only injected ones prove anything.
+- Options are a profile (PROFILES) plus deviations; the replay command names the
+  profile and only the deviations.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ that expose it, and must show its own kind of violation (a follower serving read
 without ReadIndex shows stale reads, not merely "some violation"); a recovery timeout
 or an engine crash does not count. Then a control run with the bug off, at the same
 seed and settings, must show no violation at all and must have injected the same
-faults: otherwise the kind could come from the schedule, not from the bug.
+faults: otherwise the kind could come from the schedule, not from the bug. The control
+runs as a user replays a failing run: the command the run printed, bug switched off
+(so each control also proves that command rebuilds the run).
 
 CI tries a few seeds per bug until one shows the kind, then runs its control. The
 long form (--run-slow) runs every seed of SLOW_SEEDS with its control and prints each
@@ -15,6 +17,10 @@ bug's catch rate.
 from __future__ import annotations
 
 import dataclasses
+import json
+import shlex
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,8 @@ from tests.chaos.run import RunOptions, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-SEEDS = 3  # seeds tried per bug in CI before the test fails
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = 4  # seeds tried per bug in CI before the test fails
 SLOW_SEEDS = 8  # seeds per bug in the long form, each with its control run
 
 
@@ -133,8 +140,23 @@ def _injected(bug: Bug, summary: dict[str, Any]) -> int:
 
 
 def _check_control(bug: Bug, seed: int, out: Path) -> None:
+    """Run the control as a user replays a run: the printed command, bug switched off."""
     options = bug.options(seed, mutated=False)
-    control = _run(options, out)
+    words = shlex.split(options.replay())
+    assert words[:5] == ["uv", "run", "python", "-m", "tests.chaos.run"]
+    done = subprocess.run(
+        [sys.executable, *words[3:], "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    summary_path = out / "summary.json"
+    assert summary_path.exists(), f"{options.replay()} crashed:\n{done.stderr[-3000:]}"
+    control = json.loads(summary_path.read_text())
+    assert control["replay"] == options.replay()  # the command rebuilt the same run
+    assert done.returncode == (0 if control["ok"] else 1), done.stderr[-3000:]
     assert _injected(bug, control), (
         f"control run of {bug.mutation.value} injected none of {bug.faults}: "
         f"{control['faults_not_injected']}; replay: {control['replay']}"

@@ -40,7 +40,7 @@ def test_a_fault_that_did_not_happen_is_not_counted(tmp_path: Path) -> None:
 
         cluster.hosts[0].kill()  # the test's own doing: faults on host 0 cannot happen
         nemesis.run(
-            [fault("membership", 0), fault("snapshot-catchup", 0), fault("kill-one", 1)],
+            [fault("membership", 0), fault("snapshot-catchup", 0), fault("snapshot", 1)],
             time.monotonic(),
             math.inf,
         )
@@ -56,11 +56,11 @@ def test_a_fault_that_did_not_happen_is_not_counted(tmp_path: Path) -> None:
     assert dict(nemesis.attempted) == {
         "membership": 1,
         "snapshot-catchup": 1,
-        "kill-one": 1,
+        "snapshot": 1,
         "pause-leader": 1,
         "transfer-leader": 1,
     }
-    assert dict(nemesis.injected) == {"kill-one": 1}
+    assert dict(nemesis.injected) == {"snapshot": 1}
     reasons = {f["kind"]: f["reason"] for f in nemesis.not_injected}
     assert reasons.keys() == {"membership", "snapshot-catchup", "pause-leader", "transfer-leader"}
     assert "host 0 was not running" in reasons["membership"]

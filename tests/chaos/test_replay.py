@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shlex
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -49,35 +45,3 @@ def test_bad_flags_are_refused_by_name(capsys: pytest.CaptureFixture[str]) -> No
         with pytest.raises(SystemExit):
             parse_args(argv)
     assert "--pre-vote" in capsys.readouterr().err
-
-
-@pytest.mark.integration
-def test_the_printed_command_reruns_a_run(tmp_path: Path) -> None:
-    """The replay command of a short run, run as a user runs it (without `uv run`,
-    which only picks this environment), writes the summary of those options."""
-    options = RunOptions.of(
-        "tuned",
-        3,
-        shards=1,
-        workloads=["kv"],
-        faults=["partition-one"],
-        fault_seconds=1.0,
-        warmup_seconds=0.5,
-        after_seconds=0.5,
-    )
-    words = shlex.split(options.replay())[2:]  # python -m tests.chaos.run ...
-    out = tmp_path / "run"
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, *words[1:], "--out", str(out)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["replay"] == options.replay()
-    assert summary["ok"] and summary["faults_injected"] == {"partition-one": 1}
-    assert f"summary: {out / 'summary.json'}" in done.stdout
