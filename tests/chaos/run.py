@@ -431,6 +431,8 @@ def _compare_replicas(cluster: Cluster, shards: list[int], timeout: float) -> di
             for host, v in views.items():
                 if v["failed"]:
                     failures.append(f"host {host} shard {shard}: {v['failed']}")
+            # A failed replica is reported as such; its state is not comparable.
+            views = {host: v for host, v in views.items() if not v["failed"]}
             applied = {v["applied"] for v in views.values()}
             hashes = {v["hash"] for v in views.values()}
             if len(applied) > 1:
