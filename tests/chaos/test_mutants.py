@@ -53,6 +53,9 @@ class Bug:
             seed,
             faults=self.faults,
             fault_seconds=self.fault_seconds,
+            # The first fault starts after a random gap of up to a second: without
+            # this a short run may end before it, in one of the pair and not the other.
+            min_faults=1,
             warmup_seconds=1.5,
             after_seconds=1.5,
             mutations=[self.mutation.value] if mutated else [],
