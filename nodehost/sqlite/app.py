@@ -508,13 +508,17 @@ class _Backend:
         self.nodehost = app.nodehost
         self.state = app.state
 
-    def classify(self, database: str, sql: str, fresh: bool) -> StatementInfo:
+    def classify(self, database: str, sql: str, fresh: bool, timeout: float) -> StatementInfo:
         if fresh:
-            self._barrier(10.0)
+            self._barrier(timeout)
         return self.state.reads.classify(database, sql)
 
     def read(
-        self, database: str, statements: list[Statement], consistency: Consistency
+        self,
+        database: str,
+        statements: list[Statement],
+        consistency: Consistency,
+        timeout: float,
     ) -> list[StatementResult]:
         query = Read(database, statements)
         try:
@@ -523,7 +527,7 @@ class _Backend:
             ):
                 result = self.state.lookup(query)
             else:
-                self._barrier(10.0)
+                self._barrier(timeout)
                 result = self.state.lookup(query)
         except apsw.Error as exc:
             from nodehost.sqlite.reads import read_error
@@ -546,11 +550,16 @@ class _Backend:
         return decoded
 
     def speculate(
-        self, owner: object, command: Command, fresh: bool, consistency: Consistency
+        self,
+        owner: object,
+        command: Command,
+        fresh: bool,
+        consistency: Consistency,
+        timeout: float,
     ) -> tuple[list[StatementResult], bool]:
         self.app._check_open()
         if fresh and consistency is not Consistency.NONE:
-            self._barrier(10.0)
+            self._barrier(timeout)
         try:
             return self.state.lookup(Speculate(owner, command))  # type: ignore[no-any-return]
         except Exception as exc:

@@ -75,13 +75,22 @@ class Consistency(StrEnum):
 class Backend(Protocol):
     """What a session needs from the member that serves it (see App)."""
 
-    def classify(self, database: str, sql: str, fresh: bool) -> StatementInfo: ...
+    def classify(self, database: str, sql: str, fresh: bool, timeout: float) -> StatementInfo: ...
     def read(
-        self, database: str, statements: list[Statement], consistency: Consistency
+        self,
+        database: str,
+        statements: list[Statement],
+        consistency: Consistency,
+        timeout: float,
     ) -> list[StatementResult]: ...
     def write(self, command: Command, timeout: float) -> CommandResult: ...
     def speculate(
-        self, owner: object, command: Command, fresh: bool, consistency: Consistency
+        self,
+        owner: object,
+        command: Command,
+        fresh: bool,
+        consistency: Consistency,
+        timeout: float,
     ) -> tuple[list[StatementResult], bool]: ...
     def release(self, owner: object, database: str) -> None: ...
 
@@ -172,7 +181,9 @@ class Session:
             return self._in_transaction(transaction, statement, keyword, info.readonly)
         if info.readonly:
             level = consistency or self.consistency
-            result = self._call(lambda: self.backend.read(self.database, [statement], level))[0]
+            result = self._call(
+                lambda: self.backend.read(self.database, [statement], level, self.timeout)
+            )[0]
             return Execution(result, None, keyword)
         command = Command(CommandKind.EXECUTE, _now_ms(), _seed(), self.database, [statement])
         outcome = self._write(command)
@@ -182,7 +193,7 @@ class Session:
 
     def _classify(self, sql: str) -> StatementInfo:
         try:
-            return self.backend.classify(self.database, sql, False)
+            return self.backend.classify(self.database, sql, False, self.timeout)
         except apsw.Error as exc:
             if _is_syntax_error(exc):
                 raise policy.error_for(policy.result_code(exc), policy.message_of(exc)) from None
@@ -193,7 +204,9 @@ class Session:
                     sql, keyword in ("SELECT", "VALUES"), Control.NONE, "", -1, (), False, False
                 )
         try:
-            return self.backend.classify(self.database, sql, True)  # after catching up
+            return self.backend.classify(
+                self.database, sql, True, self.timeout
+            )  # after catching up
         except apsw.Error as exc:
             raise policy.error_for(policy.result_code(exc), policy.message_of(exc)) from None
 
@@ -353,7 +366,9 @@ class Session:
         )
         fresh = transaction.runs == 0
         results, ended = self._call(
-            lambda: self.backend.speculate(transaction.owner, command, fresh, self.consistency)
+            lambda: self.backend.speculate(
+                transaction.owner, command, fresh, self.consistency, self.timeout
+            )
         )
         if len(results) != 1 or len(transaction.statements) == 1:
             transaction.runs += 1

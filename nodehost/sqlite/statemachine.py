@@ -302,7 +302,7 @@ class SQLStateMachine(IOnDiskStateMachine, IHash):
                     cookie = connection.execute("PRAGMA schema_version").fetchall()[0][0]
                     with open(copy, "r+b") as patched:
                         patched.seek(40)
-                        patched.write(int(cookie).to_bytes(4, "big"))  # type: ignore[arg-type]
+                        patched.write(int(cookie).to_bytes(4, "big"))
                     encoded = name.encode("utf-8", "surrogatepass")
                     writer.write(_U64.pack(len(encoded)))
                     writer.write(encoded)
