@@ -69,8 +69,12 @@ def test_writes_anywhere_are_read_everywhere_and_replicas_are_identical(three: l
                 key = f"k{rng.randrange(20)}"
                 if i % 3 == 0:
                     with connection:
-                        connection.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, randomblob(8))", (key,))
-                        connection.execute("UPDATE kv SET v = hex(v) || datetime('now') WHERE k = ?", (key,))
+                        connection.execute(
+                            "INSERT OR REPLACE INTO kv (k, v) VALUES (?, randomblob(8))", (key,)
+                        )
+                        connection.execute(
+                            "UPDATE kv SET v = hex(v) || datetime('now') WHERE k = ?", (key,)
+                        )
                 else:
                     connection.execute("INSERT OR IGNORE INTO kv (k, v) VALUES (?, ?)", (key, i))
                     connection.commit()
@@ -97,9 +101,14 @@ def test_consistency_levels_on_a_follower(three: list[App]) -> None:
     writer.execute("INSERT INTO l VALUES (1)")
     reader = follower.open("levels", isolation_level=None)
     # Acknowledged before the read began: strong and weak must see it; none may lag.
-    assert reader.cursor().execute("SELECT count(*) FROM l", consistency="strong").fetchone() == (1,)
+    assert reader.cursor().execute("SELECT count(*) FROM l", consistency="strong").fetchone() == (
+        1,
+    )
     assert reader.cursor().execute("SELECT count(*) FROM l", consistency="weak").fetchone() == (1,)
-    assert reader.cursor().execute("SELECT count(*) FROM l", consistency="none").fetchone() in ((0,), (1,))
+    assert reader.cursor().execute("SELECT count(*) FROM l", consistency="none").fetchone() in (
+        (0,),
+        (1,),
+    )
 
 
 def test_handover_moves_leadership_and_the_vote(three: list[App]) -> None:
@@ -160,7 +169,9 @@ def test_no_quorum_is_an_operational_error(tmp_path: Path) -> None:
             connection.execute("INSERT INTO q VALUES (1)")
         with pytest.raises(OperationalError):
             connection.execute("SELECT count(*) FROM q")
-        assert connection.cursor().execute("SELECT count(*) FROM q", consistency="none").fetchone() == (0,)
+        assert connection.cursor().execute(
+            "SELECT count(*) FROM q", consistency="none"
+        ).fetchone() == (0,)
     finally:
         for app in apps:
             app.close()
