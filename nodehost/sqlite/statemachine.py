@@ -92,6 +92,9 @@ class SQLStateMachine(IOnDiskStateMachine, IHash):
         self._state_dir = self.root / "state-0"
         self._databases: dict[str, WriteDatabase] = {}
         self._applied = 0
+        self.opened_index = (
+            0  # what `open` found in the files: entries up to it are not applied again
+        )
         self._closed = False
         self.reads = ReadPool(lambda: self._state_dir)
 
@@ -133,6 +136,7 @@ class SQLStateMachine(IOnDiskStateMachine, IHash):
                 holds = max(database.complete_through, synced)
                 lowest = holds if lowest is None else min(lowest, holds)
             self._applied = synced if lowest is None else lowest
+            self.opened_index = self._applied
             return self._applied
 
     def _remove_leftovers(self) -> None:
@@ -259,6 +263,8 @@ class SQLStateMachine(IOnDiskStateMachine, IHash):
 
     def sync(self) -> None:
         with self._lock:
+            if self._closed and not self._databases:
+                return
             for database in self._databases.values():
                 database.sync()
             _write_durably(self._state_dir / "SYNCED", f"{self._applied}\n")
@@ -378,6 +384,10 @@ class SQLStateMachine(IOnDiskStateMachine, IHash):
             if self._closed:
                 return
             self._closed = True
+            try:
+                self.sync()  # a clean stop restarts without applying anything again
+            except (OSError, apsw.Error, LocalFailure):
+                pass  # the next open replays from what is durable
             for database in self._databases.values():
                 try:
                     database.close()
