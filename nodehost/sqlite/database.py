@@ -225,7 +225,6 @@ class WriteDatabase:
         statements = command.statements
         guarded = len(statements) > 1 or any(len(s.parameters) > 1 for s in statements)
         context = determinism.CommandContext(command.timestamp_ms, command.seed)
-        self._reset_counters()
         determinism.begin_command(connection, context)
         try:
             if guarded:
@@ -281,10 +280,6 @@ class WriteDatabase:
                     f"database {self.name!r}: a command applied again answered differently"
                 )
 
-    def _reset_counters(self) -> None:
-        # A statement that changes nothing sets changes() to 0, as a fresh connection has it.
-        self._internal(f"UPDATE {META_TABLE} SET raft_index = raft_index WHERE 0")
-
     def _keyword(self, sql: str) -> str:
         keyword = self._keywords.get(sql)
         if keyword is None:
@@ -309,17 +304,19 @@ class WriteDatabase:
                     else parameters
                 )
                 cursor.execute(statement.sql, bindings)  # type: ignore[arg-type]
-                try:
-                    description = cursor.get_description()
-                except apsw.ExecutionCompleteError:
-                    description = ()
-                if description:
+                first = next(cursor, None)
+                if first is not None:
                     if not result.columns:
+                        description = cursor.get_description()
                         result.columns = [column[0] for column in description]
                         result.declared_types = [column[1] or "" for column in description]
+                    result.rows.append(first)
                     result.rows.extend(cursor)
                 if dml:
                     rowcount += connection.changes()
+                    context = determinism.current()
+                    if context is not None:
+                        context.statements_changed = True
             result.rowcount = rowcount if dml else -1
             result.lastrowid = connection.last_insert_rowid()
         except apsw.Error as exc:
@@ -365,7 +362,6 @@ class WriteDatabase:
             self.drop_speculation()
             context = determinism.CommandContext(command.timestamp_ms, command.seed)
             self._internal(f"SAVEPOINT {SPECULATION_SAVEPOINT}")
-            self._reset_counters()
             determinism.begin_command(connection, context)
             todo = statements
         results: list[StatementResult] = []
