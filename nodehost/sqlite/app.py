@@ -45,7 +45,10 @@ from nodehost import (
     ISystemEventListener,
     NodeHost,
     NodeHostConfig,
+    PayloadTooBig,
     RaftError,
+    ShardNotReady,
+    Timeout,
 )
 from nodehost.config import parse_address
 from nodehost.errors import InvalidConfig
@@ -154,6 +157,9 @@ class App:
         self._closed = False
         self._stop = threading.Event()
         self._rtt = rtt_millisecond / 1000.0
+        # How long one attempt of a write waits before it is proposed again: past two
+        # election timeouts a lost leader has been replaced.
+        self.attempt_timeout = max(2.5 * election_rtt * self._rtt, 0.5)
         self.dir.mkdir(parents=True, exist_ok=True)
         identity = self._identity(list(cluster), raft_address or default_raft_address(address))
         self.id: int = identity["id"]
@@ -536,14 +542,26 @@ class _Backend:
         return result  # type: ignore[no-any-return]
 
     def write(self, command: Command, timeout: float) -> CommandResult:
+        """Propose and wait. A command of a client session is proposed again when an
+        attempt times out (its leader may have died): the state machine applies it once."""
         self.app._check_open()
         data = encode_command(command)
-        try:
-            result = self.nodehost.sync_propose(self.app._session, data, timeout)
-        except RaftError as exc:
-            if type(exc).__name__ == "PayloadTooBig":
+        deadline = time.monotonic() + timeout
+        attempt = self.app.attempt_timeout if command.client_id else timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                result = self.nodehost.sync_propose(
+                    self.app._session, data, max(min(attempt, remaining), 0.01)
+                )
+                break
+            except PayloadTooBig as exc:
                 raise errors.DataError(f"the statement is too large to replicate: {exc}") from None
-            raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            except (Timeout, ShardNotReady) as exc:
+                if deadline - time.monotonic() <= 0.01 or not command.client_id:
+                    raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            except RaftError as exc:
+                raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
         decoded = decode_result(result.data)
         if decoded.outcome is Outcome.REJECTED:
             raise errors.InterfaceError(decoded.message)

@@ -28,7 +28,7 @@ Parameters = tuple[Value, ...] | tuple[tuple[str, Value], ...]
 _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
 _U32 = struct.Struct(">I")
-_HEADER = struct.Struct(">BBqQ")  # version, kind, timestamp (ms), seed
+_HEADER = struct.Struct(">BBqQQQ")  # version, kind, timestamp (ms), seed, client, sequence
 
 _NULL, _INT, _FLOAT, _TEXT, _BLOB = range(5)
 _MAX_INT = 2**63 - 1
@@ -77,6 +77,11 @@ class Command:
     database: str = ""
     statements: list[Statement] = field(default_factory=list)
     payload: bytes = b""  # MEMBERS: the change, encoded by nodehost.sqlite.members
+    # Exactly-once: a client session's id and the request's sequence (0: no session).
+    # A command without statements but with a session asks for the stored outcome of
+    # `sequence` (a COMMIT retried after its leader failed).
+    client_id: int = 0
+    sequence: int = 0
 
 
 class _Writer:
@@ -217,7 +222,12 @@ def encode_command(command: Command) -> bytes:
     w = _Writer()
     w.parts.append(
         _HEADER.pack(
-            VERSION, command.kind, command.timestamp_ms, command.seed & 0xFFFF_FFFF_FFFF_FFFF
+            VERSION,
+            command.kind,
+            command.timestamp_ms,
+            command.seed & 0xFFFF_FFFF_FFFF_FFFF,
+            command.client_id,
+            command.sequence,
         )
     )
     if command.kind is CommandKind.MEMBERS:
@@ -237,14 +247,16 @@ def encode_command(command: Command) -> bytes:
 
 def decode_command(data: bytes) -> Command:
     r = _Reader(data)
-    version, kind_number, timestamp_ms, seed = _HEADER.unpack(r.take(_HEADER.size))
+    version, kind_number, timestamp_ms, seed, client_id, sequence = _HEADER.unpack(
+        r.take(_HEADER.size)
+    )
     if version != VERSION:
         raise CommandError(f"command version {version} is not {VERSION}")
     try:
         kind = CommandKind(kind_number)
     except ValueError:
         raise CommandError(f"unknown command kind {kind_number}") from None
-    command = Command(kind, timestamp_ms, seed)
+    command = Command(kind, timestamp_ms, seed, client_id=client_id, sequence=sequence)
     if kind is CommandKind.MEMBERS:
         command.payload = r.blob()
         r.done()

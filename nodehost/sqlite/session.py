@@ -148,6 +148,10 @@ class Session:
         self.consistency = consistency
         self.timeout = timeout
         self._transaction: _Transaction | None = None
+        # Exactly-once: writes carry this session and a sequence, so the backend may
+        # retry one whose answer was lost (a leader change) and it still applies once.
+        self.client_id = int.from_bytes(os.urandom(8), "big") >> 1 or 1
+        self._sequence = 0
 
     @property
     def in_transaction(self) -> bool:
@@ -401,6 +405,8 @@ class Session:
     # ------------------------------------------------------------------ plumbing
 
     def _write(self, command: Command) -> CommandResult:
+        self._sequence += 1
+        command.client_id, command.sequence = self.client_id, self._sequence
         return self._call(lambda: self.backend.write(command, self.timeout))
 
     def _call(self, work: Callable[[], T]) -> T:
