@@ -1,5 +1,12 @@
-"""Replicated SQLite on nodehost (in progress): see the README's SQL section."""
+"""Replicated SQLite on nodehost: an embedded member (`App`) with PEP 249 connections.
 
+See the README's SQL section. The module is also a PEP 249 module: `apilevel`,
+`threadsafety`, `paramstyle` and the exception classes are here.
+"""
+
+from nodehost.sqlite import dbapi
+from nodehost.sqlite.app import App, TLSOptions
+from nodehost.sqlite.dbapi import Connection, Cursor, apilevel, paramstyle, threadsafety
 from nodehost.sqlite.errors import (
     DatabaseError,
     DataError,
@@ -12,16 +19,27 @@ from nodehost.sqlite.errors import (
     ProgrammingError,
     Warning,
 )
+from nodehost.sqlite.members import NodeInfo, Role
 
 __all__ = [
+    "App",
+    "Connection",
+    "Cursor",
     "DataError",
     "DatabaseError",
     "Error",
     "IntegrityError",
     "InterfaceError",
     "InternalError",
+    "NodeInfo",
     "NotSupportedError",
     "OperationalError",
     "ProgrammingError",
+    "Role",
+    "TLSOptions",
     "Warning",
+    "apilevel",
+    "dbapi",
+    "paramstyle",
+    "threadsafety",
 ]
