@@ -150,8 +150,11 @@ class Session:
         self._transaction: _Transaction | None = None
         # Exactly-once: writes carry this session and a sequence, so the backend may
         # retry one whose answer was lost (a leader change) and it still applies once.
+        # A remote client may name its own session and sequences (the wire protocol's
+        # CLIENT id and request tags): `execute(..., sequence=S)` then uses S.
         self.client_id = int.from_bytes(os.urandom(8), "big") >> 1 or 1
         self._sequence = 0
+        self._given_sequence: int | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -166,8 +169,27 @@ class Session:
         *,
         consistency: Consistency | None = None,
         single: bool = True,
+        sequence: int | None = None,
     ) -> Execution:
-        """Run one statement (with one or more parameter sets)."""
+        """Run one statement (with one or more parameter sets). `sequence` numbers a
+        remote client's request in its session (exactly-once, see wire/README.md)."""
+        self._given_sequence = sequence
+        try:
+            return self._execute(sql, parameter_sets, consistency, single)
+        finally:
+            self._given_sequence = None
+
+    def prepare(self, sql: str) -> StatementInfo:
+        """Classify the first statement of `sql` (errors as `execute` raises them)."""
+        return self._classify(sql)
+
+    def _execute(
+        self,
+        sql: str,
+        parameter_sets: Sequence[Parameters],
+        consistency: Consistency | None,
+        single: bool,
+    ) -> Execution:
         if not isinstance(sql, str):
             raise errors.ProgrammingError(f"SQL must be a str, not {type(sql).__name__}")
         if "\x00" in sql:
@@ -306,6 +328,13 @@ class Session:
             self.begin()
             return done
         if control is Control.COMMIT:
+            if transaction is None and self._given_sequence is not None:
+                # A retried COMMIT whose transaction's leader failed: did it commit?
+                probe = Command(CommandKind.EXECUTE, _now_ms(), 0, self.database, [])
+                outcome = self._write(probe)
+                if outcome.outcome is not Outcome.COMMITTED:
+                    raise self._failure(outcome)
+                return done
             if transaction is None:
                 raise errors.OperationalError("cannot commit - no transaction is active")
             self.commit()
@@ -405,8 +434,11 @@ class Session:
     # ------------------------------------------------------------------ plumbing
 
     def _write(self, command: Command) -> CommandResult:
-        self._sequence += 1
-        command.client_id, command.sequence = self.client_id, self._sequence
+        if self._given_sequence is not None:
+            command.client_id, command.sequence = self.client_id, self._given_sequence
+        else:
+            self._sequence += 1
+            command.client_id, command.sequence = self.client_id, self._sequence
         return self._call(lambda: self.backend.write(command, self.timeout))
 
     def _call(self, work: Callable[[], T]) -> T:
