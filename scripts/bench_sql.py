@@ -34,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import psutil  # noqa: E402
+
 from examples.benchmark.disk import fsync_rate  # noqa: E402
 from nodehost.sqlite.wire import codec  # noqa: E402
 from tests.sqlite.processes import Member  # noqa: E402
@@ -59,6 +61,24 @@ def start_cluster(root: Path, rtt: int) -> list[Member]:
     for member in members:
         member.wait_ready(120)
     return members
+
+
+def cpu_seconds(members: list[Member]) -> float:
+    total = 0.0
+    for member in members:
+        if member.process is not None and member.process.poll() is None:
+            times = psutil.Process(member.process.pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measured(members: list[Member], run: Any) -> dict[str, Any]:
+    """Run a load; add the CPU time the three members spent per operation."""
+    before = cpu_seconds(members)
+    figures: dict[str, Any] = run()
+    spent = cpu_seconds(members) - before
+    figures["cpu_us_per_op"] = spent / max(figures["operations"], 1) * 1e6
+    return figures
 
 
 def leader_of(members: list[Member]) -> Member:
@@ -98,7 +118,11 @@ async def wire_load(address: str, clients: int, seconds: float) -> dict[str, Any
         writer.write(codec.encode_handshake())
         await ask(codec.ClientRequest(0))
         await ask(codec.OpenRequest("bench"))
-        await ask(codec.ExecSqlRequest(0, "CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value TEXT)"))
+        await ask(
+            codec.ExecSqlRequest(
+                0, "CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value TEXT)"
+            )
+        )
         stmt = await ask(codec.PrepareRequest(0, "INSERT INTO model (key, value) VALUES (?, ?)"))
         assert isinstance(stmt, codec.StmtResponse), stmt
         sequence = 0
@@ -106,7 +130,11 @@ async def wire_load(address: str, clients: int, seconds: float) -> dict[str, Any
             sequence += 1
             began = time.perf_counter()
             answer = await ask(
-                codec.ExecRequest(0, stmt.stmt_id, (f"w{number}-{sequence}-{time.monotonic_ns()}", "0123456789abcdef"))
+                codec.ExecRequest(
+                    0,
+                    stmt.stmt_id,
+                    (f"w{number}-{sequence}-{time.monotonic_ns()}", "0123456789abcdef"),
+                )
             )
             if isinstance(answer, codec.ResultResponse):
                 latencies.append(time.perf_counter() - began)
@@ -120,7 +148,9 @@ async def wire_load(address: str, clients: int, seconds: float) -> dict[str, Any
     return summary("insert (wire)", clients, latencies, elapsed, failures)
 
 
-def summary(mode: str, clients: int, latencies: list[float], elapsed: float, failures: int) -> dict[str, Any]:
+def summary(
+    mode: str, clients: int, latencies: list[float], elapsed: float, failures: int
+) -> dict[str, Any]:
     every = sorted(latencies)
     count = len(every)
 
@@ -148,7 +178,17 @@ def run_dqlite(root: Path, workers: int, seconds: int) -> dict[str, Any] | None:
     common = ["--value-size", "16", "--duration", str(seconds), "-D", str(directory)]
     processes = [
         subprocess.Popen(
-            [binary, "-d", addresses[0], "--driver", "--cluster", ",".join(addresses), "--workers", str(workers), *common],
+            [
+                binary,
+                "-d",
+                addresses[0],
+                "--driver",
+                "--cluster",
+                ",".join(addresses),
+                "--workers",
+                str(workers),
+                *common,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -187,40 +227,54 @@ def run_dqlite(root: Path, workers: int, seconds: int) -> dict[str, Any] | None:
 
 
 def show(label: str, figures: dict[str, Any]) -> None:
+    cpu = figures.get("cpu_us_per_op")
     print(
         f"  {label:<38} {figures['per_second']:>9,.0f}/s   p50 {figures['p50_ms']:7.2f} ms"
         f"   p99 {figures['p99_ms']:7.2f} ms   failures {figures['failures']}"
+        + (f"   CPU {cpu:,.0f} us/op" if cpu is not None else "")
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="per load (default 10)")
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients (default 64)")
     parser.add_argument("--rtt", type=int, default=50, help="the members' tick in ms (default 50)")
-    parser.add_argument("--dqlite", action="store_true", help="run dqlite-benchmark beside (if installed)")
-    parser.add_argument("--wire", action="store_true", help="also load the leader over the wire protocol")
+    parser.add_argument(
+        "--dqlite", action="store_true", help="run dqlite-benchmark beside (if installed)"
+    )
+    parser.add_argument(
+        "--wire", action="store_true", help="also load the leader over the wire protocol"
+    )
     parser.add_argument("--dir", default="", help="data directory (default: a temporary one)")
     args = parser.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench-sql-"))
     root.mkdir(parents=True, exist_ok=True)
     disk = fsync_rate(str(root), 2.0)
     print(f"bench_sql: 3 members, fsync on, {args.seconds:.0f} s per load, data in {root}")
-    print(f"load average before the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    print(
+        f"load average before the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+    )
     members = start_cluster(root, args.rtt)
     results: dict[str, dict[str, Any]] = {}
     try:
         leader = leader_of(members)
         timeout = args.seconds + 120
-        results["sequential"] = leader.ask({"cmd": "bench", "clients": 1, "seconds": args.seconds}, timeout)["bench"]
-        results["concurrent"] = leader.ask(
-            {"cmd": "bench", "clients": args.clients, "seconds": args.seconds}, timeout
-        )["bench"]
-        results["select"] = leader.ask(
-            {"cmd": "bench", "clients": args.clients, "seconds": args.seconds, "mode": "select"}, timeout
-        )["bench"]
+
+        def load(command: dict[str, Any]) -> Any:
+            return lambda: leader.ask(
+                {"cmd": "bench", "seconds": args.seconds, **command}, timeout
+            )["bench"]
+
+        results["sequential"] = measured(members, load({"clients": 1}))
+        results["concurrent"] = measured(members, load({"clients": args.clients}))
+        results["select"] = measured(members, load({"clients": args.clients, "mode": "select"}))
         if args.wire:
-            results["wire"] = asyncio.run(wire_load(leader.address, args.clients, args.seconds))
+            results["wire"] = measured(
+                members, lambda: asyncio.run(wire_load(leader.address, args.clients, args.seconds))
+            )
     finally:
         for member in members:
             member.stop()
@@ -230,30 +284,36 @@ def main() -> None:
         dqlite["sequential"] = run_dqlite(root, 1, int(args.seconds))
         dqlite["concurrent"] = run_dqlite(root, args.clients, int(args.seconds))
 
-    print("\nnodehost.sqlite (clients in the leader's process, App.open, autocommit INSERTs)")
+    print("\nnodehost.sqlite (clients in the leader's process, App.open, autocommit INSERTs;")
+    print("CPU: what the three member processes spent per operation, clients included)")
     show("sequential INSERT, 1 client", results["sequential"])
     show(f"INSERT transactions, {args.clients} clients", results["concurrent"])
     show(f"linearizable point SELECT, {args.clients} clients", results["select"])
     if "wire" in results:
         show(f"INSERT over the wire, {args.clients} conns", results["wire"])
     print("\ndqlite (go-dqlite 1.11, same machine)")
-    for key, label in (("sequential", "kvwrite, 1 worker"), ("concurrent", f"kvwrite, {args.clients} workers")):
+    for key, label in (
+        ("sequential", "kvwrite, 1 worker"),
+        ("concurrent", f"kvwrite, {args.clients} workers"),
+    ):
         figures = dqlite.get(key)
         if figures is not None:
             show(label, figures)
         else:
             print(f"  {label:<38} {DQLITE_RECORDED[key]}  (recorded; run with --dqlite to measure)")
     print("\nraw ceilings")
-    print(f"  write + fdatasync, one writer (measured now): {disk.per_second:,.0f}/s, p50 {disk.p50_ms:.3f} ms")
+    print(
+        f"  write + fdatasync, one writer (measured now): {disk.per_second:,.0f}/s, p50 {disk.p50_ms:.3f} ms"
+    )
     for line in RAW_CEILINGS:
         print(f"  {line}  (recorded on this machine kind)")
     sequential = results["sequential"]["p50_ms"]
     concurrent = results["concurrent"]["per_second"]
-    best = max(
-        [f["per_second"] for f in dqlite.values() if f is not None] or [449.0]
-    )
+    best = max([f["per_second"] for f in dqlite.values() if f is not None] or [449.0])
     print("\ngoals")
-    print(f"  sequential p50 {sequential:.2f} ms vs dqlite's 2.2 ms: {'met' if sequential <= 2.2 else 'missed'}")
+    print(
+        f"  sequential p50 {sequential:.2f} ms vs dqlite's 2.2 ms: {'met' if sequential <= 2.2 else 'missed'}"
+    )
     print(
         f"  {concurrent:,.0f} transactions/s = {concurrent / best:.1f}x dqlite's best ({best:,.0f}/s), goal 10x: "
         f"{'met' if concurrent >= 10 * best else 'missed'}"

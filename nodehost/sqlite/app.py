@@ -28,6 +28,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -321,6 +322,14 @@ class App:
             return None
         address, raft_address = rows[leader_id]
         return NodeInfo(leader_id, address, Role.VOTER, raft_address)
+
+    def is_leader(self) -> bool:
+        """Whether this member leads, as it knows (cheap: no member table read)."""
+        try:
+            leader_id, _, valid = self.nodehost.get_leader_id(SHARD_ID)
+        except RaftError:
+            return False
+        return valid and leader_id == self.id
 
     def cluster(self, timeout: float = 5.0) -> list[NodeInfo]:
         """Every member with its role, as of a linearizable read."""
@@ -704,6 +713,75 @@ class _Backend:
         if decoded.outcome is Outcome.REJECTED:
             raise errors.InterfaceError(decoded.message)
         return decoded
+
+    async def write_async(self, command: Command, timeout: float) -> CommandResult:
+        """`write` for coroutines (the wire server's loop): awaits without a thread."""
+        self.app._check_open()
+        data = encode_command(command)
+        deadline = time.monotonic() + timeout
+        attempt = self.app.attempt_timeout if command.client_id else timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.01:
+                raise errors.OperationalError("Timeout: the write was not answered in time")
+            try:
+                outcome = await self.nodehost.propose(
+                    self.app._session, data, max(min(attempt, remaining), 0.01)
+                )
+            except PayloadTooBig as exc:
+                raise errors.DataError(f"the statement is too large to replicate: {exc}") from None
+            except RaftError as exc:
+                raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            if outcome.completed():
+                break
+            if outcome.dropped():
+                await asyncio.sleep(self.app._rtt)
+                continue
+            if outcome.timeout() and command.client_id:
+                continue
+            try:
+                outcome.raise_for_code()
+            except RaftError as exc:
+                raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+        decoded = decode_result(outcome.result.data)
+        if decoded.outcome is Outcome.REJECTED:
+            raise errors.InterfaceError(decoded.message)
+        return decoded
+
+    async def read_async(
+        self, database: str, statements: list[Statement], consistency: Consistency, timeout: float
+    ) -> list[StatementResult]:
+        """`read` for coroutines: the ReadIndex round is awaited, the read runs here."""
+        if consistency is Consistency.STRONG or (
+            consistency is Consistency.WEAK and not self._leads()
+        ):
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    outcome = await self.nodehost.read_index(
+                        SHARD_ID, max(deadline - time.monotonic(), 0.01)
+                    )
+                except RaftError as exc:
+                    raise errors.OperationalError(
+                        f"no quorum for a consistent read: {exc}"
+                    ) from None
+                if outcome.dropped() and time.monotonic() < deadline:
+                    await asyncio.sleep(self.app._rtt)
+                    continue
+                try:
+                    outcome.raise_for_code()
+                except RaftError as exc:
+                    raise errors.OperationalError(
+                        f"no quorum for a consistent read: {exc}"
+                    ) from None
+                break
+        try:
+            result: list[StatementResult] = self.state.lookup(Read(database, statements))
+        except apsw.Error as exc:
+            from nodehost.sqlite.reads import read_error
+
+            raise read_error(exc, self.state.reads.reason(database)) from None
+        return result
 
     def speculate(
         self,

@@ -179,6 +179,26 @@ class Session:
         finally:
             self._given_sequence = None
 
+    def autocommit_command(self, sql: str, parameters: Parameters, sequence: int | None) -> Command:
+        """The command of one write outside a transaction, numbered in the session
+        (for callers that propose it themselves, asynchronously)."""
+        command = Command(
+            CommandKind.EXECUTE, _now_ms(), _seed(), self.database, [Statement(sql, [parameters])]
+        )
+        if sequence is not None:
+            command.client_id, command.sequence = self.client_id, sequence
+        else:
+            self._sequence += 1
+            command.client_id, command.sequence = self.client_id, self._sequence
+        return command
+
+    def check_parameters(self, info: StatementInfo, parameters: object) -> Parameters:
+        return self._check_parameters(info, parameters)
+
+    @staticmethod
+    def failure(outcome: CommandResult) -> errors.Error:
+        return Session._failure(outcome)
+
     def prepare(self, sql: str) -> StatementInfo:
         """Classify the first statement of `sql` (errors as `execute` raises them)."""
         return self._classify(sql)

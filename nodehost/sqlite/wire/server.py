@@ -25,13 +25,13 @@ import contextlib
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from nodehost.config import parse_address
 from nodehost.sqlite import errors
-from nodehost.sqlite.command import StatementResult, Value
+from nodehost.sqlite.command import Outcome, Statement, StatementResult, Value
 from nodehost.sqlite.database import check_name
 from nodehost.sqlite.members import NodeInfo
 from nodehost.sqlite.session import Backend, Consistency, Session
@@ -45,6 +45,7 @@ class Member(Protocol):
     id: int
 
     def leader(self) -> NodeInfo | None: ...
+    def is_leader(self) -> bool: ...
     def cluster(self, timeout: float = 5.0) -> list[NodeInfo]: ...
     def backend(self) -> Backend: ...
     def add_member(self, member_id: int, address: str, timeout: float = 10.0) -> None: ...
@@ -163,6 +164,7 @@ class _Connection:
         self.writer = writer
         self.client_id = 0
         self.session: Session | None = None
+        self.backend: Any = None
         self.statements: dict[int, tuple[str, StatementInfo]] = {}
         self.next_statement = 0
         self.protocol = codec.PROTOCOL_VERSION
@@ -189,7 +191,13 @@ class _Connection:
                 except codec.DecodeError as exc:
                     self._send([codec.FailureResponse(DQLITE_PARSE, f"malformed request: {exc}")])
                     continue
-                responses = await loop.run_in_executor(self.server.executor, self.handle, request)
+                fast = self.fast_path(request)
+                if fast is not None:
+                    responses = await fast
+                else:
+                    responses = await loop.run_in_executor(
+                        self.server.executor, self.handle, request
+                    )
                 self._send(responses)
                 await self.writer.drain()
 
@@ -222,8 +230,7 @@ class _Connection:
         return 1
 
     def _leads(self) -> bool:
-        leader = self.app.leader()
-        return leader is not None and leader.id == self.app.id
+        return self.app.is_leader()
 
     def _require_leader(self) -> None:
         if not self._leads():
@@ -233,6 +240,71 @@ class _Connection:
         if self.session is None or db_id != 0:
             raise Failure(NOT_FOUND, "no database opened")
         return self.session
+
+    # ------------------------------------------------------------------ fast path
+
+    def fast_path(self, request: codec.Request) -> Coroutine[Any, Any, list[codec.Response]] | None:
+        """Prepared statements outside a transaction run on the loop: a write is one
+        awaited proposal, a read one awaited ReadIndex round, no thread hand-off."""
+        if not isinstance(request, codec.ExecRequest | codec.QueryRequest):
+            return None
+        session = self.session
+        found = self.statements.get(request.stmt_id)
+        if session is None or request.db_id != 0 or found is None or session.in_transaction:
+            return None
+        sql, info = found
+        if info.control is not Control.NONE or info.parameter_count < 0:
+            return None
+        return self._fast(request, session, sql, info)
+
+    async def _fast(
+        self,
+        request: codec.ExecRequest | codec.QueryRequest,
+        session: Session,
+        sql: str,
+        info: StatementInfo,
+    ) -> list[codec.Response]:
+        backend = self.backend
+        consistency = _CONSISTENCY[request.tag.consistency]
+        try:
+            parameters = session.check_parameters(info, tuple(_plain(v) for v in request.params))
+            if info.readonly:
+                if consistency is not Consistency.NONE and not self._leads():
+                    raise Failure(NOT_LEADER, "not leader")
+                results = await backend.read_async(
+                    session.database, [Statement(sql, [parameters])], consistency, session.timeout
+                )
+                result = results[0]
+                if isinstance(request, codec.ExecRequest):
+                    if result.rows:
+                        raise Failure(1, "rows yielded when none expected for EXEC request")
+                    return [codec.ResultResponse(0, 0)]
+                return _rows(result)
+            if not self._leads():
+                raise Failure(NOT_LEADER, "not leader")
+            sequence = request.tag.sequence if self.client_id else None
+            if sequence is None:
+                own = session.client_id
+                session.client_id = _random_client(session)
+                try:
+                    command = session.autocommit_command(sql, parameters, None)
+                finally:
+                    session.client_id = own
+            else:
+                command = session.autocommit_command(sql, parameters, sequence)
+            outcome = await backend.write_async(command, session.timeout)
+            if outcome.outcome is not Outcome.COMMITTED:
+                raise session.failure(outcome)
+            result = outcome.results[0]
+            if isinstance(request, codec.QueryRequest):
+                return _rows(result)
+            return [codec.ResultResponse(result.lastrowid, max(result.rowcount, 0))]
+        except Failure as failure:
+            return [codec.FailureResponse(failure.code, failure.message)]
+        except errors.Error as exc:
+            return [codec.FailureResponse(self._code(exc), str(exc))]
+        except codec.EncodeError as exc:
+            return [codec.FailureResponse(1, f"the result cannot be sent: {exc}")]
 
     # ------------------------------------------------------------------ handlers
 
@@ -261,7 +333,8 @@ class _Connection:
             check_name(request.name)
         except ValueError as exc:
             raise Failure(1, str(exc)) from None
-        self.session = Session(self.app.backend(), request.name)
+        self.backend = self.app.backend()
+        self.session = Session(self.backend, request.name)
         if self.client_id:
             self.session.client_id = self.client_id & 0x7FFF_FFFF_FFFF_FFFF or 1
         return [codec.DbResponse(0)]
