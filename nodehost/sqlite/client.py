@@ -120,7 +120,24 @@ def client_tls(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
     return context
 
 
+_CLASSES: dict[int, type[Error]] = {
+    codec.ErrorClass.INTERFACE: InterfaceError,
+    codec.ErrorClass.DATABASE: DatabaseError,
+    codec.ErrorClass.DATA: DataError,
+    codec.ErrorClass.OPERATIONAL: OperationalError,
+    codec.ErrorClass.INTEGRITY: IntegrityError,
+    codec.ErrorClass.INTERNAL: InternalError,
+    codec.ErrorClass.PROGRAMMING: ProgrammingError,
+    codec.ErrorClass.NOT_SUPPORTED: NotSupportedError,
+}
+
+
 def _error_for(failure: codec.FailureResponse) -> Error:
+    """The exception the server named (nodehost), else the one sqlite3 would raise for the
+    code (dqlite)."""
+    cls = _CLASSES.get(failure.error_class)
+    if cls is not None:
+        return cls(failure.message, failure.code)
     return policy.error_for(failure.code, failure.message)
 
 
