@@ -392,6 +392,13 @@ def test_unknown_tag_bits_are_refused() -> None:
         request_of(bytes(data))
 
 
+def test_the_failure_class_travels_in_extra() -> None:
+    data = encode_response(FailureResponse(1, "You can only execute one statement", 7))
+    assert split(data)[0].extra == 7
+    assert response_of(data) == FailureResponse(1, "You can only execute one statement", 7)
+    assert response_of(encode_response(FailureResponse(1, "x"))) == FailureResponse(1, "x", 0)
+
+
 def test_welcome_features_travel_in_extra() -> None:
     data = encode_response(WelcomeResponse(15000, features=1))
     assert split(data)[0].extra == 1
@@ -462,7 +469,7 @@ def servers_responses(draw: st.DrawFn) -> ServersResponse:
 
 
 responses: st.SearchStrategy[Response] = st.one_of(
-    st.builds(FailureResponse, u64, texts),
+    st.builds(FailureResponse, u64, texts, st.integers(0, 2**16 - 1)),
     st.builds(ServerResponse, u64, texts),
     st.builds(WelcomeResponse, u64, st.integers(0, 2**16 - 1)),
     servers_responses(),

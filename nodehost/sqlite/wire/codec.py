@@ -137,6 +137,22 @@ class Consistency(IntEnum):
     NONE = 2  # served by any member from its local copy
 
 
+class ErrorClass(IntEnum):
+    """The PEP 249 class of a FAILURE, in its header's `extra` (nodehost extension): the
+    SQLite code alone does not always tell it, and the embedded and remote connections
+    must raise the same class. 0 leaves the choice to the client, as from dqlite."""
+
+    UNSPECIFIED = 0
+    INTERFACE = 1
+    DATABASE = 2
+    DATA = 3
+    OPERATIONAL = 4
+    INTEGRITY = 5
+    INTERNAL = 6
+    PROGRAMMING = 7
+    NOT_SUPPORTED = 8
+
+
 class WireError(Exception):
     """Base of the codec's errors."""
 
@@ -698,11 +714,13 @@ StatementRequest = ExecRequest | QueryRequest | ExecSqlRequest | QuerySqlRequest
 
 @dataclass(frozen=True, slots=True)
 class FailureResponse:
-    """`code` is SQLite's extended result code, or one of dqlite's (1001 and up)."""
+    """`code` is SQLite's extended result code, or one of dqlite's (1001 and up);
+    `error_class` (`ErrorClass`, in the header's extra) is nodehost's extension."""
 
     TYPE: ClassVar[ResponseType] = ResponseType.FAILURE
     code: int
     message: str
+    error_class: int = ErrorClass.UNSPECIFIED
 
 
 @dataclass(frozen=True, slots=True)
@@ -1015,9 +1033,10 @@ def encode_response(response: Response) -> bytes:
     schema = 0
     extra = 0
     match response:
-        case FailureResponse(code=code, message=message):
+        case FailureResponse(code=code, message=message, error_class=error_class):
             writer.u64(code)
             writer.text(message)
+            extra = error_class
         case ServerResponse(node_id=node_id, address=address):
             writer.u64(node_id)
             writer.text(address)
@@ -1174,7 +1193,7 @@ def decode_response(
     reader = _Reader(body, kind.name)
     response: Response
     if kind is ResponseType.FAILURE:
-        response = FailureResponse(reader.u64("code"), reader.text("message"))
+        response = FailureResponse(reader.u64("code"), reader.text("message"), header.extra)
     elif kind is ResponseType.SERVER:
         if legacy:
             response = ServerLegacyResponse(reader.text("address"))
