@@ -218,9 +218,18 @@ class _Connection:
         except Failure as failure:
             return [codec.FailureResponse(failure.code, failure.message)]
         except errors.Error as exc:
-            return [codec.FailureResponse(self._code(exc), str(exc))]
+            return [self._failure(exc)]
         except codec.EncodeError as exc:
             return [codec.FailureResponse(1, f"the result cannot be sent: {exc}")]
+
+    def _failure(self, exc: errors.Error) -> codec.FailureResponse:
+        """SQLite's code (or dqlite's for leadership) and, for nodehost's client, the
+        PEP 249 class the embedded connection would have raised."""
+        error_class = next(
+            (number for cls, number in _ERROR_CLASSES if isinstance(exc, cls)),
+            codec.ErrorClass.UNSPECIFIED,
+        )
+        return codec.FailureResponse(self._code(exc), str(exc), error_class)
 
     def _code(self, exc: errors.Error) -> int:
         if exc.code:
@@ -302,7 +311,7 @@ class _Connection:
         except Failure as failure:
             return [codec.FailureResponse(failure.code, failure.message)]
         except errors.Error as exc:
-            return [codec.FailureResponse(self._code(exc), str(exc))]
+            return [self._failure(exc)]
         except codec.EncodeError as exc:
             return [codec.FailureResponse(1, f"the result cannot be sent: {exc}")]
 
@@ -482,6 +491,18 @@ class _Connection:
     def weight(self, request: codec.WeightRequest) -> list[codec.Response]:
         return [codec.EmptyResponse()]
 
+
+# Most specific first: IntegrityError is also a DatabaseError.
+_ERROR_CLASSES: tuple[tuple[type[errors.Error], int], ...] = (
+    (errors.IntegrityError, codec.ErrorClass.INTEGRITY),
+    (errors.DataError, codec.ErrorClass.DATA),
+    (errors.OperationalError, codec.ErrorClass.OPERATIONAL),
+    (errors.ProgrammingError, codec.ErrorClass.PROGRAMMING),
+    (errors.NotSupportedError, codec.ErrorClass.NOT_SUPPORTED),
+    (errors.InternalError, codec.ErrorClass.INTERNAL),
+    (errors.DatabaseError, codec.ErrorClass.DATABASE),
+    (errors.InterfaceError, codec.ErrorClass.INTERFACE),
+)
 
 _HANDLERS: dict[type, Callable[[_Connection, Any], list[codec.Response]]] = {
     codec.LeaderRequest: _Connection.leader,
