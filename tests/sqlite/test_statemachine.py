@@ -299,3 +299,44 @@ def test_a_retried_session_write_is_applied_once(tmp_path: Path) -> None:
     rows = sm.lookup(Read("db", [Statement("SELECT v FROM r ORDER BY id")]))[0].rows
     assert rows == [("once",), ("next",)]
     sm.close()
+
+
+def test_results_and_commands_round_trip_and_hostile_bytes_are_refused() -> None:
+    from nodehost.sqlite.command import CommandError, CommandResult, decode_command, encode_result
+
+    plain = CommandResult(Outcome.COMMITTED, [StatementResult(1, 5)])
+    rich = CommandResult(
+        Outcome.FAILED,
+        [StatementResult(-1, 0, ["a"], ["TEXT"], [("x",), (None,)], 19, "no")],
+        0,
+        "why",
+        19,
+    )
+    for result in (plain, rich):
+        assert decode_result(encode_result(result)) == result
+    command = Command(
+        CommandKind.EXECUTE,
+        5,
+        6,
+        "db",
+        [
+            Statement("SELECT ?, ?", [(1, "t"), (2.5, b"\x00")], Observed.ROWS, b"e"),
+            Statement("SELECT :a", [(("a", None),)]),
+        ],
+        client_id=9,
+        sequence=10,
+    )
+    data = encode_command(command)
+    assert decode_command(data) == command
+    rng = random.Random(3)
+    for _ in range(2000):
+        broken = bytearray(data)
+        cut = rng.randrange(len(broken))
+        if rng.random() < 0.5:
+            del broken[cut:]
+        else:
+            broken[cut] = rng.randrange(256)
+        try:
+            decode_command(bytes(broken))
+        except CommandError:
+            pass
