@@ -56,6 +56,7 @@ from nodehost import (
 from nodehost.config import parse_address
 from nodehost.errors import InvalidConfig
 from nodehost.sqlite import errors, members
+from nodehost.sqlite.batcher import Batcher
 from nodehost.sqlite.command import (
     Command,
     CommandKind,
@@ -203,12 +204,26 @@ class App:
             self.nodehost.close()
             raise
         self._session = self.nodehost.get_noop_session(SHARD_ID)
+        # One asyncio loop per member: the write batcher and the wire server run on it.
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self.loop.run_forever, name="nodehost-sql-loop", daemon=True
+        )
+        self._loop_thread.start()
+        self.batcher = Batcher(
+            self.nodehost,
+            self._session,
+            self.loop,
+            retry_pause=self._rtt,
+            attempt_timeout=self.attempt_timeout,
+        )
         self._server: WireServer | None = None
         if serve:
             try:
-                self._server = WireServer(self, address, self._server_ssl())
+                self._server = WireServer(self, address, self._server_ssl(), loop=self.loop)
                 self._server.start()
             except OSError as exc:
+                self._stop_loop()
                 self.nodehost.close()
                 self.state.close()
                 raise errors.OperationalError(f"address {address}: {exc}") from None
@@ -396,7 +411,13 @@ class App:
         if self._server is not None:
             self._server.close()
         self.nodehost.close()
+        self._stop_loop()
         self.state.close()
+
+    def _stop_loop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._loop_thread.join(timeout=10)
 
     def __enter__(self) -> App:
         return self
@@ -692,9 +713,11 @@ class _Backend:
         """Propose and wait. A command of a client session is proposed again when an
         attempt times out (its leader may have died): the state machine applies it once."""
         self.app._check_open()
+        if command.client_id:
+            return self.app.batcher.write(command, timeout)
         data = encode_command(command)
         deadline = time.monotonic() + timeout
-        attempt = self.app.attempt_timeout if command.client_id else timeout
+        attempt = timeout
         while True:
             remaining = deadline - time.monotonic()
             try:
@@ -717,6 +740,8 @@ class _Backend:
     async def write_async(self, command: Command, timeout: float) -> CommandResult:
         """`write` for coroutines (the wire server's loop): awaits without a thread."""
         self.app._check_open()
+        if command.client_id:
+            return await self.app.batcher.write_async(command, timeout)
         data = encode_command(command)
         deadline = time.monotonic() + timeout
         attempt = self.app.attempt_timeout if command.client_id else timeout

@@ -43,6 +43,7 @@ class CommandError(ValueError):
 class CommandKind(IntEnum):
     EXECUTE = 1  # SQL against one database
     MEMBERS = 2  # a change to the member table (roles), see nodehost.sqlite.members
+    BATCH = 3  # several clients' EXECUTE commands in one Raft entry, applied in order
 
 
 class Observed:
@@ -83,6 +84,7 @@ class Command:
     # `sequence` (a COMMIT retried after its leader failed).
     client_id: int = 0
     sequence: int = 0
+    batch: list[Command] = field(default_factory=list)  # BATCH: the commands, in order
 
 
 class _Writer:
@@ -224,6 +226,11 @@ def encode_command(command: Command) -> bytes:
     if command.kind is CommandKind.MEMBERS:
         w.blob(command.payload)
         return w.getvalue()
+    if command.kind is CommandKind.BATCH:
+        w.u32(len(command.batch))
+        for part in command.batch:
+            w.blob(part.payload or encode_command(part))
+        return w.getvalue()
     w.text(command.database)
     w.u32(len(command.statements))
     for s in command.statements:
@@ -262,6 +269,24 @@ def decode_command(data: bytes) -> Command:
             if position + size != end:
                 raise CommandError("malformed member change")
             command.payload = data[position:end]
+            return command
+        if kind is CommandKind.BATCH:
+            (count,) = unpack_u32(data, position)
+            position += 4
+            if count * (4 + _HEADER.size) > end - position:
+                raise CommandError(f"count {count} exceeds the remaining bytes")
+            for _ in range(count):
+                (size,) = unpack_u32(data, position)
+                position += 4
+                if position + size > end:
+                    raise CommandError("truncated batched command")
+                part = decode_command(data[position : position + size])
+                if part.kind is not CommandKind.EXECUTE:
+                    raise CommandError("a batch holds EXECUTE commands only")
+                command.batch.append(part)
+                position += size
+            if position != end:
+                raise CommandError(f"{end - position} trailing bytes")
             return command
         (size,) = unpack_u32(data, position)
         position += 4
@@ -430,6 +455,17 @@ def encode_result(result: CommandResult) -> bytes:
                 w.value(v)
     result.encoded = w.getvalue()
     return result.encoded
+
+
+def encode_batch_results(encoded: list[bytes]) -> bytes:
+    return b"".join([_U32.pack(len(encoded))] + [_U32.pack(len(e)) + e for e in encoded])
+
+
+def decode_batch_results(data: bytes) -> list[CommandResult]:
+    r = _Reader(data)
+    results = [decode_result(r.blob()) for _ in range(r.count(4))]
+    r.done()
+    return results
 
 
 def decode_result(data: bytes) -> CommandResult:
