@@ -173,6 +173,7 @@ class WriteDatabase:
         return connection
 
     def close(self) -> None:
+        self._sessions_ready = False  # an uncommitted creation is rolled back by closing
         if self._connection is not None:
             self.drop_speculation()
             self._connection.close()
@@ -233,15 +234,7 @@ class WriteDatabase:
 
     def _apply_in_session(self, command: Command, index: int) -> CommandResult:
         client = command.client_id & 0x7FFF_FFFF_FFFF_FFFF  # SQLite integers are signed
-        if not self._sessions_ready:
-            self._internal(
-                f"CREATE TABLE IF NOT EXISTS {SESSIONS_TABLE} (client INTEGER PRIMARY KEY, "
-                "sequence INTEGER NOT NULL, outcome BLOB NOT NULL, used INTEGER NOT NULL)"
-            )
-            self._internal(
-                f"CREATE INDEX IF NOT EXISTS {SESSIONS_TABLE}_used ON {SESSIONS_TABLE} (used)"
-            )
-            self._sessions_ready = True
+        self._ensure_sessions()
         self.authorizer.internal = True
         try:
             row = self.connection.execute(
@@ -261,6 +254,7 @@ class WriteDatabase:
             )
         else:
             result = self._apply_once(command, index)
+        self._ensure_sessions()  # a statement may have rolled the transaction back
         self._internal(
             f"INSERT OR REPLACE INTO {SESSIONS_TABLE} (client, sequence, outcome, used) "
             "VALUES (?, ?, ?, ?)",
@@ -276,6 +270,18 @@ class WriteDatabase:
                 (MAX_SESSIONS,),
             )
         return result
+
+    def _ensure_sessions(self) -> None:
+        if self._sessions_ready:
+            return
+        self._internal(
+            f"CREATE TABLE IF NOT EXISTS {SESSIONS_TABLE} (client INTEGER PRIMARY KEY, "
+            "sequence INTEGER NOT NULL, outcome BLOB NOT NULL, used INTEGER NOT NULL)"
+        )
+        self._internal(
+            f"CREATE INDEX IF NOT EXISTS {SESSIONS_TABLE}_used ON {SESSIONS_TABLE} (used)"
+        )
+        self._sessions_ready = True
 
     def _apply_once(self, command: Command, index: int) -> CommandResult:
         return self._execute(command)

@@ -100,17 +100,29 @@ def _workload(seed: int, size: int) -> list[bytes]:
             statements.insert(
                 0, Statement("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k, v)")
             )
-        commands.append(
-            encode_command(
+        command = Command(
+            CommandKind.EXECUTE,
+            1_700_000_000_000 + i * 1_234 + rng.randrange(1000),
+            rng.getrandbits(64),
+            database,
+            statements,
+        )
+        if rng.random() < 0.3:
+            command.client_id, command.sequence = rng.randrange(1, 8), i + 1
+        if rng.random() < 0.25:
+            # Group commit: several clients' commands in one entry.
+            parts = [command] + [
                 Command(
                     CommandKind.EXECUTE,
-                    1_700_000_000_000 + i * 1_234 + rng.randrange(1000),
+                    1_700_000_000_000 + i,
                     rng.getrandbits(64),
-                    database,
-                    statements,
+                    "main",
+                    [_statement(rng)],
                 )
-            )
-        )
+                for _ in range(rng.randrange(1, 4))
+            ]
+            command = Command(CommandKind.BATCH, 0, 0, batch=parts)
+        commands.append(encode_command(command))
     return commands
 
 
