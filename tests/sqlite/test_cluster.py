@@ -154,6 +154,35 @@ def test_a_stand_by_replaces_a_voter_that_stays_unreachable(tmp_path: Path) -> N
         connection = standby.open("promoted", isolation_level=None)
         connection.execute("CREATE TABLE p (v)")
         connection.execute("INSERT INTO p VALUES (1)")
+        # The lost voter returns: removed while away, it joins again under a new id and
+        # fills the empty stand-by place.
+        back = App(
+            victim.dir,
+            address=victim.address,
+            cluster=addresses,
+            rtt_millisecond=RTT,
+            unreachable_timeout=1.0,
+            voters=3,
+            standbys=1,
+        )
+        apps = [*survivors, back]
+
+        def rejoined() -> bool:
+            roles = {node.address: (node.id, node.role) for node in survivors[0].cluster()}
+            new_id, role = roles.get(victim.address, (0, Role.SPARE))
+            return new_id != victim.id and role is Role.STANDBY
+
+        wait_for(rejoined, timeout=90, what="the lost voter rejoined as a stand-by")
+        wait_for(
+            lambda: (
+                back.open("promoted", consistency="none")
+                .execute("SELECT count(*) FROM p")
+                .fetchone()
+                == (1,)
+            ),
+            timeout=30,
+            what="the rejoined member's copy",
+        )
     finally:
         for app in apps:
             app.close()
