@@ -92,6 +92,8 @@ def parse_addresses(addresses: str | Sequence[str]) -> list[str]:
         if not isinstance(item, str):
             raise InterfaceError(f"a member address is a str, not {type(item).__name__}")
         address = item.strip()
+        if not address:
+            continue
         _split_address(address)
         if address not in result:
             result.append(address)
@@ -345,12 +347,12 @@ class _Channel:
                 if address in tried:
                     continue
                 tried.add(address)
+                if _remaining(deadline) <= 0:
+                    break
                 try:
                     link = _Link.open(address, deadline, self.tls, self.max_body)
                 except _Gone as gone:
                     failures[address] = str(gone)
-                    if _remaining(deadline) <= 0:
-                        break
                     continue
                 reachable = True
                 try:
@@ -387,10 +389,10 @@ class _Channel:
                 return fallback, False
             if _remaining(deadline) <= pause:
                 details = "; ".join(f"{a}: {reason}" for a, reason in failures.items())
-                raise NoLeader(
-                    f"no leader found in time ({details or 'no member address known'})",
-                    reachable=reachable,
-                )
+                if not failures:
+                    raise NoLeader("no time left to find the leader", reachable=reachable)
+                what = "no leader found in time" if reachable else "no member reachable"
+                raise NoLeader(f"{what} ({details})", reachable=reachable)
             time.sleep(pause)
             pause = min(pause * 2, _BACKOFF_MAX)
 
@@ -568,11 +570,17 @@ class _Conversation:
         deadline = time.monotonic() + self.timeout
         sequence: int | None = None
         maybe_applied = False  # an earlier attempt's answer was lost
+        reasons: list[str] = []  # why the attempts failed, each once, first first
         while True:
             current = self.channel.link
             if resend is _Resend.NEVER and (current is None or not current.alive()):
                 raise _LinkLost("the connection to the leader closed")
-            link = self.channel.ensure(deadline, follower_ok=follower_ok)
+            try:
+                link = self.channel.ensure(deadline, follower_ok=follower_ok)
+            except NoLeader as error:
+                if not reasons:
+                    raise
+                raise NoLeader(f"{'; '.join(reasons)}; then {error}", error.reachable) from None
             sessions = bool(link.features & codec.SERVER_FEATURE_SESSIONS)
             if maybe_applied and resend is _Resend.SESSION and not sessions:
                 raise _unknown_outcome(link.address, "it does not deduplicate retried writes")
@@ -591,7 +599,7 @@ class _Conversation:
                     if not sessions:
                         raise _unknown_outcome(link.address, str(gone)) from None
                     maybe_applied = True
-                self._pause_or_fail(deadline, f"{link.address}: {gone}")
+                self._pause_or_fail(deadline, reasons, str(gone))
                 continue
             if isinstance(response, codec.FailureResponse):
                 if response.code in NOT_LEADER_CODES:
@@ -599,7 +607,7 @@ class _Conversation:
                     self.channel.leader_address = ""
                     if resend is _Resend.NEVER:
                         raise _LinkLost(f"{link.address} is no longer the leader")
-                    self._pause_or_fail(deadline, f"{link.address}: not the leader")
+                    self._pause_or_fail(deadline, reasons, f"{link.address} is not the leader")
                     continue
                 if response.code in LEADERSHIP_LOST_CODES:
                     self.channel.drop()
@@ -612,14 +620,16 @@ class _Conversation:
                         if not sessions:
                             raise _unknown_outcome(link.address, "leadership was lost")
                         maybe_applied = True
-                    self._pause_or_fail(deadline, f"{link.address}: leadership lost")
+                    self._pause_or_fail(deadline, reasons, f"{link.address} lost its leadership")
                     continue
             return response
 
     @staticmethod
-    def _pause_or_fail(deadline: float, last: str) -> None:
+    def _pause_or_fail(deadline: float, reasons: list[str], reason: str) -> None:
+        if reason not in reasons:
+            reasons.append(reason)
         if _remaining(deadline) <= 0:
-            raise OperationalError(f"no answer in time (last: {last})")
+            raise OperationalError(f"no answer in time ({'; '.join(reasons[:4])})")
         time.sleep(min(_BACKOFF_FIRST, max(_remaining(deadline), 0)))
 
 
