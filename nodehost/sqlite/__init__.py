@@ -1,4 +1,5 @@
-"""Replicated SQLite on nodehost: an embedded member (`App`) with PEP 249 connections.
+"""Replicated SQLite on nodehost: an embedded member (`App`) with PEP 249 connections,
+and `connect`, the remote client over dqlite's wire protocol.
 
 See the README's SQL section. The module is also a PEP 249 module: `apilevel`,
 `threadsafety`, `paramstyle` and the exception classes are here.
@@ -6,6 +7,7 @@ See the README's SQL section. The module is also a PEP 249 module: `apilevel`,
 
 from nodehost.sqlite import dbapi
 from nodehost.sqlite.app import App, TLSOptions
+from nodehost.sqlite.client import ClusterClient, client_tls, connect
 from nodehost.sqlite.dbapi import Connection, Cursor, apilevel, paramstyle, threadsafety
 from nodehost.sqlite.errors import (
     DatabaseError,
@@ -23,6 +25,7 @@ from nodehost.sqlite.members import NodeInfo, Role
 
 __all__ = [
     "App",
+    "ClusterClient",
     "Connection",
     "Cursor",
     "DataError",
@@ -39,6 +42,8 @@ __all__ = [
     "TLSOptions",
     "Warning",
     "apilevel",
+    "client_tls",
+    "connect",
     "dbapi",
     "paramstyle",
     "threadsafety",

@@ -28,9 +28,11 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -43,9 +45,13 @@ from nodehost import (
     Config,
     ConnectionInfo,
     ISystemEventListener,
+    Membership,
     NodeHost,
     NodeHostConfig,
+    PayloadTooBig,
     RaftError,
+    ShardNotReady,
+    Timeout,
 )
 from nodehost.config import parse_address
 from nodehost.errors import InvalidConfig
@@ -72,6 +78,8 @@ from nodehost.sqlite.statemachine import (
     SQLStateMachine,
 )
 from nodehost.sqlite.statements import StatementInfo
+from nodehost.sqlite.wire.join import join
+from nodehost.sqlite.wire.server import WireServer, server_ssl_context
 
 log = logging.getLogger("nodehost.sqlite")
 
@@ -134,6 +142,7 @@ class App:
         compaction_overhead: int = 1_000,
         unreachable_timeout: float = 5.0,
         fsync: bool = True,
+        serve: bool = True,
     ) -> None:
         try:
             parse_address(address, "address")
@@ -154,6 +163,9 @@ class App:
         self._closed = False
         self._stop = threading.Event()
         self._rtt = rtt_millisecond / 1000.0
+        # How long one attempt of a write waits before it is proposed again: past two
+        # election timeouts a lost leader has been replaced.
+        self.attempt_timeout = max(2.5 * election_rtt * self._rtt, 0.5)
         self.dir.mkdir(parents=True, exist_ok=True)
         identity = self._identity(list(cluster), raft_address or default_raft_address(address))
         self.id: int = identity["id"]
@@ -191,6 +203,15 @@ class App:
             self.nodehost.close()
             raise
         self._session = self.nodehost.get_noop_session(SHARD_ID)
+        self._server: WireServer | None = None
+        if serve:
+            try:
+                self._server = WireServer(self, address, self._server_ssl())
+                self._server.start()
+            except OSError as exc:
+                self.nodehost.close()
+                self.state.close()
+                raise errors.OperationalError(f"address {address}: {exc}") from None
         self._roles = threading.Thread(
             target=self._roles_loop, name="nodehost-sql-roles", daemon=True
         )
@@ -220,11 +241,14 @@ class App:
             static = sorted(set(cluster))
             identity.update(id=static.index(self.address) + 1, mode="static", static=static)
         else:
-            raise errors.NotSupportedError(
-                "joining through client addresses needs the wire protocol server, which "
-                "this build does not have yet; list this member's own address in "
-                "`cluster` for a static cluster"
-            )
+            if raft_address != default_raft_address(self.address):
+                raise errors.InterfaceError(
+                    "a member that joins through `cluster` uses the default raft_address "
+                    "(the members learn it from the client address)"
+                )
+            member_id = int.from_bytes(os.urandom(8), "big") >> 1 or 2
+            join(cluster, member_id, self.address, self._client_ssl())
+            identity.update(id=member_id, mode="join")
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(identity))
         os.replace(temporary, path)
@@ -234,6 +258,8 @@ class App:
         if self.nodehost.has_node_info(SHARD_ID, self.id):
             return {}, False
         mode = identity["mode"]
+        if mode == "join":
+            return {}, True
         if mode == "bootstrap":
             return {self.id: self.raft_address}, False
         static = identity["static"]
@@ -297,6 +323,14 @@ class App:
         address, raft_address = rows[leader_id]
         return NodeInfo(leader_id, address, Role.VOTER, raft_address)
 
+    def is_leader(self) -> bool:
+        """Whether this member leads, as it knows (cheap: no member table read)."""
+        try:
+            leader_id, _, valid = self.nodehost.get_leader_id(SHARD_ID)
+        except RaftError:
+            return False
+        return valid and leader_id == self.id
+
     def cluster(self, timeout: float = 5.0) -> list[NodeInfo]:
         """Every member with its role, as of a linearizable read."""
         self._check_open()
@@ -359,6 +393,8 @@ class App:
         self._closed = True
         self._stop.set()
         self._roles.join(timeout=5)
+        if self._server is not None:
+            self._server.close()
         self.nodehost.close()
         self.state.close()
 
@@ -367,6 +403,123 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ------------------------------------------------------------------ membership (wire)
+
+    def add_member(self, member_id: int, address: str, timeout: float = 10.0) -> None:
+        """Register a member as a spare (dqlite's ADD); the roles loop assigns it."""
+        try:
+            parse_address(address, "address")
+        except InvalidConfig as exc:
+            raise errors.InterfaceError(str(exc)) from None
+        if not 0 < member_id < 2**63:
+            raise errors.InterfaceError(f"bad member id {member_id}")
+        membership = self._membership(timeout)
+        if member_id in membership.removed:
+            raise errors.OperationalError(f"member id {member_id} was removed; use a new id")
+        self._propose_members(
+            members.upsert_payload(member_id, address, default_raft_address(address)), timeout
+        )
+
+    def assign(self, member_id: int, role: int, timeout: float = 10.0) -> None:
+        """Give a member a role (dqlite's ASSIGN)."""
+        try:
+            wanted = Role(role)
+        except ValueError:
+            raise errors.InterfaceError(f"unknown role {role}") from None
+        rows = members.read_rows(self.state.reads.get(MEMBERS_DATABASE).connection)
+        if member_id not in rows:
+            raise errors.OperationalError(f"no member with id {member_id}")
+        raft_address = rows[member_id][1]
+        membership = self._membership(timeout)
+        deadline = time.monotonic() + timeout
+        if wanted is Role.SPARE:
+            if member_id in membership.nodes or member_id in membership.non_votings:
+                self._call(
+                    lambda t: self.nodehost.sync_request_delete_replica(SHARD_ID, member_id, 0, t),
+                    deadline,
+                )
+            return
+        if member_id in membership.removed:
+            raise errors.OperationalError(
+                f"member {member_id} left the Raft group; restart it to rejoin under a new id"
+            )
+        if wanted is Role.STANDBY:
+            if member_id in membership.nodes:
+                raise errors.NotSupportedError("a voter cannot become a stand-by (make it a spare)")
+            if member_id not in membership.non_votings:
+                self._call(
+                    lambda t: self.nodehost.sync_request_add_non_voting(
+                        SHARD_ID, member_id, raft_address, 0, t
+                    ),
+                    deadline,
+                )
+            return
+        if member_id not in membership.nodes:
+            if member_id not in membership.non_votings:
+                self._call(
+                    lambda t: self.nodehost.sync_request_add_non_voting(
+                        SHARD_ID, member_id, raft_address, 0, t
+                    ),
+                    deadline,
+                )
+            self._call(
+                lambda t: self.nodehost.sync_request_add_replica(
+                    SHARD_ID, member_id, raft_address, 0, t
+                ),
+                deadline,
+            )
+
+    def remove_member(self, member_id: int, timeout: float = 10.0) -> None:
+        """Remove a member from the cluster (dqlite's REMOVE)."""
+        membership = self._membership(timeout)
+        deadline = time.monotonic() + timeout
+        if member_id in membership.nodes or member_id in membership.non_votings:
+            self._call(
+                lambda t: self.nodehost.sync_request_delete_replica(SHARD_ID, member_id, 0, t),
+                deadline,
+            )
+        self._propose_members(members.remove_payload(member_id), timeout)
+
+    def transfer(self, member_id: int, timeout: float = 10.0) -> None:
+        """Hand leadership to `member_id` (dqlite's TRANSFER); waits until it moved."""
+        membership = self._membership(timeout)
+        if member_id not in membership.nodes:
+            raise errors.OperationalError(f"member {member_id} is not a voter")
+        self.nodehost.request_leader_transfer(SHARD_ID, member_id)
+        deadline = time.monotonic() + timeout
+        while self.nodehost.get_leader_id(SHARD_ID)[0] != member_id:
+            if time.monotonic() > deadline:
+                raise errors.OperationalError("leadership did not move in time")
+            time.sleep(0.02)
+
+    def backend(self) -> _Backend:
+        """A session backend on this member (one per client connection)."""
+        return _Backend(self)
+
+    def dump(self, name: str) -> bytes:
+        """The database file's image as this member has it (dqlite's DUMP)."""
+        connection = self.state.reads.get(name).connection
+        return bytes(connection.serialize("main") or b"")
+
+    def _membership(self, timeout: float) -> Membership:
+        try:
+            return self.nodehost.sync_get_shard_membership(SHARD_ID, timeout)
+        except RaftError as exc:
+            raise errors.OperationalError(str(exc)) from None
+
+    def _server_ssl(self) -> ssl.SSLContext | None:
+        if self._tls is None:
+            return None
+        return server_ssl_context(self._tls.ca_file, self._tls.cert_file, self._tls.key_file)
+
+    def _client_ssl(self) -> ssl.SSLContext | None:
+        if self._tls is None:
+            return None
+        context = ssl.create_default_context(cafile=self._tls.ca_file)
+        context.load_cert_chain(self._tls.cert_file, self._tls.key_file)
+        context.check_hostname = False
+        return context
 
     # ------------------------------------------------------------------ roles
 
@@ -536,18 +689,99 @@ class _Backend:
         return result  # type: ignore[no-any-return]
 
     def write(self, command: Command, timeout: float) -> CommandResult:
+        """Propose and wait. A command of a client session is proposed again when an
+        attempt times out (its leader may have died): the state machine applies it once."""
         self.app._check_open()
         data = encode_command(command)
-        try:
-            result = self.nodehost.sync_propose(self.app._session, data, timeout)
-        except RaftError as exc:
-            if type(exc).__name__ == "PayloadTooBig":
+        deadline = time.monotonic() + timeout
+        attempt = self.app.attempt_timeout if command.client_id else timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                result = self.nodehost.sync_propose(
+                    self.app._session, data, max(min(attempt, remaining), 0.01)
+                )
+                break
+            except PayloadTooBig as exc:
                 raise errors.DataError(f"the statement is too large to replicate: {exc}") from None
-            raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            except (Timeout, ShardNotReady) as exc:
+                if deadline - time.monotonic() <= 0.01 or not command.client_id:
+                    raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            except RaftError as exc:
+                raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
         decoded = decode_result(result.data)
         if decoded.outcome is Outcome.REJECTED:
             raise errors.InterfaceError(decoded.message)
         return decoded
+
+    async def write_async(self, command: Command, timeout: float) -> CommandResult:
+        """`write` for coroutines (the wire server's loop): awaits without a thread."""
+        self.app._check_open()
+        data = encode_command(command)
+        deadline = time.monotonic() + timeout
+        attempt = self.app.attempt_timeout if command.client_id else timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.01:
+                raise errors.OperationalError("Timeout: the write was not answered in time")
+            try:
+                outcome = await self.nodehost.propose(
+                    self.app._session, data, max(min(attempt, remaining), 0.01)
+                )
+            except PayloadTooBig as exc:
+                raise errors.DataError(f"the statement is too large to replicate: {exc}") from None
+            except RaftError as exc:
+                raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            if outcome.completed():
+                break
+            if outcome.dropped():
+                await asyncio.sleep(self.app._rtt)
+                continue
+            if outcome.timeout() and command.client_id:
+                continue
+            try:
+                outcome.raise_for_code()
+            except RaftError as exc:
+                raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+        decoded = decode_result(outcome.result.data)
+        if decoded.outcome is Outcome.REJECTED:
+            raise errors.InterfaceError(decoded.message)
+        return decoded
+
+    async def read_async(
+        self, database: str, statements: list[Statement], consistency: Consistency, timeout: float
+    ) -> list[StatementResult]:
+        """`read` for coroutines: the ReadIndex round is awaited, the read runs here."""
+        if consistency is Consistency.STRONG or (
+            consistency is Consistency.WEAK and not self._leads()
+        ):
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    outcome = await self.nodehost.read_index(
+                        SHARD_ID, max(deadline - time.monotonic(), 0.01)
+                    )
+                except RaftError as exc:
+                    raise errors.OperationalError(
+                        f"no quorum for a consistent read: {exc}"
+                    ) from None
+                if outcome.dropped() and time.monotonic() < deadline:
+                    await asyncio.sleep(self.app._rtt)
+                    continue
+                try:
+                    outcome.raise_for_code()
+                except RaftError as exc:
+                    raise errors.OperationalError(
+                        f"no quorum for a consistent read: {exc}"
+                    ) from None
+                break
+        try:
+            result: list[StatementResult] = self.state.lookup(Read(database, statements))
+        except apsw.Error as exc:
+            from nodehost.sqlite.reads import read_error
+
+            raise read_error(exc, self.state.reads.reason(database)) from None
+        return result
 
     def speculate(
         self,

@@ -28,7 +28,7 @@ Parameters = tuple[Value, ...] | tuple[tuple[str, Value], ...]
 _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
 _U32 = struct.Struct(">I")
-_HEADER = struct.Struct(">BBqQ")  # version, kind, timestamp (ms), seed
+_HEADER = struct.Struct(">BBqQQQ")  # version, kind, timestamp (ms), seed, client, sequence
 
 _NULL, _INT, _FLOAT, _TEXT, _BLOB = range(5)
 _MAX_INT = 2**63 - 1
@@ -77,6 +77,11 @@ class Command:
     database: str = ""
     statements: list[Statement] = field(default_factory=list)
     payload: bytes = b""  # MEMBERS: the change, encoded by nodehost.sqlite.members
+    # Exactly-once: a client session's id and the request's sequence (0: no session).
+    # A command without statements but with a session asks for the stored outcome of
+    # `sequence` (a COMMIT retried after its leader failed).
+    client_id: int = 0
+    sequence: int = 0
 
 
 class _Writer:
@@ -121,63 +126,72 @@ class _Writer:
 
 
 class _Reader:
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data: bytes) -> None:
-        self.data = memoryview(data)
+        self.data = bytes(data)
+        self.end = len(self.data)
         self.pos = 0
 
-    def take(self, n: int) -> memoryview:
-        end = self.pos + n
-        if n < 0 or end > len(self.data):
-            raise CommandError(f"truncated: {n} bytes wanted at offset {self.pos}")
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
+    def _need(self, n: int) -> int:
+        position = self.pos
+        if n < 0 or position + n > self.end:
+            raise CommandError(f"truncated: {n} bytes wanted at offset {position}")
+        self.pos = position + n
+        return position
+
+    def take(self, n: int) -> bytes:
+        position = self._need(n)
+        return self.data[position : position + n]
 
     def u8(self) -> int:
-        return self.take(1)[0]
+        return self.data[self._need(1)]
 
     def u32(self) -> int:
-        result: int = _U32.unpack(self.take(4))[0]
+        result: int = _U32.unpack_from(self.data, self._need(4))[0]
+        return result
+
+    def i64(self) -> int:
+        result: int = _I64.unpack_from(self.data, self._need(8))[0]
         return result
 
     def count(self, minimum_each: int) -> int:
         """A number of items that must fit in what remains (so a forged count cannot
         make the decoder allocate without bound)."""
         n = self.u32()
-        if n * minimum_each > len(self.data) - self.pos:
+        if n * minimum_each > self.end - self.pos:
             raise CommandError(f"count {n} exceeds the remaining bytes")
         return n
 
     def blob(self) -> bytes:
-        return bytes(self.take(self.u32()))
+        return self.take(self.u32())
 
     def text(self) -> str:
+        n = self.u32()
+        position = self._need(n)
         try:
-            return str(self.take(self.u32()), "utf-8", "surrogatepass")
+            return self.data[position : position + n].decode("utf-8", "surrogatepass")
         except UnicodeDecodeError as exc:
             raise CommandError(f"text is not UTF-8: {exc}") from None
 
     def value(self) -> Value:
         tag = self.u8()
-        if tag == _NULL:
-            return None
-        if tag == _INT:
-            result: int = _I64.unpack(self.take(8))[0]
-            return result
-        if tag == _FLOAT:
-            number: float = _F64.unpack(self.take(8))[0]
-            return number
         if tag == _TEXT:
             return self.text()
+        if tag == _INT:
+            return self.i64()
+        if tag == _NULL:
+            return None
+        if tag == _FLOAT:
+            number: float = _F64.unpack_from(self.data, self._need(8))[0]
+            return number
         if tag == _BLOB:
             return self.blob()
         raise CommandError(f"unknown value tag {tag}")
 
     def done(self) -> None:
-        if self.pos != len(self.data):
-            raise CommandError(f"{len(self.data) - self.pos} trailing bytes")
+        if self.pos != self.end:
+            raise CommandError(f"{self.end - self.pos} trailing bytes")
 
 
 def _write_parameters(w: _Writer, parameters: Parameters) -> None:
@@ -208,7 +222,12 @@ def encode_command(command: Command) -> bytes:
     w = _Writer()
     w.parts.append(
         _HEADER.pack(
-            VERSION, command.kind, command.timestamp_ms, command.seed & 0xFFFF_FFFF_FFFF_FFFF
+            VERSION,
+            command.kind,
+            command.timestamp_ms,
+            command.seed & 0xFFFF_FFFF_FFFF_FFFF,
+            command.client_id,
+            command.sequence,
         )
     )
     if command.kind is CommandKind.MEMBERS:
@@ -228,17 +247,16 @@ def encode_command(command: Command) -> bytes:
 
 def decode_command(data: bytes) -> Command:
     r = _Reader(data)
-    try:
-        version, kind_number, timestamp_ms, seed = _HEADER.unpack(r.take(_HEADER.size))
-    except struct.error as exc:
-        raise CommandError(str(exc)) from None
+    version, kind_number, timestamp_ms, seed, client_id, sequence = _HEADER.unpack(
+        r.take(_HEADER.size)
+    )
     if version != VERSION:
         raise CommandError(f"command version {version} is not {VERSION}")
     try:
         kind = CommandKind(kind_number)
     except ValueError:
         raise CommandError(f"unknown command kind {kind_number}") from None
-    command = Command(kind, timestamp_ms, seed)
+    command = Command(kind, timestamp_ms, seed, client_id=client_id, sequence=sequence)
     if kind is CommandKind.MEMBERS:
         command.payload = r.blob()
         r.done()
@@ -323,11 +341,11 @@ def decode_result(data: bytes) -> CommandResult:
         outcome = Outcome(r.u8())
     except ValueError:
         raise CommandError("unknown outcome") from None
-    failed: int = _I64.unpack(r.take(8))[0]
-    code: int = _I64.unpack(r.take(8))[0]
+    failed = r.i64()
+    code = r.i64()
     result = CommandResult(outcome, [], failed, r.text(), code)
     for _ in range(r.count(28)):
-        rowcount, lastrowid, error_code = struct.unpack(">qqq", r.take(24))
+        rowcount, lastrowid, error_code = r.i64(), r.i64(), r.i64()
         s = StatementResult(rowcount, lastrowid, error_code=error_code, error_message=r.text())
         width = r.count(4)
         s.columns = [r.text() for _ in range(width)]

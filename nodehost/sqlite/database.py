@@ -39,14 +39,16 @@ from nodehost.sqlite.command import (
     Outcome,
     Statement,
     StatementResult,
+    decode_result,
     encode_result,
 )
-from nodehost.sqlite.policy import META_TABLE, Authorizer
+from nodehost.sqlite.policy import META_TABLE, SESSIONS_TABLE, Authorizer
 from nodehost.sqlite.statements import leading_keyword
 
 ENTRY_SAVEPOINT = "nodehost_entry"
 SPECULATION_SAVEPOINT = "nodehost_speculation"
 MAX_NAME_BYTES = 100
+MAX_SESSIONS = 10_000
 _INSERTS = frozenset({"INSERT", "REPLACE"})
 _DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
 
@@ -111,7 +113,7 @@ class WriteDatabase:
         self.complete_through = 0  # the last entry index this file holds the effects of
         self._keywords: dict[str, str] = {}
         self._connection: apsw.Connection | None = None
-        self._batch: list[tuple[Command, int]] = []
+        self._batch: list[tuple[Command, int, Outcome]] = []  # applied in the open batch
         self._in_batch = False
         self._batch_last = 0
         self._speculation_owner: object | None = None
@@ -214,18 +216,65 @@ class WriteDatabase:
         self._batch_last = index
 
     def apply(self, command: Command, index: int) -> CommandResult:
-        """Apply one committed command inside the open batch."""
-        result = self._execute(command)
-        if result.outcome is Outcome.COMMITTED:
-            self._batch.append((command, index))
+        """Apply one committed command inside the open batch.
+
+        A command of a client session runs once: a retry with the stored sequence gets
+        the stored outcome, an older sequence is refused as stale (see the wire README).
+        """
+        if command.client_id:
+            result = self._apply_in_session(command, index)
+        else:
+            result = self._apply_once(command, index)
+        if self._in_batch and self.connection.in_transaction:
+            self._batch.append((command, index, result.outcome))
         return result
+
+    def _apply_in_session(self, command: Command, index: int) -> CommandResult:
+        client = command.client_id & 0x7FFF_FFFF_FFFF_FFFF  # SQLite integers are signed
+        self._internal(
+            f"CREATE TABLE IF NOT EXISTS {SESSIONS_TABLE} (client INTEGER PRIMARY KEY, "
+            "sequence INTEGER NOT NULL, outcome BLOB NOT NULL, used INTEGER NOT NULL)"
+        )
+        self.authorizer.internal = True
+        try:
+            row = self.connection.execute(
+                f"SELECT sequence, outcome FROM {SESSIONS_TABLE} WHERE client = ?", (client,)
+            ).fetchall()
+        finally:
+            self.authorizer.internal = False
+        if row:
+            stored_sequence, stored = int(row[0][0]), bytes(row[0][1])  # type: ignore[arg-type]
+            if command.sequence == stored_sequence:
+                return decode_result(stored)
+            if command.sequence < stored_sequence:
+                return CommandResult(Outcome.FAILED, message="stale request", error_code=1)
+        if not command.statements:
+            result = CommandResult(
+                Outcome.FAILED, message="cannot commit - no transaction is active", error_code=1
+            )
+        else:
+            result = self._apply_once(command, index)
+        self._internal(
+            f"INSERT OR REPLACE INTO {SESSIONS_TABLE} (client, sequence, outcome, used) "
+            "VALUES (?, ?, ?, ?)",
+            (client, command.sequence, encode_result(result), index),
+        )
+        if not row:
+            self._internal(
+                f"DELETE FROM {SESSIONS_TABLE} WHERE client IN (SELECT client FROM "
+                f"{SESSIONS_TABLE} ORDER BY used DESC, client LIMIT -1 OFFSET ?)",
+                (MAX_SESSIONS,),
+            )
+        return result
+
+    def _apply_once(self, command: Command, index: int) -> CommandResult:
+        return self._execute(command)
 
     def _execute(self, command: Command) -> CommandResult:
         connection = self.connection
         statements = command.statements
         guarded = len(statements) > 1 or any(len(s.parameters) > 1 for s in statements)
         context = determinism.CommandContext(command.timestamp_ms, command.seed)
-        self._reset_counters()
         determinism.begin_command(connection, context)
         try:
             if guarded:
@@ -274,16 +323,13 @@ class WriteDatabase:
 
     def _redo_batch(self) -> None:
         self._internal("BEGIN")
-        for command, _ in self._batch:
-            again = self._execute(command)
-            if again.outcome is not Outcome.COMMITTED:
+        done, self._batch = self._batch, []
+        for command, index, outcome in done:
+            again = self.apply(command, index)
+            if again.outcome is not outcome:
                 raise LocalFailure(
                     f"database {self.name!r}: a command applied again answered differently"
                 )
-
-    def _reset_counters(self) -> None:
-        # A statement that changes nothing sets changes() to 0, as a fresh connection has it.
-        self._internal(f"UPDATE {META_TABLE} SET raft_index = raft_index WHERE 0")
 
     def _keyword(self, sql: str) -> str:
         keyword = self._keywords.get(sql)
@@ -309,17 +355,19 @@ class WriteDatabase:
                     else parameters
                 )
                 cursor.execute(statement.sql, bindings)  # type: ignore[arg-type]
-                try:
-                    description = cursor.get_description()
-                except apsw.ExecutionCompleteError:
-                    description = ()
-                if description:
+                first = next(cursor, None)
+                if first is not None:
                     if not result.columns:
+                        description = cursor.get_description()
                         result.columns = [column[0] for column in description]
                         result.declared_types = [column[1] or "" for column in description]
+                    result.rows.append(first)
                     result.rows.extend(cursor)
                 if dml:
                     rowcount += connection.changes()
+                    context = determinism.current()
+                    if context is not None:
+                        context.statements_changed = True
             result.rowcount = rowcount if dml else -1
             result.lastrowid = connection.last_insert_rowid()
         except apsw.Error as exc:
@@ -365,7 +413,6 @@ class WriteDatabase:
             self.drop_speculation()
             context = determinism.CommandContext(command.timestamp_ms, command.seed)
             self._internal(f"SAVEPOINT {SPECULATION_SAVEPOINT}")
-            self._reset_counters()
             determinism.begin_command(connection, context)
             todo = statements
         results: list[StatementResult] = []

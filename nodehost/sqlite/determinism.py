@@ -11,7 +11,8 @@ replicated command instead:
   a generator seeded with the command's seed, in statement order;
 - `changes()`, `total_changes()` and `last_insert_rowid()`: connection counters that
   would carry over from earlier commands (and start again at 0 after a restart): every
-  command starts them at 0 (see `begin_command`).
+  command starts them at 0 (see `begin_command`; `changes()` answers 0 until one of the
+  command's own INSERT/UPDATE/DELETE statements has completed).
 Other built-ins are pure. Known gaps, documented in the README: the 'localtime' and
 'utc' modifiers use each member's time zone (run members with the same TZ), and a rowid
 table whose largest rowid is 2**63-1 makes SQLite choose new rowids at random.
@@ -45,6 +46,7 @@ class CommandContext:
     seed: int
     draws: int = 0
     total_changes_start: int = 0
+    statements_changed: bool = False  # a DML statement of this command has completed
 
     def draw(self, n: int) -> bytes:
         """The next `n` bytes of the command's random stream."""
@@ -126,7 +128,14 @@ def install(connection: apsw.Connection) -> None:
         start = context.total_changes_start if context is not None else 0
         return connection.total_changes() - start
 
+    def changes() -> int:
+        context = current()
+        if context is not None and not context.statements_changed:
+            return 0  # as on a fresh connection: nothing before this command counts
+        return connection.changes()
+
     functions: list[tuple[str, Any, int]] = [
+        ("changes", changes, 0),
         ("random", _random, 0),
         ("randomblob", _randomblob, 1),
         ("total_changes", total_changes, 0),

@@ -21,6 +21,8 @@ import apsw
 from nodehost.sqlite import errors
 
 META_TABLE = "_nodehost_applied"
+SESSIONS_TABLE = "_nodehost_sessions"
+PROTECTED_TABLES = frozenset({META_TABLE.lower(), SESSIONS_TABLE.lower()})
 
 # Pragmas that may be read (no argument, or a table name) on any connection.
 _READ_PRAGMAS = frozenset(
@@ -132,12 +134,10 @@ class Authorizer:
             return _pragma_refusal((first or "").lower(), second)
         if action == apsw.SQLITE_FUNCTION and (second or "").lower() == "load_extension":
             return "load_extension() is not supported"
-        if (
-            action in _META_WRITES
-            and not self.internal
-            and (first or "").lower() == META_TABLE.lower()
-        ):
-            return f"the table {META_TABLE} belongs to nodehost and cannot be changed"
+        if action in _META_WRITES and not self.internal:
+            table = (second if action == apsw.SQLITE_ALTER_TABLE else first) or ""
+            if table.lower() in PROTECTED_TABLES:
+                return f"the table {table} belongs to nodehost and cannot be changed"
         return None
 
 

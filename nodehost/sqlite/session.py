@@ -148,6 +148,13 @@ class Session:
         self.consistency = consistency
         self.timeout = timeout
         self._transaction: _Transaction | None = None
+        # Exactly-once: writes carry this session and a sequence, so the backend may
+        # retry one whose answer was lost (a leader change) and it still applies once.
+        # A remote client may name its own session and sequences (the wire protocol's
+        # CLIENT id and request tags): `execute(..., sequence=S)` then uses S.
+        self.client_id = int.from_bytes(os.urandom(8), "big") >> 1 or 1
+        self._sequence = 0
+        self._given_sequence: int | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -162,8 +169,47 @@ class Session:
         *,
         consistency: Consistency | None = None,
         single: bool = True,
+        sequence: int | None = None,
     ) -> Execution:
-        """Run one statement (with one or more parameter sets)."""
+        """Run one statement (with one or more parameter sets). `sequence` numbers a
+        remote client's request in its session (exactly-once, see wire/README.md)."""
+        self._given_sequence = sequence
+        try:
+            return self._execute(sql, parameter_sets, consistency, single)
+        finally:
+            self._given_sequence = None
+
+    def autocommit_command(self, sql: str, parameters: Parameters, sequence: int | None) -> Command:
+        """The command of one write outside a transaction, numbered in the session
+        (for callers that propose it themselves, asynchronously)."""
+        command = Command(
+            CommandKind.EXECUTE, _now_ms(), _seed(), self.database, [Statement(sql, [parameters])]
+        )
+        if sequence is not None:
+            command.client_id, command.sequence = self.client_id, sequence
+        else:
+            self._sequence += 1
+            command.client_id, command.sequence = self.client_id, self._sequence
+        return command
+
+    def check_parameters(self, info: StatementInfo, parameters: object) -> Parameters:
+        return self._check_parameters(info, parameters)
+
+    @staticmethod
+    def failure(outcome: CommandResult) -> errors.Error:
+        return Session._failure(outcome)
+
+    def prepare(self, sql: str) -> StatementInfo:
+        """Classify the first statement of `sql` (errors as `execute` raises them)."""
+        return self._classify(sql)
+
+    def _execute(
+        self,
+        sql: str,
+        parameter_sets: Sequence[Parameters],
+        consistency: Consistency | None,
+        single: bool,
+    ) -> Execution:
         if not isinstance(sql, str):
             raise errors.ProgrammingError(f"SQL must be a str, not {type(sql).__name__}")
         if "\x00" in sql:
@@ -302,6 +348,13 @@ class Session:
             self.begin()
             return done
         if control is Control.COMMIT:
+            if transaction is None and self._given_sequence is not None:
+                # A retried COMMIT whose transaction's leader failed: did it commit?
+                probe = Command(CommandKind.EXECUTE, _now_ms(), 0, self.database, [])
+                outcome = self._write(probe)
+                if outcome.outcome is not Outcome.COMMITTED:
+                    raise self._failure(outcome)
+                return done
             if transaction is None:
                 raise errors.OperationalError("cannot commit - no transaction is active")
             self.commit()
@@ -401,6 +454,11 @@ class Session:
     # ------------------------------------------------------------------ plumbing
 
     def _write(self, command: Command) -> CommandResult:
+        if self._given_sequence is not None:
+            command.client_id, command.sequence = self.client_id, self._given_sequence
+        else:
+            self._sequence += 1
+            command.client_id, command.sequence = self.client_id, self._sequence
         return self._call(lambda: self.backend.write(command, self.timeout))
 
     def _call(self, work: Callable[[], T]) -> T:

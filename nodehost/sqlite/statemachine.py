@@ -183,7 +183,7 @@ class SQLStateMachine(IOnDiskStateMachine, IHash):
             else:
                 name = check_name(command.database)
                 assert isinstance(name, str)
-                if not command.statements:
+                if not command.statements and not command.client_id:
                     raise CommandError("a command without statements")
         except (CommandError, ValueError) as exc:
             return _result(CommandResult(Outcome.REJECTED, message=f"malformed command: {exc}"))

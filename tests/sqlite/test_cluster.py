@@ -136,7 +136,7 @@ def test_a_stand_by_replaces_a_voter_that_stays_unreachable(tmp_path: Path) -> N
             roles = {node.id: node.role for node in apps[0].cluster()}
             return roles.get(4) is Role.STANDBY
 
-        wait_for(standby_listed, timeout=30, what="member 4 as a stand-by")
+        wait_for(standby_listed, timeout=60, what="member 4 as a stand-by")
         leader = wait_for(lambda: apps[3].leader(), what="the stand-by following")
         victim = next(app for app in apps[:3] if app.id != leader.id)
         victim.close()
@@ -146,7 +146,7 @@ def test_a_stand_by_replaces_a_voter_that_stays_unreachable(tmp_path: Path) -> N
             roles = {node.id: node.role for node in survivors[0].cluster()}
             return roles.get(4) is Role.VOTER and roles.get(victim.id) is Role.SPARE
 
-        wait_for(promoted, timeout=30, what="the stand-by promoted")
+        wait_for(promoted, timeout=60, what="the stand-by promoted")
         connection = apps[3].open("promoted", isolation_level=None)
         connection.execute("CREATE TABLE p (v)")
         connection.execute("INSERT INTO p VALUES (1)")

@@ -261,3 +261,41 @@ def test_malformed_commands_are_refused_without_effect(tmp_path: Path) -> None:
         assert decode_result(entry.result.data).outcome is Outcome.REJECTED
     assert sm.database_names() == []
     sm.close()
+
+
+def _session_command(sequence: int, *sql: str) -> bytes:
+    return encode_command(
+        Command(
+            CommandKind.EXECUTE,
+            1,
+            1,
+            "db",
+            [Statement(s) for s in sql],
+            client_id=77,
+            sequence=sequence,
+        )
+    )
+
+
+def test_a_retried_session_write_is_applied_once(tmp_path: Path) -> None:
+    sm, _ = _open(tmp_path / "sm")
+    sm.update([Entry(1, _command("CREATE TABLE r (id INTEGER PRIMARY KEY, v)"))])
+    entries = sm.update(
+        [
+            Entry(2, _session_command(1, "INSERT INTO r (v) VALUES ('once')")),
+            Entry(3, _session_command(1, "INSERT INTO r (v) VALUES ('once')")),  # the retry
+            Entry(4, _session_command(2)),  # a COMMIT probe for a sequence never applied
+            Entry(5, _session_command(3, "INSERT INTO r (v) VALUES ('next')")),
+            Entry(6, _session_command(2, "INSERT INTO r (v) VALUES ('stale')")),
+            Entry(7, _session_command(9)),  # a COMMIT whose transaction was lost
+        ]
+    )
+    outcomes = [decode_result(e.result.data) for e in entries if e.result is not None]
+    assert outcomes[0].outcome is Outcome.COMMITTED and outcomes[1] == outcomes[0]
+    assert outcomes[2].outcome is Outcome.FAILED  # sequence 2 was never applied before
+    assert outcomes[3].outcome is Outcome.COMMITTED
+    assert outcomes[4].message == "stale request"
+    assert outcomes[5].message == "cannot commit - no transaction is active"
+    rows = sm.lookup(Read("db", [Statement("SELECT v FROM r ORDER BY id")]))[0].rows
+    assert rows == [("once",), ("next",)]
+    sm.close()
