@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
 from types import TracebackType
 
+import apsw
+
 from nodehost.sqlite import errors, policy
 from nodehost.sqlite.errors import (
     DatabaseError,
@@ -62,6 +64,10 @@ from nodehost.sqlite.wire import codec
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
 paramstyle = "qmark"
+#: The SQLite that nodehost's members run (apsw's, pinned by the lock file). A dqlite
+#: server's may differ: ask it with `SELECT sqlite_version()` (the SQLAlchemy dialect does).
+sqlite_version = apsw.sqlite_lib_version()
+sqlite_version_info = tuple(int(part) for part in sqlite_version.split("."))
 
 #: SQLite result codes the client acts on.
 SQLITE_ERROR = 1
@@ -371,7 +377,7 @@ class _Channel:
                         f"not the leader (it names {leader})" if leader else "no leader known"
                     )
                     if follower_ok and fallback is None:
-                        self._register(link, deadline)
+                        self._register(link, deadline, learn=False)
                         fallback = link
                     else:
                         link.close()
@@ -396,8 +402,9 @@ class _Channel:
             time.sleep(pause)
             pause = min(pause * 2, _BACKOFF_MAX)
 
-    def _register(self, link: _Link, deadline: float) -> None:
-        """CLIENT, then OPEN for a SQL connection; learns the members from CLUSTER."""
+    def _register(self, link: _Link, deadline: float, learn: bool = True) -> None:
+        """CLIENT, then OPEN for a SQL connection; with `learn`, the members from CLUSTER
+        (asked of a leader only: a member cut off from its quorum may not answer it)."""
         welcome = link.call(codec.ClientRequest(self.session_id), deadline)
         if isinstance(welcome, codec.FailureResponse):
             raise _Refused(_error_for(welcome), final=False)
@@ -418,6 +425,8 @@ class _Channel:
             if not isinstance(opened, codec.DbResponse):
                 raise _Gone(f"{link.address} answered OPEN with {type(opened).__name__}", True)
             self.db_id = opened.db_id
+        if not learn:
+            return
         members = link.call(codec.ClusterRequest(codec.ClusterFormat.V1), deadline)
         if isinstance(members, codec.ServersResponse):
             self._learn([server.address for server in members.servers])
@@ -723,7 +732,8 @@ class Connection:
         self._transaction_lost = ""
         self._streaming: _Rows | None = None
         self._closed = False
-        self._channel.ensure(time.monotonic() + timeout)
+        # Reads at consistency none may come from any member: so may the first link.
+        self._channel.ensure(time.monotonic() + timeout, follower_ok=consistency == "none")
 
     # ------------------------------------------------------------------ settings
 
