@@ -69,6 +69,43 @@ paramstyle = "qmark"
 sqlite_version = apsw.sqlite_lib_version()
 sqlite_version_info = tuple(int(part) for part in sqlite_version.split("."))
 
+# PEP 249's type objects and constructors. Column types are not reported (a
+# description's type_code is None, as in sqlite3), so the type objects match nothing.
+Date = datetime.date
+Time = datetime.time
+Timestamp = datetime.datetime
+Binary = bytes
+
+
+def DateFromTicks(ticks: float) -> datetime.date:  # the names are PEP 249's
+    return datetime.date.fromtimestamp(ticks)
+
+
+def TimeFromTicks(ticks: float) -> datetime.time:
+    return datetime.datetime.fromtimestamp(ticks).time()
+
+
+def TimestampFromTicks(ticks: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ticks)
+
+
+class _TypeObject:
+    def __init__(self, *names: str) -> None:
+        self.names = frozenset(names)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.upper() in self.names
+
+    def __hash__(self) -> int:
+        return hash(self.names)
+
+
+STRING = _TypeObject("TEXT", "VARCHAR", "CHAR", "CLOB")
+BINARY = _TypeObject("BLOB")
+NUMBER = _TypeObject("INTEGER", "REAL", "FLOAT", "NUMERIC")
+DATETIME = _TypeObject("DATETIME", "DATE", "TIMESTAMP")
+ROWID = _TypeObject("ROWID")
+
 #: SQLite result codes the client acts on.
 SQLITE_ERROR = 1
 SQLITE_NOTFOUND = 12
@@ -1434,11 +1471,19 @@ class ClusterClient:
 
 
 __all__ = [
+    "BINARY",
+    "DATETIME",
+    "NUMBER",
+    "ROWID",
+    "STRING",
+    "Binary",
     "ClusterClient",
     "Connection",
     "Cursor",
     "DataError",
     "DatabaseError",
+    "Date",
+    "DateFromTicks",
     "Error",
     "IntegrityError",
     "InterfaceError",
@@ -1447,6 +1492,10 @@ __all__ = [
     "NotSupportedError",
     "OperationalError",
     "ProgrammingError",
+    "Time",
+    "TimeFromTicks",
+    "Timestamp",
+    "TimestampFromTicks",
     "Warning",
     "apilevel",
     "client_tls",

@@ -188,13 +188,17 @@ class Shell:
         elif name == ".tables":
             cursor = self.connection.execute(
                 "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
-                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                "AND name NOT LIKE '\\_nodehost\\_%' ESCAPE '\\' ORDER BY name"
             )
             for (table,) in cursor.fetchall():
                 print(table, file=self.out)
             self.out.flush()
         elif name == ".schema":
-            sql = "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"
+            sql = (
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL "
+                "AND tbl_name NOT LIKE '\\_nodehost\\_%' ESCAPE '\\'"
+            )
             parameters: tuple[str, ...] = ()
             if argument:
                 sql += " AND tbl_name = ? COLLATE NOCASE"

@@ -10,8 +10,9 @@ Rules:
   finds it too.
 - URLs: SQLAlchemy's own parser reads one `host:port` only, so a list of members is
   written `nodehost+sqlite://h1:p1/demo?host=h2:p2&host=h3:p3`, or in brackets
-  `nodehost+sqlite://[h1:p1,h2:p2]/demo`, or built with `make_url`; this module's
-  `create_engine` also takes the plain `nodehost+sqlite://h1:p1,h2:p2/demo`. One member
+  `nodehost+sqlite://[h1:p1,h2:p2]/demo` (as SQLAlchemy itself writes a URL built with
+  `make_url`); this module's `create_engine` also takes the plain
+  `nodehost+sqlite://h1:p1,h2:p2/demo`. One member
   is enough to start (the client learns the others), more survive that one being down.
   Query options: `timeout` (seconds), `consistency` (strong, weak, none),
   `max_message_size`, and `ca`, `cert`, `key` (PEM files) for mutual TLS.
@@ -29,7 +30,7 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Engine, reflection
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPIModule, IsolationLevel
 from sqlalchemy.engine.url import make_url as sqlalchemy_make_url
 from sqlalchemy.exc import ArgumentError
@@ -37,6 +38,7 @@ from sqlalchemy.exc import ArgumentError
 from nodehost.sqlite import client
 
 SCHEME = "nodehost+sqlite"
+INTERNAL_PREFIX = "_nodehost_"  # the tables nodehost keeps in every database
 
 
 def make_url(addresses: str | list[str], database: str, **query: str) -> URL:
@@ -161,14 +163,33 @@ class NodehostSQLiteDialect(SQLiteDialect):
         return dbapi_conn in self._autocommit
 
     def do_begin(self, dbapi_connection: Any) -> None:
-        if dbapi_connection not in self._autocommit and not dbapi_connection.in_transaction:
-            dbapi_connection.execute("BEGIN")
+        # SQLAlchemy hands the pool's proxy here, the DBAPI connection to the isolation calls.
+        connection = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+        if connection not in self._autocommit and not connection.in_transaction:
+            connection.execute("BEGIN")
 
     def do_commit(self, dbapi_connection: Any) -> None:
         dbapi_connection.commit()
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         dbapi_connection.rollback()
+
+    # ------------------------------------------------------------------ reflection
+
+    @reflection.cache
+    def get_table_names(
+        self,
+        connection: Any,
+        schema: str | None = None,
+        sqlite_include_internal: bool = False,
+        **kw: Any,
+    ) -> list[str]:
+        """SQLite's list without nodehost's own tables (`_nodehost_applied`,
+        `_nodehost_sessions`), so that schema tools (Alembic) never try to drop them."""
+        names: list[str] = super().get_table_names(  # type: ignore[no-untyped-call]
+            connection, schema, sqlite_include_internal=sqlite_include_internal, **kw
+        )
+        return [name for name in names if not name.startswith(INTERNAL_PREFIX)]
 
     def is_disconnect(self, e: Any, connection: Any, cursor: Any) -> bool:
         # The client finds the leader again by itself; only a closed connection is gone.

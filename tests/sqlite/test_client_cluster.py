@@ -95,6 +95,9 @@ def test_statements_parameters_and_types(cluster: WireCluster) -> None:
         ("cy", None, None, "2000-01-01", None, null_boolean),
     ]
     assert conn.execute("SELECT count(*) FROM t WHERE name = ?3", (0, 0, "bob")).fetchone() == (1,)
+    empty = conn.execute("SELECT id, name FROM t WHERE id < 0")  # no rows, still described
+    assert [entry[0] for entry in empty.description or ()] == ["id", "name"]
+    assert empty.fetchall() == []
     assert conn.execute("UPDATE t SET score = 2 WHERE score IS NULL").rowcount == 2
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM t WHERE score = 2").fetchone() == (0,)
