@@ -226,6 +226,13 @@ class Shell:
             file=self.out,
             flush=True,
         )
+        if self._empty():
+            print(
+                f"The database {self.connection.database!r} has no tables yet "
+                "(a database is created by its first write).",
+                file=self.out,
+                flush=True,
+            )
         prompt = f"{self.connection.database}> "
         while True:
             try:
@@ -240,6 +247,17 @@ class Shell:
                 self.run_line(text)
             except Quit:
                 return 0
+
+    def _empty(self) -> bool:
+        try:
+            cursor = self.connection.execute(
+                "SELECT count(*) FROM sqlite_master "
+                "WHERE name NOT LIKE '\\_nodehost\\_%' ESCAPE '\\'"
+            )
+            row = cursor.fetchone()
+        except Error:
+            return False  # the first statement will say what is wrong
+        return row is not None and row[0] == 0
 
 
 def _ready(text: str) -> bool:

@@ -186,14 +186,13 @@ def test_core_transactions_roll_back_whole(engine: sa.Engine) -> None:
         conn.execute(items.insert().values(name="one"))
     with engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(items)).scalar() == 0
-    with engine.connect() as connection:
-        with connection.begin():
-            connection.execute(items.insert().values(name="kept"))
-            savepoint = connection.begin_nested()
-            connection.execute(items.insert().values(name="dropped"))
-            savepoint.rollback()
-            # reads inside the transaction see its own writes
-            assert connection.execute(sa.select(items.c.name)).scalars().all() == ["kept"]
+    with engine.connect() as connection, connection.begin():
+        connection.execute(items.insert().values(name="kept"))
+        savepoint = connection.begin_nested()
+        connection.execute(items.insert().values(name="dropped"))
+        savepoint.rollback()
+        # reads inside the transaction see its own writes
+        assert connection.execute(sa.select(items.c.name)).scalars().all() == ["kept"]
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     with autocommit.connect() as connection:
         connection.execute(items.insert().values(name="auto"))
