@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
 from types import TracebackType
 
+import apsw
+
 from nodehost.sqlite import errors, policy
 from nodehost.sqlite.errors import (
     DatabaseError,
@@ -62,6 +64,47 @@ from nodehost.sqlite.wire import codec
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
 paramstyle = "qmark"
+#: The SQLite that nodehost's members run (apsw's, pinned by the lock file). A dqlite
+#: server's may differ: ask it with `SELECT sqlite_version()` (the SQLAlchemy dialect does).
+sqlite_version = apsw.sqlite_lib_version()
+sqlite_version_info = tuple(int(part) for part in sqlite_version.split("."))
+
+# PEP 249's type objects and constructors. Column types are not reported (a
+# description's type_code is None, as in sqlite3), so the type objects match nothing.
+Date = datetime.date
+Time = datetime.time
+Timestamp = datetime.datetime
+Binary = bytes
+
+
+def DateFromTicks(ticks: float) -> datetime.date:  # the names are PEP 249's
+    return datetime.date.fromtimestamp(ticks)
+
+
+def TimeFromTicks(ticks: float) -> datetime.time:
+    return datetime.datetime.fromtimestamp(ticks).time()
+
+
+def TimestampFromTicks(ticks: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ticks)
+
+
+class _TypeObject:
+    def __init__(self, *names: str) -> None:
+        self.names = frozenset(names)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.upper() in self.names
+
+    def __hash__(self) -> int:
+        return hash(self.names)
+
+
+STRING = _TypeObject("TEXT", "VARCHAR", "CHAR", "CLOB")
+BINARY = _TypeObject("BLOB")
+NUMBER = _TypeObject("INTEGER", "REAL", "FLOAT", "NUMERIC")
+DATETIME = _TypeObject("DATETIME", "DATE", "TIMESTAMP")
+ROWID = _TypeObject("ROWID")
 
 #: SQLite result codes the client acts on.
 SQLITE_ERROR = 1
@@ -92,6 +135,8 @@ def parse_addresses(addresses: str | Sequence[str]) -> list[str]:
         if not isinstance(item, str):
             raise InterfaceError(f"a member address is a str, not {type(item).__name__}")
         address = item.strip()
+        if not address:
+            continue
         _split_address(address)
         if address not in result:
             result.append(address)
@@ -345,12 +390,12 @@ class _Channel:
                 if address in tried:
                     continue
                 tried.add(address)
+                if _remaining(deadline) <= 0:
+                    break
                 try:
                     link = _Link.open(address, deadline, self.tls, self.max_body)
                 except _Gone as gone:
                     failures[address] = str(gone)
-                    if _remaining(deadline) <= 0:
-                        break
                     continue
                 reachable = True
                 try:
@@ -369,7 +414,7 @@ class _Channel:
                         f"not the leader (it names {leader})" if leader else "no leader known"
                     )
                     if follower_ok and fallback is None:
-                        self._register(link, deadline)
+                        self._register(link, deadline, learn=False)
                         fallback = link
                     else:
                         link.close()
@@ -387,15 +432,16 @@ class _Channel:
                 return fallback, False
             if _remaining(deadline) <= pause:
                 details = "; ".join(f"{a}: {reason}" for a, reason in failures.items())
-                raise NoLeader(
-                    f"no leader found in time ({details or 'no member address known'})",
-                    reachable=reachable,
-                )
+                if not failures:
+                    raise NoLeader("no time left to find the leader", reachable=reachable)
+                what = "no leader found in time" if reachable else "no member reachable"
+                raise NoLeader(f"{what} ({details})", reachable=reachable)
             time.sleep(pause)
             pause = min(pause * 2, _BACKOFF_MAX)
 
-    def _register(self, link: _Link, deadline: float) -> None:
-        """CLIENT, then OPEN for a SQL connection; learns the members from CLUSTER."""
+    def _register(self, link: _Link, deadline: float, learn: bool = True) -> None:
+        """CLIENT, then OPEN for a SQL connection; with `learn`, the members from CLUSTER
+        (asked of a leader only: a member cut off from its quorum may not answer it)."""
         welcome = link.call(codec.ClientRequest(self.session_id), deadline)
         if isinstance(welcome, codec.FailureResponse):
             raise _Refused(_error_for(welcome), final=False)
@@ -416,6 +462,8 @@ class _Channel:
             if not isinstance(opened, codec.DbResponse):
                 raise _Gone(f"{link.address} answered OPEN with {type(opened).__name__}", True)
             self.db_id = opened.db_id
+        if not learn:
+            return
         members = link.call(codec.ClusterRequest(codec.ClusterFormat.V1), deadline)
         if isinstance(members, codec.ServersResponse):
             self._learn([server.address for server in members.servers])
@@ -568,11 +616,17 @@ class _Conversation:
         deadline = time.monotonic() + self.timeout
         sequence: int | None = None
         maybe_applied = False  # an earlier attempt's answer was lost
+        reasons: list[str] = []  # why the attempts failed, each once, first first
         while True:
             current = self.channel.link
             if resend is _Resend.NEVER and (current is None or not current.alive()):
                 raise _LinkLost("the connection to the leader closed")
-            link = self.channel.ensure(deadline, follower_ok=follower_ok)
+            try:
+                link = self.channel.ensure(deadline, follower_ok=follower_ok)
+            except NoLeader as error:
+                if not reasons:
+                    raise
+                raise NoLeader(f"{'; '.join(reasons)}; then {error}", error.reachable) from None
             sessions = bool(link.features & codec.SERVER_FEATURE_SESSIONS)
             if maybe_applied and resend is _Resend.SESSION and not sessions:
                 raise _unknown_outcome(link.address, "it does not deduplicate retried writes")
@@ -591,7 +645,7 @@ class _Conversation:
                     if not sessions:
                         raise _unknown_outcome(link.address, str(gone)) from None
                     maybe_applied = True
-                self._pause_or_fail(deadline, f"{link.address}: {gone}")
+                self._pause_or_fail(deadline, reasons, str(gone))
                 continue
             if isinstance(response, codec.FailureResponse):
                 if response.code in NOT_LEADER_CODES:
@@ -599,7 +653,7 @@ class _Conversation:
                     self.channel.leader_address = ""
                     if resend is _Resend.NEVER:
                         raise _LinkLost(f"{link.address} is no longer the leader")
-                    self._pause_or_fail(deadline, f"{link.address}: not the leader")
+                    self._pause_or_fail(deadline, reasons, f"{link.address} is not the leader")
                     continue
                 if response.code in LEADERSHIP_LOST_CODES:
                     self.channel.drop()
@@ -612,14 +666,16 @@ class _Conversation:
                         if not sessions:
                             raise _unknown_outcome(link.address, "leadership was lost")
                         maybe_applied = True
-                    self._pause_or_fail(deadline, f"{link.address}: leadership lost")
+                    self._pause_or_fail(deadline, reasons, f"{link.address} lost its leadership")
                     continue
             return response
 
     @staticmethod
-    def _pause_or_fail(deadline: float, last: str) -> None:
+    def _pause_or_fail(deadline: float, reasons: list[str], reason: str) -> None:
+        if reason not in reasons:
+            reasons.append(reason)
         if _remaining(deadline) <= 0:
-            raise OperationalError(f"no answer in time (last: {last})")
+            raise OperationalError(f"no answer in time ({'; '.join(reasons[:4])})")
         time.sleep(min(_BACKOFF_FIRST, max(_remaining(deadline), 0)))
 
 
@@ -713,7 +769,8 @@ class Connection:
         self._transaction_lost = ""
         self._streaming: _Rows | None = None
         self._closed = False
-        self._channel.ensure(time.monotonic() + timeout)
+        # Reads at consistency none may come from any member: so may the first link.
+        self._channel.ensure(time.monotonic() + timeout, follower_ok=consistency == "none")
 
     # ------------------------------------------------------------------ settings
 
@@ -1414,11 +1471,19 @@ class ClusterClient:
 
 
 __all__ = [
+    "BINARY",
+    "DATETIME",
+    "NUMBER",
+    "ROWID",
+    "STRING",
+    "Binary",
     "ClusterClient",
     "Connection",
     "Cursor",
     "DataError",
     "DatabaseError",
+    "Date",
+    "DateFromTicks",
     "Error",
     "IntegrityError",
     "InterfaceError",
@@ -1427,6 +1492,10 @@ __all__ = [
     "NotSupportedError",
     "OperationalError",
     "ProgrammingError",
+    "Time",
+    "TimeFromTicks",
+    "Timestamp",
+    "TimestampFromTicks",
     "Warning",
     "apilevel",
     "client_tls",

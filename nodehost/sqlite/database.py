@@ -82,6 +82,27 @@ def name_of_file(file: str) -> str | None:
         return None
 
 
+def describe_unstepped(
+    connection: apsw.Connection, sql: str, bindings: object
+) -> list[tuple[str, str]]:
+    """(name, declared type) of each column of `sql`, found by preparing it without running
+    it: apsw describes a statement only while it has rows to give, and a query that
+    yielded none must still name its columns (PEP 249's description; dqlite's ROWS)."""
+    found: list[tuple[str, str]] = []
+
+    def trace(cursor: apsw.Cursor, text: str, values: object) -> bool:
+        found.extend((column[0], column[1] or "") for column in cursor.get_description())
+        return False  # abort before the first step: nothing runs
+
+    cursor = connection.cursor()
+    cursor.exec_trace = trace
+    try:
+        cursor.execute(sql, bindings)  # type: ignore[arg-type]
+    except apsw.ExecTraceAbort:
+        pass
+    return found
+
+
 def outcome_digest(observed: int, result: StatementResult, keyword: str) -> bytes:
     """What the client saw of a statement's outcome, as 16 bytes (see Statement.expect)."""
     digest = hashlib.blake2b(digest_size=16)
@@ -380,6 +401,10 @@ class WriteDatabase:
                         result.declared_types = [column[1] or "" for column in description]
                     result.rows.append(first)
                     result.rows.extend(cursor)
+                elif not result.columns and (not dml or "RETURNING" in statement.sql.upper()):
+                    described = describe_unstepped(connection, statement.sql, bindings)
+                    result.columns = [name for name, _ in described]
+                    result.declared_types = [declared for _, declared in described]
                 if dml:
                     rowcount += connection.changes()
                     context = determinism.current()

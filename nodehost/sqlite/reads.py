@@ -20,7 +20,7 @@ import apsw
 
 from nodehost.sqlite import policy
 from nodehost.sqlite.command import Statement, StatementResult
-from nodehost.sqlite.database import file_name
+from nodehost.sqlite.database import describe_unstepped, file_name
 from nodehost.sqlite.policy import Authorizer
 from nodehost.sqlite.statements import Classifier, StatementInfo, leading_keyword
 
@@ -103,6 +103,10 @@ class ReadPool:
                     result.columns = [column[0] for column in description]
                     result.declared_types = [column[1] or "" for column in description]
                 result.rows.extend(cursor)
+            elif not result.columns:  # no rows: the columns are still named
+                described = describe_unstepped(connection, statement.sql, bindings)
+                result.columns = [name for name, _ in described]
+                result.declared_types = [declared for _, declared in described]
         result.rowcount = 0 if dml else -1
         return result
 

@@ -32,6 +32,7 @@ needs_dqlite_demo = pytest.mark.skipif(
 
 @dataclass
 class DqliteDemoCluster:
+    kind = "dqlite"
     directory: Path
     addresses: list[str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
