@@ -92,7 +92,25 @@ class Batcher:
     # ------------------------------------------------------------------ submitting
 
     def write(self, command: Command, timeout: float) -> CommandResult:
-        """From any thread but the loop's: propose with others, wait for the answer."""
+        """From any thread but the loop's: propose with others, wait for the answer.
+
+        When nothing waits and a proposal slot is free, the write is proposed from this
+        thread at once: a lone writer pays no hand-off to the loop and back."""
+        with self._lock:
+            direct = not self._queue and self._outstanding < self.max_outstanding
+            if direct:
+                self._outstanding += 1
+        if direct:
+            try:
+                return self._write_here(command, timeout)
+            finally:
+                with self._lock:
+                    self._outstanding -= 1
+                    schedule = bool(self._queue) and not self._kick_scheduled
+                    if schedule:
+                        self._kick_scheduled = True
+                if schedule:
+                    self.loop.call_soon_threadsafe(self._kick)
         write = self._enqueue(command, timeout, None)
         assert write.future is not None
         try:
@@ -101,6 +119,43 @@ class Batcher:
             raise errors.OperationalError(
                 "Timeout: the write was not answered in time; it may or may not be applied"
             ) from None
+
+    def _write_here(self, command: Command, timeout: float) -> CommandResult:
+        data = encode_command(command)
+        if len(data) > self.nodehost.config.max_entry_size:
+            raise errors.DataError(
+                f"the statement is too large to replicate: {len(data)} bytes is more "
+                f"than max_entry_size ({self.nodehost.config.max_entry_size})"
+            )
+        deadline = time.monotonic() + timeout
+        self.entries += 1
+        self.writes += 1
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.OperationalError(
+                    "Timeout: the write was not answered in time; it may or may not be applied"
+                )
+            attempt = min(self.attempt_timeout, remaining)
+            try:
+                outcome = self.nodehost.propose(self.session, data, attempt).wait(attempt + 0.5)
+            except PayloadTooBig as exc:
+                raise errors.DataError(f"the statement is too large to replicate: {exc}") from None
+            except RaftError as exc:
+                raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            if outcome.completed():
+                result = decode_result(outcome.result.data)
+                if result.outcome is Outcome.REJECTED:
+                    raise errors.InterfaceError(result.message)
+                return result
+            if outcome.dropped():
+                time.sleep(self.retry_pause)
+            elif not outcome.timeout():
+                try:
+                    outcome.raise_for_code()
+                except RaftError as exc:
+                    raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            # A timed-out attempt is proposed again: the session applies it once.
 
     async def write_async(self, command: Command, timeout: float) -> CommandResult:
         """On the loop: the same, awaited."""
