@@ -32,6 +32,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import ssl
 import threading
 import time
@@ -56,6 +57,7 @@ from nodehost import (
 from nodehost.config import parse_address
 from nodehost.errors import InvalidConfig
 from nodehost.sqlite import errors, members
+from nodehost.sqlite.batcher import Batcher
 from nodehost.sqlite.command import (
     Command,
     CommandKind,
@@ -78,7 +80,7 @@ from nodehost.sqlite.statemachine import (
     SQLStateMachine,
 )
 from nodehost.sqlite.statements import StatementInfo
-from nodehost.sqlite.wire.join import join
+from nodehost.sqlite.wire.join import cluster_of, join
 from nodehost.sqlite.wire.server import WireServer, server_ssl_context
 
 log = logging.getLogger("nodehost.sqlite")
@@ -163,6 +165,7 @@ class App:
         self._closed = False
         self._stop = threading.Event()
         self._rtt = rtt_millisecond / 1000.0
+        self._election = election_rtt * self._rtt
         # How long one attempt of a write waits before it is proposed again: past two
         # election timeouts a lost leader has been replaced.
         self.attempt_timeout = max(2.5 * election_rtt * self._rtt, 0.5)
@@ -187,28 +190,39 @@ class App:
         )
         try:
             self.state = SQLStateMachine(self.dir / "sql", members.apply)
-            config = Config(
-                shard_id=SHARD_ID,
-                replica_id=self.id,
-                election_rtt=election_rtt,
-                heartbeat_rtt=1,
-                check_quorum=True,
-                pre_vote=True,
-                snapshot_entries=snapshot_entries,
-                compaction_overhead=compaction_overhead,
-            )
+            self._replica_options = {
+                "election_rtt": election_rtt,
+                "snapshot_entries": snapshot_entries,
+                "compaction_overhead": compaction_overhead,
+            }
             initial, join = self._start_members(identity)
-            self.nodehost.start_on_disk_replica(initial, join, lambda s, r: self.state, config)
+            self.nodehost.start_on_disk_replica(
+                initial, join, lambda s, r: self.state, self._replica_config()
+            )
         except BaseException:
             self.nodehost.close()
             raise
         self._session = self.nodehost.get_noop_session(SHARD_ID)
+        # One asyncio loop per member: the write batcher and the wire server run on it.
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self.loop.run_forever, name="nodehost-sql-loop", daemon=True
+        )
+        self._loop_thread.start()
+        self.batcher = Batcher(
+            self.nodehost,
+            self._session,
+            self.loop,
+            retry_pause=self._rtt,
+            attempt_timeout=self.attempt_timeout,
+        )
         self._server: WireServer | None = None
         if serve:
             try:
-                self._server = WireServer(self, address, self._server_ssl())
+                self._server = WireServer(self, address, self._server_ssl(), loop=self.loop)
                 self._server.start()
             except OSError as exc:
+                self._stop_loop()
                 self.nodehost.close()
                 self.state.close()
                 raise errors.OperationalError(f"address {address}: {exc}") from None
@@ -253,6 +267,18 @@ class App:
         temporary.write_text(json.dumps(identity))
         os.replace(temporary, path)
         return dict(identity)
+
+    def _replica_config(self) -> Config:
+        return Config(
+            shard_id=SHARD_ID,
+            replica_id=self.id,
+            heartbeat_rtt=1,
+            check_quorum=True,
+            pre_vote=True,
+            election_rtt=self._replica_options["election_rtt"],
+            snapshot_entries=self._replica_options["snapshot_entries"],
+            compaction_overhead=self._replica_options["compaction_overhead"],
+        )
 
     def _start_members(self, identity: dict) -> tuple[dict[int, str], bool]:  # type: ignore[type-arg]
         if self.nodehost.has_node_info(SHARD_ID, self.id):
@@ -396,7 +422,13 @@ class App:
         if self._server is not None:
             self._server.close()
         self.nodehost.close()
+        self._stop_loop()
         self.state.close()
+
+    def _stop_loop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._loop_thread.join(timeout=10)
 
     def __enter__(self) -> App:
         return self
@@ -417,9 +449,11 @@ class App:
         membership = self._membership(timeout)
         if member_id in membership.removed:
             raise errors.OperationalError(f"member id {member_id} was removed; use a new id")
-        self._propose_members(
-            members.upsert_payload(member_id, address, default_raft_address(address)), timeout
-        )
+        raft_address = default_raft_address(address)
+        self._propose_members(members.upsert_payload(member_id, address, raft_address), timeout)
+        # It just spoke to us: whatever the transport saw of that address before is old.
+        with self._connections.lock:
+            self._connections.down_since.pop(raft_address, None)
 
     def assign(self, member_id: int, role: int, timeout: float = 10.0) -> None:
         """Give a member a role (dqlite's ASSIGN)."""
@@ -564,15 +598,65 @@ class App:
         return None
 
     def _roles_loop(self) -> None:
+        leaderless_since: float | None = None
         while not self._stop.wait(max(self._rtt * 5, 0.2)):
             try:
                 leader_id, _, valid = self.nodehost.get_leader_id(SHARD_ID)
                 if valid and leader_id == self.id:
                     self._adjust_roles()
+                if valid:
+                    leaderless_since = None
+                    continue
+                now = time.monotonic()
+                if leaderless_since is None:
+                    leaderless_since = now
+                elif now - leaderless_since > max(self.unreachable_timeout, 5 * self._election):
+                    leaderless_since = now
+                    self._rejoin_if_removed()
             except (RaftError, errors.Error, apsw.Error) as exc:
                 log.debug("roles: %s", exc)
             except Exception:
                 log.exception("roles adjustment failed")
+
+    def _rejoin_if_removed(self) -> None:
+        """A member that hears no leader for long asks the others whether it still
+        belongs; one that was removed while away (its vote given to a stand-by) drops
+        its old replica and joins again under a new id, as a spare."""
+        rows = members.read_rows(self.state.reads.get(MEMBERS_DATABASE).connection)
+        others = sorted(
+            {address for address, _ in rows.values()} | set(self._static) - {self.address}
+        )
+        if not others:
+            return
+        listed = cluster_of(others, self._client_ssl())
+        if listed is None:
+            return  # nobody leads: a quorum is down, not this member's exclusion
+        mine = [n for n in listed if n.node_id == self.id and n.role in (Role.VOTER, Role.STANDBY)]
+        if mine:
+            return
+        log.warning("member %d was removed from the cluster; joining again under a new id", self.id)
+        self.nodehost.stop_shard(SHARD_ID)
+        self.state.close()
+        self.nodehost.remove_data(SHARD_ID, self.id)
+        shutil.rmtree(self.dir / "sql", ignore_errors=True)
+        member_id = int.from_bytes(os.urandom(8), "big") >> 1 or 2
+        join(others, member_id, self.address, self._client_ssl())
+        identity = {
+            "address": self.address,
+            "raft_address": self.raft_address,
+            "id": member_id,
+            "mode": "join",
+        }
+        path = self.dir / "app.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(identity))
+        os.replace(temporary, path)
+        self.id = member_id
+        self._static = []
+        self.state = SQLStateMachine(self.dir / "sql", members.apply)
+        self.nodehost.start_on_disk_replica(
+            {}, True, lambda s, r: self.state, self._replica_config()
+        )
 
     def _adjust_roles(self) -> None:
         timeout = 3.0
@@ -659,7 +743,10 @@ class _Backend:
     def __init__(self, app: App) -> None:
         self.app = app
         self.nodehost = app.nodehost
-        self.state = app.state
+
+    @property
+    def state(self) -> SQLStateMachine:
+        return self.app.state  # replaced when the member rejoins under a new id
 
     def classify(self, database: str, sql: str, fresh: bool, timeout: float) -> StatementInfo:
         if fresh:
@@ -692,9 +779,11 @@ class _Backend:
         """Propose and wait. A command of a client session is proposed again when an
         attempt times out (its leader may have died): the state machine applies it once."""
         self.app._check_open()
+        if command.client_id:
+            return self.app.batcher.write(command, timeout)
         data = encode_command(command)
         deadline = time.monotonic() + timeout
-        attempt = self.app.attempt_timeout if command.client_id else timeout
+        attempt = timeout
         while True:
             remaining = deadline - time.monotonic()
             try:
@@ -717,6 +806,8 @@ class _Backend:
     async def write_async(self, command: Command, timeout: float) -> CommandResult:
         """`write` for coroutines (the wire server's loop): awaits without a thread."""
         self.app._check_open()
+        if command.client_id:
+            return await self.app.batcher.write_async(command, timeout)
         data = encode_command(command)
         deadline = time.monotonic() + timeout
         attempt = self.app.attempt_timeout if command.client_id else timeout

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from nodehost.sqlite.errors import DataError
 
@@ -42,6 +43,7 @@ class CommandError(ValueError):
 class CommandKind(IntEnum):
     EXECUTE = 1  # SQL against one database
     MEMBERS = 2  # a change to the member table (roles), see nodehost.sqlite.members
+    BATCH = 3  # several clients' EXECUTE commands in one Raft entry, applied in order
 
 
 class Observed:
@@ -82,6 +84,7 @@ class Command:
     # `sequence` (a COMMIT retried after its leader failed).
     client_id: int = 0
     sequence: int = 0
+    batch: list[Command] = field(default_factory=list)  # BATCH: the commands, in order
 
 
 class _Writer:
@@ -208,16 +211,6 @@ def _write_parameters(w: _Writer, parameters: Parameters) -> None:
             w.value(v)  # type: ignore[arg-type]
 
 
-def _read_parameters(r: _Reader) -> Parameters:
-    named = r.u8()
-    n = r.count(1)
-    if named == 1:
-        return tuple((r.text(), r.value()) for _ in range(n))
-    if named != 0:
-        raise CommandError(f"bad parameter style {named}")
-    return tuple(r.value() for _ in range(n))
-
-
 def encode_command(command: Command) -> bytes:
     w = _Writer()
     w.parts.append(
@@ -233,6 +226,11 @@ def encode_command(command: Command) -> bytes:
     if command.kind is CommandKind.MEMBERS:
         w.blob(command.payload)
         return w.getvalue()
+    if command.kind is CommandKind.BATCH:
+        w.u32(len(command.batch))
+        for part in command.batch:
+            w.blob(part.payload or encode_command(part))
+        return w.getvalue()
     w.text(command.database)
     w.u32(len(command.statements))
     for s in command.statements:
@@ -246,10 +244,15 @@ def encode_command(command: Command) -> bytes:
 
 
 def decode_command(data: bytes) -> Command:
-    r = _Reader(data)
-    version, kind_number, timestamp_ms, seed, client_id, sequence = _HEADER.unpack(
-        r.take(_HEADER.size)
-    )
+    """Bytes from a peer to a Command; CommandError for anything malformed.
+
+    Written flat (offsets in locals, no reader object): every replica decodes every
+    entry, so this is on the apply path."""
+    data = bytes(data)
+    end = len(data)
+    if end < _HEADER.size:
+        raise CommandError(f"truncated: {end} bytes is shorter than a command header")
+    version, kind_number, timestamp_ms, seed, client_id, sequence = _HEADER.unpack_from(data, 0)
     if version != VERSION:
         raise CommandError(f"command version {version} is not {VERSION}")
     try:
@@ -257,19 +260,117 @@ def decode_command(data: bytes) -> Command:
     except ValueError:
         raise CommandError(f"unknown command kind {kind_number}") from None
     command = Command(kind, timestamp_ms, seed, client_id=client_id, sequence=sequence)
-    if kind is CommandKind.MEMBERS:
-        command.payload = r.blob()
-        r.done()
-        return command
-    command.database = r.text()
-    for _ in range(r.count(10)):
-        sql = r.text()
-        observed = r.u8()
-        expect = r.blob()
-        parameters = [_read_parameters(r) for _ in range(r.count(5))]
-        command.statements.append(Statement(sql, parameters, observed, expect))
-    r.done()
+    position = _HEADER.size
+    unpack_u32 = _U32.unpack_from
+    try:
+        if kind is CommandKind.MEMBERS:
+            (size,) = unpack_u32(data, position)
+            position += 4
+            if position + size != end:
+                raise CommandError("malformed member change")
+            command.payload = data[position:end]
+            return command
+        if kind is CommandKind.BATCH:
+            (count,) = unpack_u32(data, position)
+            position += 4
+            if count * (4 + _HEADER.size) > end - position:
+                raise CommandError(f"count {count} exceeds the remaining bytes")
+            for _ in range(count):
+                (size,) = unpack_u32(data, position)
+                position += 4
+                if position + size > end:
+                    raise CommandError("truncated batched command")
+                part = decode_command(data[position : position + size])
+                if part.kind is not CommandKind.EXECUTE:
+                    raise CommandError("a batch holds EXECUTE commands only")
+                command.batch.append(part)
+                position += size
+            if position != end:
+                raise CommandError(f"{end - position} trailing bytes")
+            return command
+        (size,) = unpack_u32(data, position)
+        position += 4
+        if position + size > end:
+            raise CommandError("truncated database name")
+        command.database = data[position : position + size].decode("utf-8", "surrogatepass")
+        position += size
+        (count,) = unpack_u32(data, position)
+        position += 4
+        if count * 10 > end - position:
+            raise CommandError(f"count {count} exceeds the remaining bytes")
+        statements = command.statements
+        for _ in range(count):
+            (size,) = unpack_u32(data, position)
+            position += 4
+            if position + size > end:
+                raise CommandError("truncated statement")
+            sql = data[position : position + size].decode("utf-8", "surrogatepass")
+            position += size
+            observed = data[position]
+            (size,) = unpack_u32(data, position + 1)
+            position += 5
+            if position + size > end:
+                raise CommandError("truncated expectation")
+            expect = data[position : position + size]
+            position += size
+            (sets,) = unpack_u32(data, position)
+            position += 4
+            if sets * 5 > end - position:
+                raise CommandError(f"count {sets} exceeds the remaining bytes")
+            parameters: list[Parameters] = []
+            for _ in range(sets):
+                values, position = _parse_parameters(data, position, end)
+                parameters.append(values)
+            statements.append(Statement(sql, parameters, observed, expect))
+    except (struct.error, IndexError):
+        raise CommandError("truncated command") from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"text is not UTF-8: {exc}") from None
+    if position != end:
+        raise CommandError(f"{end - position} trailing bytes")
     return command
+
+
+def _parse_parameters(data: bytes, position: int, end: int) -> tuple[Parameters, int]:
+    named = data[position]
+    (count,) = _U32.unpack_from(data, position + 1)
+    position += 5
+    if count > end - position:
+        raise CommandError(f"count {count} exceeds the remaining bytes")
+    if named > 1:
+        raise CommandError(f"bad parameter style {named}")
+    values: list[Any] = []
+    for _ in range(count):
+        if named:
+            (size,) = _U32.unpack_from(data, position)
+            position += 4
+            if position + size > end:
+                raise CommandError("truncated parameter name")
+            name = data[position : position + size].decode("utf-8", "surrogatepass")
+            position += size
+        tag = data[position]
+        position += 1
+        value: Value
+        if tag == _INT:
+            (value,) = _I64.unpack_from(data, position)
+            position += 8
+        elif tag in (_TEXT, _BLOB):
+            (size,) = _U32.unpack_from(data, position)
+            position += 4
+            if position + size > end:
+                raise CommandError("truncated value")
+            raw = data[position : position + size]
+            value = raw.decode("utf-8", "surrogatepass") if tag == _TEXT else raw
+            position += size
+        elif tag == _NULL:
+            value = None
+        elif tag == _FLOAT:
+            (value,) = _F64.unpack_from(data, position)
+            position += 8
+        else:
+            raise CommandError(f"unknown value tag {tag}")
+        values.append((name, value) if named else value)
+    return tuple(values), position
 
 
 # ---------------------------------------------------------------------- results
@@ -309,9 +410,29 @@ class CommandResult:
     failed_statement: int = -1  # index of the statement behind FAILED / CONFLICT
     message: str = ""
     error_code: int = 0
+    # The bytes of this result once encoded (the state machine stores and returns them).
+    encoded: bytes = field(default=b"", compare=False, repr=False)
+
+
+_PLAIN_RESULT = struct.Struct(">BqqI")  # outcome, failed statement, code, message length
 
 
 def encode_result(result: CommandResult) -> bytes:
+    if result.encoded:
+        return result.encoded
+    results = result.results
+    if (
+        len(results) == 1
+        and not result.message
+        and not results[0].columns
+        and not results[0].error_message
+    ):
+        # The common answer (one statement, no rows, no error), without the generic writer.
+        only = results[0]
+        result.encoded = _PLAIN_RESULT.pack(
+            result.outcome, result.failed_statement, result.error_code, 0
+        ) + struct.pack(">Iqqq I I I", 1, only.rowcount, only.lastrowid, only.error_code, 0, 0, 0)
+        return result.encoded
     w = _Writer()
     w.parts.append(bytes((result.outcome,)))
     w.parts.append(_I64.pack(result.failed_statement))
@@ -332,7 +453,19 @@ def encode_result(result: CommandResult) -> bytes:
         for row in s.rows:
             for v in row:
                 w.value(v)
-    return w.getvalue()
+    result.encoded = w.getvalue()
+    return result.encoded
+
+
+def encode_batch_results(encoded: list[bytes]) -> bytes:
+    return b"".join([_U32.pack(len(encoded))] + [_U32.pack(len(e)) + e for e in encoded])
+
+
+def decode_batch_results(data: bytes) -> list[CommandResult]:
+    r = _Reader(data)
+    results = [decode_result(r.blob()) for _ in range(r.count(4))]
+    r.done()
+    return results
 
 
 def decode_result(data: bytes) -> CommandResult:

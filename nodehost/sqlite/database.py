@@ -49,6 +49,7 @@ ENTRY_SAVEPOINT = "nodehost_entry"
 SPECULATION_SAVEPOINT = "nodehost_speculation"
 MAX_NAME_BYTES = 100
 MAX_SESSIONS = 10_000
+EVICT_EVERY = 16  # about one new session in this many trims the table
 _INSERTS = frozenset({"INSERT", "REPLACE"})
 _DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
 
@@ -137,6 +138,7 @@ class WriteDatabase:
         self._batch: list[tuple[Command, int, Outcome]] = []  # applied in the open batch
         self._in_batch = False
         self._batch_last = 0
+        self._sessions_ready = False  # the session table is known to exist
         self._speculation_owner: object | None = None
         self._speculation_count = 0
         self._speculation_context: determinism.CommandContext | None = None
@@ -192,6 +194,7 @@ class WriteDatabase:
         return connection
 
     def close(self) -> None:
+        self._sessions_ready = False  # an uncommitted creation is rolled back by closing
         if self._connection is not None:
             self.drop_speculation()
             self._connection.close()
@@ -252,10 +255,7 @@ class WriteDatabase:
 
     def _apply_in_session(self, command: Command, index: int) -> CommandResult:
         client = command.client_id & 0x7FFF_FFFF_FFFF_FFFF  # SQLite integers are signed
-        self._internal(
-            f"CREATE TABLE IF NOT EXISTS {SESSIONS_TABLE} (client INTEGER PRIMARY KEY, "
-            "sequence INTEGER NOT NULL, outcome BLOB NOT NULL, used INTEGER NOT NULL)"
-        )
+        self._ensure_sessions()
         self.authorizer.internal = True
         try:
             row = self.connection.execute(
@@ -275,18 +275,34 @@ class WriteDatabase:
             )
         else:
             result = self._apply_once(command, index)
+        self._ensure_sessions()  # a statement may have rolled the transaction back
         self._internal(
             f"INSERT OR REPLACE INTO {SESSIONS_TABLE} (client, sequence, outcome, used) "
             "VALUES (?, ?, ?, ?)",
             (client, command.sequence, encode_result(result), index),
         )
-        if not row:
+        if not row and client % EVICT_EVERY == 0:
+            # Keep the MAX_SESSIONS sessions applied last. Decided by the command alone
+            # (about every EVICT_EVERY-th new session), so every replica evicts the same
+            # ones at the same entry.
             self._internal(
-                f"DELETE FROM {SESSIONS_TABLE} WHERE client IN (SELECT client FROM "
-                f"{SESSIONS_TABLE} ORDER BY used DESC, client LIMIT -1 OFFSET ?)",
+                f"DELETE FROM {SESSIONS_TABLE} WHERE used < (SELECT used FROM "
+                f"{SESSIONS_TABLE} ORDER BY used DESC LIMIT 1 OFFSET ?)",
                 (MAX_SESSIONS,),
             )
         return result
+
+    def _ensure_sessions(self) -> None:
+        if self._sessions_ready:
+            return
+        self._internal(
+            f"CREATE TABLE IF NOT EXISTS {SESSIONS_TABLE} (client INTEGER PRIMARY KEY, "
+            "sequence INTEGER NOT NULL, outcome BLOB NOT NULL, used INTEGER NOT NULL)"
+        )
+        self._internal(
+            f"CREATE INDEX IF NOT EXISTS {SESSIONS_TABLE}_used ON {SESSIONS_TABLE} (used)"
+        )
+        self._sessions_ready = True
 
     def _apply_once(self, command: Command, index: int) -> CommandResult:
         return self._execute(command)
@@ -344,6 +360,7 @@ class WriteDatabase:
 
     def _redo_batch(self) -> None:
         self._internal("BEGIN")
+        self._sessions_ready = False  # its creation may have been rolled back
         done, self._batch = self._batch, []
         for command, index, outcome in done:
             again = self.apply(command, index)

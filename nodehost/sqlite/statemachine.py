@@ -39,6 +39,7 @@ from nodehost.sqlite.command import (
     Statement,
     StatementResult,
     decode_command,
+    encode_batch_results,
     encode_result,
 )
 from nodehost.sqlite.database import (
@@ -178,6 +179,20 @@ class SQLStateMachine(IOnDiskStateMachine, IHash):
     def _apply(self, entry: Entry, touched: list[WriteDatabase]) -> Result:
         try:
             command = decode_command(entry.cmd)
+        except CommandError as exc:
+            return _result(CommandResult(Outcome.REJECTED, message=f"malformed command: {exc}"))
+        if command.kind is CommandKind.BATCH:
+            encoded = [
+                encode_result(self._apply_command(part, entry.index, touched))
+                for part in command.batch
+            ]
+            return Result(value=int(Outcome.COMMITTED), data=encode_batch_results(encoded))
+        return _result(self._apply_command(command, entry.index, touched))
+
+    def _apply_command(
+        self, command: Command, index: int, touched: list[WriteDatabase]
+    ) -> CommandResult:
+        try:
             if command.kind is CommandKind.MEMBERS:
                 name = MEMBERS_DATABASE
             else:
@@ -186,19 +201,19 @@ class SQLStateMachine(IOnDiskStateMachine, IHash):
                 if not command.statements and not command.client_id:
                     raise CommandError("a command without statements")
         except (CommandError, ValueError) as exc:
-            return _result(CommandResult(Outcome.REJECTED, message=f"malformed command: {exc}"))
+            return CommandResult(Outcome.REJECTED, message=f"malformed command: {exc}")
         database = self._database(name)
-        if entry.index <= database.complete_through:
-            return _result(CommandResult(Outcome.COMMITTED))  # in the file before a restart
+        if index <= database.complete_through:
+            return CommandResult(Outcome.COMMITTED)  # in the file before a restart
         if database not in touched:
             database.begin_batch()
             touched.append(database)
-        database.note_applied(entry.index)
+        database.note_applied(index)
         if command.kind is CommandKind.MEMBERS:
             if self._members_apply is None:
-                return _result(CommandResult(Outcome.REJECTED, message="no member table here"))
-            return _result(self._members_apply(database, command, entry.index))
-        return _result(database.apply(command, entry.index))
+                return CommandResult(Outcome.REJECTED, message="no member table here")
+            return self._members_apply(database, command, index)
+        return database.apply(command, index)
 
     def _database(self, name: str) -> WriteDatabase:
         database = self._databases.get(name)

@@ -129,27 +129,60 @@ def test_a_stand_by_replaces_a_voter_that_stays_unreachable(tmp_path: Path) -> N
     addresses = free_addresses(4)
     apps = _start(tmp_path, addresses, 4, voters=3, standbys=1)
     try:
-        for app in apps[:3]:
-            app.ready(30)
+        # Static ids follow the sorted addresses: the last one is the stand-by.
+        standby_address = sorted(addresses)[-1]
+        standby = next(app for app in apps if app.address == standby_address)
+        for app in apps:
+            if app is not standby:
+                app.ready(30)
 
         def standby_listed() -> bool:
             roles = {node.id: node.role for node in apps[0].cluster()}
-            return roles.get(4) is Role.STANDBY
+            return roles.get(standby.id) is Role.STANDBY
 
-        wait_for(standby_listed, timeout=60, what="member 4 as a stand-by")
-        leader = wait_for(lambda: apps[3].leader(), what="the stand-by following")
-        victim = next(app for app in apps[:3] if app.id != leader.id)
+        wait_for(standby_listed, timeout=60, what="the fourth member as a stand-by")
+        leader = wait_for(lambda: standby.leader(), what="the stand-by following")
+        victim = next(app for app in apps if app.id not in (leader.id, standby.id))
         victim.close()
         survivors = [app for app in apps if app is not victim]
 
         def promoted() -> bool:
             roles = {node.id: node.role for node in survivors[0].cluster()}
-            return roles.get(4) is Role.VOTER and roles.get(victim.id) is Role.SPARE
+            return roles.get(standby.id) is Role.VOTER and roles.get(victim.id) is Role.SPARE
 
         wait_for(promoted, timeout=60, what="the stand-by promoted")
-        connection = apps[3].open("promoted", isolation_level=None)
+        connection = standby.open("promoted", isolation_level=None)
         connection.execute("CREATE TABLE p (v)")
         connection.execute("INSERT INTO p VALUES (1)")
+        # The lost voter returns: removed while away, it joins again under a new id and
+        # fills the empty stand-by place.
+        back = App(
+            victim.dir,
+            address=victim.address,
+            cluster=addresses,
+            rtt_millisecond=RTT,
+            unreachable_timeout=1.0,
+            voters=3,
+            standbys=1,
+        )
+        apps = [*survivors, back]
+
+        def rejoined() -> bool:
+            roles = {node.address: (node.id, node.role) for node in survivors[0].cluster()}
+            new_id, role = roles.get(victim.address, (0, Role.SPARE))
+            return new_id != victim.id and role is Role.STANDBY
+
+        wait_for(rejoined, timeout=90, what="the lost voter rejoined as a stand-by")
+        wait_for(
+            lambda: (
+                back.open("promoted", consistency="none")
+                .execute("SELECT count(*) FROM p")
+                .fetchone()
+                == (1,)
+            ),
+            timeout=30,
+            what="the rejoined member's copy",
+        )
     finally:
         for app in apps:
             app.close()

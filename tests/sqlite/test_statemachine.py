@@ -100,17 +100,29 @@ def _workload(seed: int, size: int) -> list[bytes]:
             statements.insert(
                 0, Statement("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k, v)")
             )
-        commands.append(
-            encode_command(
+        command = Command(
+            CommandKind.EXECUTE,
+            1_700_000_000_000 + i * 1_234 + rng.randrange(1000),
+            rng.getrandbits(64),
+            database,
+            statements,
+        )
+        if rng.random() < 0.3:
+            command.client_id, command.sequence = rng.randrange(1, 8), i + 1
+        if rng.random() < 0.25:
+            # Group commit: several clients' commands in one entry.
+            parts = [command] + [
                 Command(
                     CommandKind.EXECUTE,
-                    1_700_000_000_000 + i * 1_234 + rng.randrange(1000),
+                    1_700_000_000_000 + i,
                     rng.getrandbits(64),
-                    database,
-                    statements,
+                    "main",
+                    [_statement(rng)],
                 )
-            )
-        )
+                for _ in range(rng.randrange(1, 4))
+            ]
+            command = Command(CommandKind.BATCH, 0, 0, batch=parts)
+        commands.append(encode_command(command))
     return commands
 
 
@@ -299,3 +311,44 @@ def test_a_retried_session_write_is_applied_once(tmp_path: Path) -> None:
     rows = sm.lookup(Read("db", [Statement("SELECT v FROM r ORDER BY id")]))[0].rows
     assert rows == [("once",), ("next",)]
     sm.close()
+
+
+def test_results_and_commands_round_trip_and_hostile_bytes_are_refused() -> None:
+    from nodehost.sqlite.command import CommandError, CommandResult, decode_command, encode_result
+
+    plain = CommandResult(Outcome.COMMITTED, [StatementResult(1, 5)])
+    rich = CommandResult(
+        Outcome.FAILED,
+        [StatementResult(-1, 0, ["a"], ["TEXT"], [("x",), (None,)], 19, "no")],
+        0,
+        "why",
+        19,
+    )
+    for result in (plain, rich):
+        assert decode_result(encode_result(result)) == result
+    command = Command(
+        CommandKind.EXECUTE,
+        5,
+        6,
+        "db",
+        [
+            Statement("SELECT ?, ?", [(1, "t"), (2.5, b"\x00")], Observed.ROWS, b"e"),
+            Statement("SELECT :a", [(("a", None),)]),
+        ],
+        client_id=9,
+        sequence=10,
+    )
+    data = encode_command(command)
+    assert decode_command(data) == command
+    rng = random.Random(3)
+    for _ in range(2000):
+        broken = bytearray(data)
+        cut = rng.randrange(len(broken))
+        if rng.random() < 0.5:
+            del broken[cut:]
+        else:
+            broken[cut] = rng.randrange(256)
+        try:
+            decode_command(bytes(broken))
+        except CommandError:
+            pass

@@ -90,3 +90,25 @@ def _ask_leader(member: str, context: ssl.SSLContext | None) -> str:
     if isinstance(answer, codec.ServerResponse):
         return answer.address
     raise errors.OperationalError(f"{member}: unexpected answer {type(answer).__name__}")
+
+
+def cluster_of(
+    addresses: Sequence[str], context: ssl.SSLContext | None
+) -> list[codec.NodeInfo] | None:
+    """The members as the current leader lists them (CLUSTER), or None when no listed
+    member can name a leader that answers."""
+    for member in addresses:
+        try:
+            leader = _ask_leader(member, context)
+            if not leader:
+                continue
+            link = _Link(leader, context, 5.0)
+            try:
+                answer = link.ask(codec.ClusterRequest(codec.ClusterFormat.V1))
+            finally:
+                link.close()
+            if isinstance(answer, codec.ServersResponse):
+                return list(answer.servers)
+        except (OSError, codec.WireError, errors.Error):
+            continue
+    return None

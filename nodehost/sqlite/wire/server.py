@@ -97,13 +97,16 @@ class WireServer:
         *,
         max_body: int = codec.DEFAULT_MAX_BODY,
         workers: int = 96,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.app = app
         self.host, self.port = parse_address(address, "address")
         self.ssl_context = ssl_context
         self.max_body = max_body
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="nodehost-sql-wire")
-        self._loop = asyncio.new_event_loop()
+        # The member's loop when it has one (shared with its write batcher), else our own.
+        self._own_loop = loop is None
+        self._loop = loop or asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(
@@ -111,7 +114,8 @@ class WireServer:
         )
 
     def start(self) -> None:
-        self._thread.start()
+        if self._own_loop:
+            self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
         future.result(timeout=30)
 
@@ -121,7 +125,7 @@ class WireServer:
         )
 
     def close(self) -> None:
-        if not self._thread.is_alive():
+        if not self._loop.is_running():
             self.executor.shutdown(wait=False)
             return
 
@@ -134,8 +138,9 @@ class WireServer:
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        if self._own_loop:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
