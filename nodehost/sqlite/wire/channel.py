@@ -343,6 +343,9 @@ class Channel:
                 except Gone as gone:
                     link.close()
                     failures[address] = str(gone)
+                    if self.tls is None and "closed the connection" in str(gone):
+                        # A member using TLS hangs up on a plain handshake.
+                        failures[address] += " (does the cluster use TLS?)"
                 except Refused as refused:
                     link.close()
                     if refused.final:
