@@ -11,16 +11,14 @@ Rules:
   named parameters, a transaction begun implicitly before INSERT, UPDATE, DELETE and
   REPLACE unless `isolation_level` is None, `with conn:` commits or rolls back, rows are
   tuples of int, float, str, bytes and None.
-- Requests go to the leader. It is found with LEADER requests, starting with the
-  addresses given and then every member CLUSTER lists; when it changes (a "not leader"
-  answer, a dropped connection) the client finds the new one and resends what is safe to
-  resend, all within the call's timeout.
-- Safe to resend: a read-only statement, always; a statement that was never sent, always;
-  a write outside a transaction or a COMMIT whose answer was lost, only to a server that
-  deduplicates by session (see wire/README.md), with the same sequence number, so it is
-  applied once. Otherwise the caller gets OperationalError saying that the outcome is
+- Requests go to the leader, found and followed by wire/channel.py, which also decides
+  what may be resent after a failure: reads always; a write outside a transaction or a
+  COMMIT whose answer was lost only to a server that deduplicates by session, so it is
+  applied once; otherwise the caller gets OperationalError saying that the outcome is
   unknown. A transaction whose connection to the leader is lost is rolled back, and the
   caller is told so (OperationalError) by its next statement or commit.
+- The statement kind (query or not, certainly read-only or not) and the parameter
+  numbering come from sqlscan.py, as SQLite would decide them.
 - One request at a time per connection, as the protocol requires. Rows arrive in
   batches; a cursor reads them as it is fetched from, and another request on the same
   connection first reads the rest of an unfinished result into its cursor, so nothing

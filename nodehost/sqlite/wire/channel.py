@@ -40,9 +40,8 @@ from nodehost.sqlite.errors import (
 from nodehost.sqlite.members import NodeInfo, Role
 from nodehost.sqlite.wire import codec
 
-#: SQLite result codes the client acts on.
-SQLITE_ERROR = 1
-SQLITE_NOTFOUND = 12
+#: SQLite result codes the client acts on: the request was not applied (not the leader),
+#: or may have been (leadership lost while it was being committed).
 NOT_LEADER_CODES = frozenset({10250, 8202})  # SQLITE_IOERR_NOT_LEADER, and its legacy value
 LEADERSHIP_LOST_CODES = frozenset({10506, 8458})  # SQLITE_IOERR_LEADERSHIP_LOST, legacy
 
