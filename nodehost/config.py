@@ -88,6 +88,10 @@ class NodeHostConfig:
     # of the machine. For benchmarks that want the figure without the disk; never for
     # data anyone needs.
     fsync: bool = True
+    # The admin service the `nodehost` command talks to (nodehost.admin): "" = off;
+    # "unix:PATH" = a local socket only this user and root may use; "host:port" =
+    # TCP with mutual TLS, using ca_file/cert_file/key_file (mutual_tls must be on).
+    admin_address: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.node_host_dir, str) or not self.node_host_dir:
@@ -116,6 +120,25 @@ class NodeHostConfig:
             for name in ("ca_file", "cert_file", "key_file"):
                 if not getattr(self, name):
                     raise InvalidConfig(f"{name} is required when mutual_tls is on")
+        _check_admin_address(self)
+
+
+def _check_admin_address(config: NodeHostConfig) -> None:
+    """An admin service is only ever reachable by those who already control the host:
+    a local socket, or TCP behind the transport's mutual TLS."""
+    text = config.admin_address
+    if not isinstance(text, str):
+        raise InvalidConfig(f"admin_address must be a string, got {text!r}")
+    if not text or text.startswith("unix:") or "/" in text:
+        return  # a socket path: checked when the service binds it
+    parse_address(text, "admin_address")
+    if not config.mutual_tls:
+        raise InvalidConfig(
+            "admin_address: a TCP admin service needs mutual_tls (with ca_file, cert_file "
+            "and key_file); use unix:PATH for a local socket"
+        )
+    if text in (config.raft_address, config.listen_address):
+        raise InvalidConfig(f"admin_address {text} is the Raft transport's address")
 
 
 @dataclass

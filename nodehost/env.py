@@ -30,6 +30,42 @@ from nodehost.errors import DirectoryLocked, InvalidConfig
 FORMAT_VERSION = 1
 MIN_FREE_BYTES = 16 * 1024 * 1024
 _PROBE = ".nodehost-space-probe"
+LOCK_FILE = "LOCK"
+ID_FILE = "NODEHOST.ID"
+FLAGS_FILE = "nodehost.json"
+LOGDB_DIR = "logdb"
+SNAPSHOT_ROOT = "snapshots"
+
+
+def replica_snapshot_dir(root: Path, shard_id: int, replica_id: int) -> Path:
+    """Where a replica's snapshot store lives under a NodeHost directory."""
+    return root / SNAPSHOT_ROOT / f"shard-{shard_id}-replica-{replica_id}"
+
+
+def tombstone_path(root: Path, shard_id: int, replica_id: int) -> Path:
+    """Present once a replica's data was removed: it can never start again."""
+    return root / SNAPSHOT_ROOT / f"shard-{shard_id}-replica-{replica_id}.removed"
+
+
+def read_flags(root: Path) -> dict[str, object] | None:
+    """The settings the data in `root` was written with (nodehost.json); None when
+    the file does not exist. Reads only; InvalidConfig when it is damaged."""
+    path = root / FLAGS_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        found = json.loads(text)
+        if not isinstance(found, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise InvalidConfig(f"{path} is damaged: {exc}") from exc
+    if found.get("format") != FORMAT_VERSION:
+        raise InvalidConfig(
+            f"{path}: data format {found.get('format')!r}, this version reads {FORMAT_VERSION}"
+        )
+    return found
 
 
 class Env:
@@ -38,7 +74,7 @@ class Env:
         self._lock_fd = -1
         with _named("node_host_dir", self.root):
             self.root.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -51,9 +87,9 @@ class Env:
                 self.node_host_id = self._load_id()
                 self._check_flags(raft_address, deployment_id)
                 check_room(self.root)
-                self.snapshot_root = self.root / "snapshots"
+                self.snapshot_root = self.root / SNAPSHOT_ROOT
                 self.snapshot_root.mkdir(exist_ok=True)
-            self.logdb_dir = Path(wal_dir) if wal_dir else self.root / "logdb"
+            self.logdb_dir = Path(wal_dir) if wal_dir else self.root / LOGDB_DIR
             if wal_dir:
                 with _named("wal_dir", self.logdb_dir):
                     self.logdb_dir.mkdir(parents=True, exist_ok=True)
@@ -63,11 +99,11 @@ class Env:
             raise
 
     def snapshot_dir(self, shard_id: int, replica_id: int) -> Path:
-        return self.snapshot_root / f"shard-{shard_id}-replica-{replica_id}"
+        return replica_snapshot_dir(self.root, shard_id, replica_id)
 
     def tombstone(self, shard_id: int, replica_id: int) -> Path:
         """Present once a replica's data was removed: it can never start again."""
-        return self.snapshot_root / f"shard-{shard_id}-replica-{replica_id}.removed"
+        return tombstone_path(self.root, shard_id, replica_id)
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -76,7 +112,7 @@ class Env:
             self._lock_fd = -1
 
     def _load_id(self) -> str:
-        path = self.root / "NODEHOST.ID"
+        path = self.root / ID_FILE
         if path.exists():
             text = path.read_text().strip()
             try:
@@ -88,25 +124,16 @@ class Env:
         return node_host_id
 
     def _check_flags(self, raft_address: str, deployment_id: int) -> None:
-        path = self.root / "nodehost.json"
+        path = self.root / FLAGS_FILE
         wanted = {
             "format": FORMAT_VERSION,
             "raft_address": raft_address,
             "deployment_id": deployment_id,
         }
-        if not path.exists():
+        found = read_flags(self.root)
+        if found is None:
             _write_atomic(path, json.dumps(wanted, indent=1) + "\n")
             return
-        try:
-            found = json.loads(path.read_text())
-            if not isinstance(found, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
-            raise InvalidConfig(f"{path} is damaged: {exc}") from exc
-        if found.get("format") != FORMAT_VERSION:
-            raise InvalidConfig(
-                f"{path}: data format {found.get('format')!r}, this version reads {FORMAT_VERSION}"
-            )
         for key in ("raft_address", "deployment_id"):
             if found.get(key) != wanted[key]:
                 raise InvalidConfig(

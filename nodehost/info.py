@@ -48,6 +48,9 @@ class ShardInfo:
     state_machine_type: StateMachineType
     applied_index: int
     failed: str | None = None
+    non_votings: dict[int, str] = field(default_factory=dict)
+    witnesses: dict[int, str] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 
 from logdb import LogDBError, RocksLogDB
 from nodehost import errors
+from nodehost.admin.server import AdminServer, start_admin
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
 from nodehost.config import Config, NodeHostConfig, parse_address
@@ -88,6 +89,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         )
         self._logdb: RocksLogDB | None = None
         self._engine: Engine | None = None
+        self._admin: AdminServer | None = None
         try:
             self._logdb = RocksLogDB(
                 str(self._env.logdb_dir), deployment_id=config.deployment_id, fsync=config.fsync
@@ -121,6 +123,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
             self._metrics.watch_replicas(self._leadership)
+            self._admin = start_admin(self)  # hook: issue 18, the admin service
         except (LogDBError, TransportError) as exc:
             self._release()
             raise errors.InvalidConfig(_open_error(config, exc)) from exc
@@ -146,6 +149,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             if self._closed:
                 return
             self._closed = True
+        if self._admin is not None:  # first: no operator call reaches a closing host
+            self._admin.close()
+            self._admin = None
         self._events.system_event("node_host_shutting_down")
         engine = self._engine
         if engine is not None:
@@ -158,6 +164,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._release()
 
     def _release(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         if self._engine is not None:
             self._engine.close()
         if self._logdb is not None:
@@ -444,17 +453,46 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
 
     def remove_data(self, shard_id: int, replica_id: int) -> None:
-        """Delete a stopped replica's log and snapshots; the id can never start here again."""
+        """Delete a stopped replica's log and snapshots; the id can never start here again.
+
+        Only for a replica already deleted from its shard (request_delete_replica):
+        removing the data of a member that the shard still counts on loses its votes
+        and its copy of the log. ShardNotStopped while the replica runs here.
+        """
         engine = self._check_open()
-        node = engine.nodes.get(shard_id)
-        if node is not None and node.replica_id == replica_id:
-            raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
-        assert self._logdb is not None
-        tombstone = self._env.tombstone(shard_id, replica_id)
-        tombstone.write_text("removed\n")
-        self._logdb.remove_node_data(shard_id, replica_id)
-        shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
+        with self._lock:  # against a start_* of the same replica meanwhile
+            node = engine.nodes.get(shard_id)
+            if node is not None and node.replica_id == replica_id:
+                raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
+            assert self._logdb is not None
+            tombstone = self._env.tombstone(shard_id, replica_id)
+            tombstone.write_text("removed\n")
+            self._logdb.remove_node_data(shard_id, replica_id)
+            shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
         self._events.system_event("node_deleted", NodeInfo(shard_id, replica_id))
+
+    def sync_remove_data(self, shard_id: int, replica_id: int, timeout: float) -> None:
+        """remove_data once the replica has fully left this NodeHost (Dragonboat's
+        SyncRemoveData): a replica being stopped is waited for, up to `timeout`
+        (Timeout past it); one still running raises ShardNotStopped at once."""
+        engine = self._check_open()
+        check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            node = engine.nodes.get(shard_id)
+            if node is None or node.replica_id != replica_id:
+                break
+            if not node.stopped:
+                raise errors.ShardNotStopped(
+                    f"shard {shard_id} replica {replica_id} is running: stop it first"
+                )
+            if time.monotonic() >= deadline:
+                raise errors.Timeout(
+                    f"shard {shard_id} replica {replica_id} did not finish stopping in {timeout:g}s"
+                )
+            time.sleep(0.01)
+            self._check_open()
+        self.remove_data(shard_id, replica_id)
 
     def has_node_info(self, shard_id: int, replica_id: int) -> bool:
         """True when this host has started that replica before (its bootstrap record)."""
@@ -662,6 +700,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     state_machine_type=node.rsm.kind,
                     applied_index=node.applied_index,
                     failed=node.failed,
+                    non_votings=dict(m.non_votings),
+                    witnesses=dict(m.witnesses),
+                    removed=set(m.removed),
                 )
             )
         if not option.skip_log_info and self._logdb is not None:
