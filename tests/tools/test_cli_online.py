@@ -55,7 +55,7 @@ def test_info_shows_the_host_and_every_replica(group: Group) -> None:
     table = {r[0]: r for r in rows(text) if r[0] in ("1", "2")}
     members = ",".join(f"{h.replica_id}={h.address}" for h in group.hosts)
     for shard in ("1", "2"):
-        shard_id, replica, role, leader, term = table[shard][:5]
+        _shard_id, replica, role, leader, term = table[shard][:5]
         assert replica == "1"
         assert role in ("leader", "follower")
         assert (role == "leader") == (leader == "1")
