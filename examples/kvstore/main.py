@@ -135,6 +135,7 @@ def _nodehost_config(settings: Settings, state: StateDir) -> NodeHostConfig:
         rtt_millisecond=settings.rtt_ms,
         enable_metrics=True,
         max_entry_size=max(8 * _MiB, settings.max_value_bytes * 2 + MAX_KEY_BYTES + 64),
+        admin_address=settings.admin_address,
     )
 
 

@@ -118,6 +118,13 @@ OPTIONS = (
         "largest value accepted, in bytes of canonical JSON",
     ),
     Option("log_level", ("--log-level",), "LOG_LEVEL", "info", "debug, info, warning or error"),
+    Option(
+        "admin",
+        ("--admin",),
+        "ADMIN_ADDRESS",
+        "",
+        "unix:PATH of an admin socket for the `nodehost` operator command; none if empty",
+    ),
 )
 
 
@@ -138,6 +145,7 @@ class Settings:
     snapshot_entries: int = 10000
     max_value_bytes: int = 4 * MiB
     log_level: str = "info"
+    admin_address: str = ""  # "unix:PATH", or "" for no admin service
 
     @property
     def http_host_port(self) -> tuple[str, int]:
@@ -231,6 +239,14 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str] | None 
     log_level = text("log_level").lower()
     if log_level not in LOG_LEVELS:
         raise SettingsError(f"--log-level/LOG_LEVEL: {log_level!r} is not one of {LOG_LEVELS}")
+    admin = given.get("admin", "")
+    if admin and not (admin.startswith("unix:") or "/" in admin):
+        raise SettingsError(
+            f"--admin/ADMIN_ADDRESS: {admin!r} is not unix:PATH; this service offers the admin "
+            "service on a local socket only (a TCP one needs the transport's mutual TLS)"
+        )
+    if admin and not admin.startswith("unix:"):
+        admin = "unix:" + admin
     try:
         timeout = float(text("timeout"))
     except ValueError:
@@ -255,6 +271,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str] | None 
         snapshot_entries=number("snapshot_entries", 0, 2**32),
         max_value_bytes=number("max_value_bytes", 16, 64 * MiB),
         log_level=log_level,
+        admin_address=admin,
     )
 
 

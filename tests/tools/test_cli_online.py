@@ -5,13 +5,15 @@ checked, and bad input answered with one line and a non-zero exit."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.host.cluster import free_ports
-from tests.tools.hosts import Group, Host, run_nodehost, wait_for
+from tests.tools.hosts import Group, Host, nodehost_command, run_nodehost, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -200,6 +202,19 @@ def test_bad_input_gets_one_line_and_a_non_zero_exit(group: Group, tmp_path: Pat
         "entry '2' is not ID=TARGET",
     )
     one_line_error(run_nodehost("remove-data", "1", "1", "--force"), 2, "--dir")
+
+
+def test_the_admin_address_from_the_environment(group: Group) -> None:
+    host = group.hosts[1]
+    env = dict(os.environ, NODEHOST_ADMIN=host.admin)
+    result = subprocess.run(
+        [*nodehost_command(), "--format", "json", "info"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert json.loads(ok(result))["node_host_id"] == host.node_host_id
 
 
 def test_every_subcommand_has_help() -> None:
