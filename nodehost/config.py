@@ -7,6 +7,7 @@ it, with `InvalidConfig` naming the field, never later inside the engine.
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,16 @@ class NodeHostConfig:
     # "unix:PATH" = a local socket only this user and root may use; "host:port" =
     # TCP with mutual TLS, using ca_file/cert_file/key_file (mutual_tls must be on).
     admin_address: str = ""
+    # Address hosts by NodeHost id (Dragonboat v4's NodeHost-id addressing): memberships
+    # and initial members name NodeHost ids instead of host:port, and each host's current
+    # address is learned from the hosts themselves (transport/hosts.py), starting from
+    # `seeds` (host:port of other NodeHosts). A host may then restart on another address
+    # and keep its replicas; raft_address is no longer pinned by the data directory.
+    address_by_node_host_id: bool = False
+    seeds: list[str] = field(default_factory=list)
+    # This host's id (a UUID) when its directory is new; "" picks a random one. Later
+    # starts must give the same id or none.
+    node_host_id: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.node_host_dir, str) or not self.node_host_dir:
@@ -121,6 +132,27 @@ class NodeHostConfig:
                 if not getattr(self, name):
                     raise InvalidConfig(f"{name} is required when mutual_tls is on")
         _check_admin_address(self)
+        _check_addressing(self)
+
+
+def _check_addressing(config: NodeHostConfig) -> None:
+    if not isinstance(config.address_by_node_host_id, bool):
+        raise InvalidConfig("address_by_node_host_id must be a bool")
+    if config.node_host_id:
+        try:
+            canonical = str(uuid.UUID(config.node_host_id))
+        except (ValueError, TypeError, AttributeError):
+            raise InvalidConfig(f"node_host_id {config.node_host_id!r} is not a UUID") from None
+        config.node_host_id = canonical
+    if not isinstance(config.seeds, list | tuple):
+        raise InvalidConfig("seeds must be a list of host:port")
+    config.seeds = list(config.seeds)
+    if config.seeds and not config.address_by_node_host_id:
+        raise InvalidConfig("seeds are used only with address_by_node_host_id")
+    for i, seed in enumerate(config.seeds):
+        if not isinstance(seed, str):
+            raise InvalidConfig(f"seeds[{i}]: {seed!r} is not host:port")
+        parse_address(seed, f"seeds[{i}]")
 
 
 def _check_admin_address(config: NodeHostConfig) -> None:

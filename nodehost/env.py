@@ -69,7 +69,16 @@ def read_flags(root: Path) -> dict[str, object] | None:
 
 
 class Env:
-    def __init__(self, node_host_dir: str, wal_dir: str, raft_address: str, deployment_id: int):
+    def __init__(
+        self,
+        node_host_dir: str,
+        wal_dir: str,
+        raft_address: str,
+        deployment_id: int,
+        *,
+        node_host_id: str = "",
+        address_by_node_host_id: bool = False,
+    ):
         self.root = Path(node_host_dir)
         self._lock_fd = -1
         with _named("node_host_dir", self.root):
@@ -84,8 +93,8 @@ class Env:
             ) from None
         try:
             with _named("node_host_dir", self.root):
-                self.node_host_id = self._load_id()
-                self._check_flags(raft_address, deployment_id)
+                self.node_host_id = self._load_id(node_host_id)
+                self._check_flags(raft_address, deployment_id, address_by_node_host_id)
                 check_room(self.root)
                 self.snapshot_root = self.root / SNAPSHOT_ROOT
                 self.snapshot_root.mkdir(exist_ok=True)
@@ -111,34 +120,54 @@ class Env:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def _load_id(self) -> str:
+    def _load_id(self, wanted: str) -> str:
         path = self.root / ID_FILE
         if path.exists():
             text = path.read_text().strip()
             try:
-                return str(uuid.UUID(text))
+                found = str(uuid.UUID(text))
             except ValueError as exc:
                 raise InvalidConfig(f"{path} holds no NodeHost id: {text[:40]!r}") from exc
-        node_host_id = str(uuid.uuid4())
+            if wanted and wanted != found:
+                raise InvalidConfig(
+                    f"node_host_id is {wanted} but the data in {self.root} belongs to "
+                    f"NodeHost {found}"
+                )
+            return found
+        node_host_id = wanted or str(uuid.uuid4())
         _write_atomic(path, node_host_id + "\n")
         return node_host_id
 
-    def _check_flags(self, raft_address: str, deployment_id: int) -> None:
+    def _check_flags(self, raft_address: str, deployment_id: int, by_node_host_id: bool) -> None:
+        """The settings other hosts know this one by must not change under its data: its
+        raft_address (unless hosts are addressed by id: then its NodeHost id, which the
+        directory keeps), its deployment, and how memberships name hosts."""
         path = self.root / FLAGS_FILE
-        wanted = {
-            "format": FORMAT_VERSION,
-            "raft_address": raft_address,
-            "deployment_id": deployment_id,
-        }
+        wanted: dict[str, object] = {"format": FORMAT_VERSION}
+        if by_node_host_id:
+            wanted["address_by_node_host_id"] = True
+        else:
+            wanted["raft_address"] = raft_address
+        wanted["deployment_id"] = deployment_id
         found = read_flags(self.root)
         if found is None:
             _write_atomic(path, json.dumps(wanted, indent=1) + "\n")
             return
-        for key in ("raft_address", "deployment_id"):
+        if bool(found.get("address_by_node_host_id", False)) != by_node_host_id:
+            raise InvalidConfig(
+                f"address_by_node_host_id is {by_node_host_id} but the data in {self.root} was "
+                f"written with {not by_node_host_id}: its memberships name hosts the other way"
+            )
+        for key in [k for k in ("raft_address", "deployment_id") if k in wanted]:
             if found.get(key) != wanted[key]:
                 raise InvalidConfig(
                     f"{key} is {wanted[key]!r} but the data in {self.root} was written with "
                     f"{found.get(key)!r}; other replicas know this NodeHost by the old value"
+                    + (
+                        " (with address_by_node_host_id hosts may change address)"
+                        if key == "raft_address"
+                        else ""
+                    )
                 )
 
 

@@ -64,3 +64,6 @@ class NodeHostInfo:
     raft_address: str
     shard_info_list: list[ShardInfo] = field(default_factory=list)
     log_info: list[tuple[int, int]] = field(default_factory=list)
+    # NodeHost id -> address of every host located, this one included (hosts addressed
+    # by NodeHost id only; empty otherwise).
+    hosts: dict[str, str] = field(default_factory=dict)

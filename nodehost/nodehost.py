@@ -19,10 +19,11 @@ from typing import Any
 
 from logdb import LogDBError, RocksLogDB
 from nodehost import errors
+from nodehost.addressing import check_target
 from nodehost.admin.server import AdminServer, start_admin
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
-from nodehost.config import Config, NodeHostConfig, parse_address
+from nodehost.config import Config, NodeHostConfig
 from nodehost.engine import Engine, EngineListener
 from nodehost.env import Env
 from nodehost.events import (
@@ -85,7 +86,12 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._keys = itertools.count(self._rng.getrandbits(62) + 1)
         self._stale_read_warned = False
         self._env = Env(
-            config.node_host_dir, config.wal_dir, config.raft_address, config.deployment_id
+            config.node_host_dir,
+            config.wal_dir,
+            config.raft_address,
+            config.deployment_id,
+            node_host_id=config.node_host_id,
+            address_by_node_host_id=config.address_by_node_host_id,
         )
         self._logdb: RocksLogDB | None = None
         self._engine: Engine | None = None
@@ -116,6 +122,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     cert_file=config.cert_file,
                     key_file=config.key_file,
                     max_send_queue_size=config.max_send_queue_size,
+                    address_by_node_host_id=config.address_by_node_host_id,
+                    node_host_id=self._env.node_host_id,
+                    seeds=tuple(config.seeds),
                 ),
                 self._router,
             )
@@ -237,10 +246,11 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if not isinstance(config, Config):
             raise errors.InvalidConfig("config must be a nodehost.Config")
         members = dict(initial_members or {})
+        config_by_id = self.config.address_by_node_host_id
         for rid, address in members.items():
             if isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0:
                 raise errors.InvalidConfig(f"initial_members: bad replica id {rid!r}")
-            parse_address(address, f"initial_members[{rid}]")
+            check_target(address, f"initial_members[{rid}]", config_by_id)
         if len(set(members.values())) != len(members):
             raise errors.InvalidConfig("initial_members: two replicas share an address")
         shard_id, replica_id = config.shard_id, config.replica_id
@@ -684,6 +694,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         engine = self._check_open()
         option = option or NodeHostInfoOption()
         info = NodeHostInfo(self.id, self.raft_address)
+        hosts = self._transport.hosts
+        if hosts is not None:
+            info.hosts = hosts.known()
         for node in list(engine.nodes.values()):
             m = node.membership
             info.shard_info_list.append(

@@ -159,6 +159,7 @@ def info(nh: NodeHost, args: dict[str, Any]) -> dict[str, Any]:
         raft_address=host.raft_address,
         shards=[_status(s) for s in sorted(host.shard_info_list, key=lambda s: s.shard_id)],
         stopped=[key for key in host.log_info if key not in running],
+        hosts=dict(host.hosts),
     ).as_json()
 
 

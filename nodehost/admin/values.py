@@ -154,6 +154,7 @@ class HostInfo:
     raft_address: str
     shards: list[ShardStatus]
     stopped: list[tuple[int, int]] = field(default_factory=list)  # (shard_id, replica_id)
+    hosts: dict[str, str] = field(default_factory=dict)  # NodeHost id -> address (by id)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -161,12 +162,16 @@ class HostInfo:
             "raft_address": self.raft_address,
             "shards": [s.as_json() for s in self.shards],
             "stopped": [{"shard_id": s, "replica_id": r} for s, r in self.stopped],
+            "hosts": dict(sorted(self.hosts.items())),
         }
 
     @classmethod
     def from_json(cls, data: Any, where: str = "info") -> HostInfo:
         shards = _get(data, "shards", list, where)
         stopped = _get(data, "stopped", list, where)
+        hosts = _get(data, "hosts", dict, where)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in hosts.items()):
+            raise MalformedValue(f"{where}.hosts is not an object of strings")
         return cls(
             node_host_id=_get(data, "node_host_id", str, where),
             raft_address=_get(data, "raft_address", str, where),
@@ -178,6 +183,7 @@ class HostInfo:
                 )
                 for i, s in enumerate(stopped)
             ],
+            hosts=dict(hosts),
         )
 
 

@@ -34,6 +34,7 @@ from nodehost.env import (
 )
 from nodehost.errors import DirectoryLocked, InvalidConfig
 from nodehost.tools.errors import HostInUse, ToolError
+from nodehost.tools.members import is_node_host_id
 
 _ROCKSDICT_OWN = "rocksdict-config.json"
 
@@ -44,17 +45,28 @@ class HostDirectory:
 
     root: Path
     node_host_id: str
-    raft_address: str
+    raft_address: str  # "" when hosts are addressed by NodeHost id
     deployment_id: int
     logdb_dir: Path
+    by_node_host_id: bool = False
+
+    @property
+    def target(self) -> str:
+        """What memberships name this host by."""
+        return self.node_host_id if self.by_node_host_id else self.raft_address
 
 
 @dataclass(frozen=True, slots=True)
 class NewHost:
-    """How to create the directory of a host that never ran (an import into it)."""
+    """How to create the directory of a host that never ran (an import into it): the
+    target members name it by, a host:port or (hosts addressed by id) a NodeHost id."""
 
-    raft_address: str
+    target: str
     deployment_id: int = 0
+
+    @property
+    def by_node_host_id(self) -> bool:
+        return is_node_host_id(self.target)
 
 
 def _in_use(directory: Path) -> HostInUse:
@@ -90,6 +102,7 @@ def describe(directory: str | Path, wal_dir: str = "") -> HostDirectory:
         raft_address=address if isinstance(address, str) else "",
         deployment_id=deployment,
         logdb_dir=Path(wal_dir).absolute() if wal_dir else root / LOGDB_DIR,
+        by_node_host_id=bool(flags.get("address_by_node_host_id", False)),
     )
 
 
@@ -169,18 +182,28 @@ def writable(
             raise ToolError(f"{root} is not a NodeHost directory (it has no {ID_FILE})")
         if root.is_dir() and any(root.iterdir()):
             raise ToolError(f"{root} is not empty and holds no NodeHost; give an empty directory")
-        address, deployment = create.raft_address, create.deployment_id
+        by_id, deployment = create.by_node_host_id, create.deployment_id
+        address = "" if by_id else create.target
+        wanted_id = create.target if by_id else ""
     else:
         found = describe(root, wal_dir)
         address, deployment = found.raft_address, found.deployment_id
+        by_id, wanted_id = found.by_node_host_id, ""
     try:
-        env = Env(str(root), wal_dir, address, deployment)
+        env = Env(
+            str(root),
+            wal_dir,
+            address,
+            deployment,
+            node_host_id=wanted_id,
+            address_by_node_host_id=by_id,
+        )
     except DirectoryLocked:
         raise _in_use(root) from None
     except InvalidConfig as exc:
         raise ToolError(f"cannot open {root}: {exc}") from None
     try:
-        host = HostDirectory(root, env.node_host_id, address, deployment, env.logdb_dir)
+        host = HostDirectory(root, env.node_host_id, address, deployment, env.logdb_dir, by_id)
         if not fresh and not (env.logdb_dir / "CURRENT").is_file():
             raise _no_store(host, wal_dir)
         try:

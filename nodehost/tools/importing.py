@@ -149,9 +149,10 @@ def import_snapshot(
     target = members[replica_id]
     create = hostdir.NewHost(target, deployment_id or 0)
     with hostdir.writable(directory, wal_dir, create=create) as (host, env, logdb):
-        if host.raft_address != target:
+        if host.target != target:
+            what = "NodeHost" if host.by_node_host_id else "host at"
             raise ToolError(
-                f"{host.root} is the host at {host.raft_address}, but the members put "
+                f"{host.root} is the {what} {host.target}, but the members put "
                 f"replica {replica_id} at {target}"
             )
         if deployment_id is not None and deployment_id != host.deployment_id:

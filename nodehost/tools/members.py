@@ -8,20 +8,17 @@ a target given twice.
 
 from __future__ import annotations
 
-import uuid
-
 from nodehost.config import parse_address
 from nodehost.errors import InvalidConfig
 from nodehost.tools.errors import ToolError
+from transport.config import is_node_host_id as _canonical
 
 MAX_ID = 2**64 - 1
 
 
 def is_node_host_id(target: str) -> bool:
-    try:
-        return str(uuid.UUID(target)) == target.lower()
-    except ValueError:
-        return False
+    """A NodeHost id, in any case (it is stored in lower case)."""
+    return _canonical(target.lower())
 
 
 def check_target(target: str, where: str) -> str:

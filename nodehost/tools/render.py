@@ -73,6 +73,8 @@ def host_info(info: HostInfo) -> str:
     if info.stopped:
         held = ", ".join(f"shard {s} replica {r}" for s, r in info.stopped)
         out.append(f"stopped (data kept, not running): {held}")
+    if info.hosts:
+        out += ["", table(("NODE HOST ID", "ADDRESS"), sorted(info.hosts.items()))]
     return "\n".join(out)
 
 
