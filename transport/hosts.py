@@ -74,6 +74,8 @@ class HostRegistry:
     # ------------------------------------------------------------------ reads
 
     def address_of(self, node_host_id: str) -> str | None:
+        if node_host_id == self.node_host_id:
+            return self.address
         return self._addresses.get(node_host_id)
 
     def known(self) -> dict[str, str]:
