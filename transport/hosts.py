@@ -14,10 +14,13 @@ Rules:
   directory: two hosts with one id).
 - Seeds (NodeHostConfig.seeds) are dialled at start and in every round; hosts already
   known and the hints about ids this host needs are dialled in the fast rounds, which
-  run while an id a replica needs has no address or its address stopped answering.
-- Dials are bounded: one at a time per address, each address at most once per
-  PROBE_INTERVAL, at most MAX_PROBES at once; a flood of hellos cannot become a flood
-  of dials. Hints and the table are bounded in size too.
+  run while an id a replica needs has no address or its address stopped answering. A
+  caller that names a new address for itself, an id this host needs, is dialled back
+  at once: that is how a host restarted elsewhere is found.
+- Dials are bounded: hints are kept only for ids a replica here needs (a few addresses
+  each) and dropped once dialled, each address is dialled at most once per
+  PROBE_INTERVAL, one at a time, at most MAX_PROBES at once: a flood of hellos cannot
+  become a flood of dials.
 - Runs on the transport's event loop; nothing here blocks it.
 """
 
@@ -39,7 +42,8 @@ ROUND_SLOW = 5.0
 PROBE_INTERVAL = 0.5  # an address is dialled at most this often
 PROBE_TIMEOUT = 3.0
 MAX_PROBES = 16
-MAX_HOSTS = 4096  # ids kept in the table, and hints carried per hello
+MAX_HOSTS = 4096  # ids kept in the table, and entries read from one hello
+MAX_HINTS = 8  # addresses kept per id to look for it at
 
 Identify = Callable[[str, pb.HostHello, float], Awaitable[pb.HostHello]]
 
@@ -70,6 +74,7 @@ class HostRegistry:
         self._slots = asyncio.Semaphore(MAX_PROBES)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._callbacks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ reads
 
@@ -94,11 +99,15 @@ class HostRegistry:
     # ------------------------------------------------------------------ inputs
 
     def on_hello(self, hello: pb.HostHello) -> pb.HostHello:
-        """Identify served: take the caller's claims as hints; answer with ours."""
+        """Identify served (on the loop): take the caller's claims as hints, dial the
+        caller back if it names a new address for itself; answer with ours."""
         if self._acceptable(hello):
-            self._hint(hello.node_host_id, hello.address)
+            caller, where = hello.node_host_id, hello.address
+            if self._hint(caller, where):
+                task = asyncio.get_running_loop().create_task(self._probe(where))
+                self._callbacks.add(task)
+                task.add_done_callback(self._callbacks.discard)
             self._take_hints(hello.known)
-            self._wake.set()
         return self.hello()
 
     def address_down(self, address: str) -> None:
@@ -140,16 +149,13 @@ class HostRegistry:
         if unsettled:
             targets += list(self._addresses.values())
             for node_host_id in unsettled:
-                targets += list(self._hints.get(node_host_id, ()))
-        else:
-            # Hints about hosts we do not need yet are still checked, slowly: they cost
-            # nothing until a membership names them.
-            for node_host_id, addresses in self._hints.items():
-                if self._addresses.get(node_host_id) not in addresses:
-                    targets += list(addresses)
+                targets += list(self._hints.pop(node_host_id, ()))
         targets = [t for t in dict.fromkeys(targets) if t != self.address]
         if targets:
             await asyncio.gather(*(self._probe(t) for t in targets))
+        horizon = time.monotonic() - 60.0
+        for address in [a for a, t in self._last_probe.items() if t < horizon]:
+            del self._last_probe[address]
 
     async def _probe(self, address: str) -> None:
         now = time.monotonic()
@@ -170,6 +176,11 @@ class HostRegistry:
         if not self._acceptable(answer):
             log.warning("%s answered Identify as another deployment or version", address)
             return
+        for node_host_id, addresses in list(self._hints.items()):
+            if node_host_id != answer.node_host_id:
+                addresses.discard(address)  # whoever else was said to be there is not
+                if not addresses:
+                    del self._hints[node_host_id]
         self._verified(answer.node_host_id, address)
         self._take_hints(answer.known)
 
@@ -206,22 +217,28 @@ class HostRegistry:
             log.warning("NodeHost %s moved from %s to %s", node_host_id, old, address)
         self._on_moved(node_host_id, address)
 
-    def _hint(self, node_host_id: str, address: str) -> None:
+    def _hint(self, node_host_id: str, address: str, wanted: set[str] | None = None) -> bool:
+        """Keep `address` as a place to look for `node_host_id`, when a replica here
+        needs that id and it is not known to be there; True when kept."""
         if node_host_id == self.node_host_id or self._addresses.get(node_host_id) == address:
-            return
+            return False
+        if node_host_id not in (self._wanted() if wanted is None else wanted):
+            return False
         try:
             split_address(address)
         except ValueError:
-            return
-        if node_host_id not in self._hints and len(self._hints) >= MAX_HOSTS:
-            return
+            return False
         addresses = self._hints.setdefault(node_host_id, set())
-        if len(addresses) < 8:
-            addresses.add(address)
+        if len(addresses) >= MAX_HINTS:
+            return False
+        addresses.add(address)
+        self._wake.set()
+        return True
 
     def _take_hints(self, known: Iterable[pb.HostAddress]) -> None:
+        wanted = self._wanted()
         for i, entry in enumerate(known):
             if i >= MAX_HOSTS:
                 break
             if is_node_host_id(entry.node_host_id):
-                self._hint(entry.node_host_id, entry.address)
+                self._hint(entry.node_host_id, entry.address, wanted)
