@@ -89,16 +89,16 @@ def _online_options(parser: _Parser, *, suppress: bool) -> None:
         default=default(os.environ.get("NODEHOST_ADMIN", "")),
         help="unix:PATH of its admin socket, or host:port (mutual TLS); default $NODEHOST_ADMIN",
     )
-    for name, variable in (
-        ("ca-file", "NODEHOST_CA_FILE"),
-        ("cert-file", "NODEHOST_CERT_FILE"),
-        ("key-file", "NODEHOST_KEY_FILE"),
+    for name, variable, what in (
+        ("ca-file", "NODEHOST_CA_FILE", "the CA that signed the cluster's certificates"),
+        ("cert-file", "NODEHOST_CERT_FILE", "a certificate that CA signed"),
+        ("key-file", "NODEHOST_KEY_FILE", "that certificate's private key"),
     ):
         group.add_argument(
             f"--{name}",
             metavar="PATH",
             default=default(os.environ.get(variable, "")),
-            help=f"TLS: the cluster's {name.split('-')[0]} file (default ${variable})",
+            help=f"TCP: {what} (default ${variable})",
         )
     group.add_argument(
         "--tls-server-name",
@@ -239,7 +239,7 @@ def _parser() -> _Parser:
         "recovering a shard), snapshot and membership. Changes nothing. Save the JSON form "
         "(--format json) of the other members to give `recover --inspected`.",
     )
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="the stopped host's node_host_dir")
 
     p = command(
         "recover",
@@ -251,7 +251,7 @@ def _parser() -> _Parser:
         "start it, then add new members. Refused (exit 3) when the choice looks unsafe: "
         "pass the inspect JSON of other surviving members with --inspected.",
     )
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="the stopped host's node_host_dir")
     p.add_argument(
         "--shard",
         type=_shards,
@@ -279,7 +279,7 @@ def _parser() -> _Parser:
         "same snapshot and members on every member's stopped host, then start them all. "
         "Writes after the snapshot are lost.",
     )
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="the stopped host's node_host_dir")
     p.add_argument("--shard", type=_shard_id, required=True, metavar="ID")
     p.add_argument("--replica", type=_replica_id, required=True, metavar="ID", help="this host's")
     p.add_argument("--snapshot", required=True, metavar="EXPORTED_DIR")
