@@ -176,8 +176,9 @@ def inspect(directory: str | Path, wal_dir: str = "") -> HostReport:
 def _report(host: hostdir.HostDirectory, logdb: Any, log: logview.ReplicaLog) -> ReplicaReport:
     shard_id, replica_id = log.shard_id, log.replica_id
     commit = log.state.commit
-    committed, _ = logview.membership_at(logdb, log, commit)
-    _, changes = logview.membership_at(logdb, log, log.last_index)
+    found = logview.config_changes(logdb, log)
+    committed, _ = logview.replay(log, found, commit)
+    _, changes = logview.replay(log, found, log.last_index)
     pending = [
         f"{c.index}: {logview.describe_change(c.change)}"
         + (f" (refused: {c.refused})" if c.refused else "")

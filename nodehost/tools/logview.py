@@ -106,25 +106,44 @@ def describe_change(cc: pb.ConfigChange) -> str:
     return f"{kind} {cc.replica_id}" + (f" at {cc.address}" if cc.address else "")
 
 
+def config_changes(logdb: ILogDB, log: ReplicaLog) -> list[tuple[int, pb.ConfigChange]]:
+    """Every config change in the log after the snapshot, with its index (one read)."""
+    return [
+        (entry.index, pb.ConfigChange.FromString(entry.cmd))
+        for entry in entries(logdb, log, log.snapshot_index + 1, log.last_index + 1)
+        if entry.type == pb.CONFIG_CHANGE
+    ]
+
+
+def replay(
+    log: ReplicaLog,
+    changes: list[tuple[int, pb.ConfigChange]],
+    index: int,
+    *,
+    ordered: bool = False,
+) -> tuple[pb.Membership, list[ConfigChangeEntry]]:
+    """The membership after applying `changes` through `index` to the snapshot's, and
+    what became of each change."""
+    m = pb.Membership()
+    if log.snapshot is not None:
+        m.CopyFrom(log.snapshot.membership)
+    out: list[ConfigChangeEntry] = []
+    for at, cc in changes:
+        if at > index:
+            break
+        refused = rules.check(m, cc, ordered)
+        if refused is None:
+            rules.apply(m, cc, at)
+        out.append(ConfigChangeEntry(at, cc, refused))
+    return m, out
+
+
 def membership_at(
     logdb: ILogDB, log: ReplicaLog, index: int, *, ordered: bool = False
 ) -> tuple[pb.Membership, list[ConfigChangeEntry]]:
     """The membership after applying the log through `index`, and each config change
     met on the way after the snapshot."""
-    m = pb.Membership()
-    if log.snapshot is not None:
-        m.CopyFrom(log.snapshot.membership)
-    changes: list[ConfigChangeEntry] = []
-    start = log.snapshot_index + 1
-    for entry in entries(logdb, log, start, min(index, log.last_index) + 1):
-        if entry.type != pb.CONFIG_CHANGE:
-            continue
-        cc = pb.ConfigChange.FromString(entry.cmd)
-        refused = rules.check(m, cc, ordered)
-        if refused is None:
-            rules.apply(m, cc, entry.index)
-        changes.append(ConfigChangeEntry(entry.index, cc, refused))
-    return m, changes
+    return replay(log, config_changes(logdb, log), index, ordered=ordered)
 
 
 def view(m: pb.Membership) -> MembershipView:

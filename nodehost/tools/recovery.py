@@ -148,9 +148,9 @@ def _plan(
     if log is None or log.is_empty:
         raise ToolError(f"{name} has no log to recover from (it never started)")
     # What the log leads to, with and without ordered_config_change (not on disk).
+    found = logview.config_changes(logdb, log)
     befores = [
-        logview.membership_at(logdb, log, log.last_index, ordered=ordered)[0]
-        for ordered in (False, True)
+        logview.replay(log, found, log.last_index, ordered=ordered)[0] for ordered in (False, True)
     ]
     for before in befores:
         _check_members(name, replica_id, before, members)
@@ -185,7 +185,7 @@ def _plan(
         for i, cc in enumerate(changes)
     ]
     last = log.last_index + len(entries)
-    after = _replay_both_ways(logdb, log, entries, name)
+    after = _replay_both_ways(log, found, entries, name)
     if dict(after.addresses) != members or after.non_votings or after.witnesses:
         raise ToolError(f"{name}: the new membership could not be built from the log (internal)")
     result = RecoveryResult(
@@ -301,13 +301,16 @@ def _changes(befores: list[pb.Membership], members: dict[int, str]) -> list[pb.C
 
 
 def _replay_both_ways(
-    logdb: ILogDB, log: logview.ReplicaLog, entries: list[pb.Entry], name: str
+    log: logview.ReplicaLog,
+    found: list[tuple[int, pb.ConfigChange]],
+    entries: list[pb.Entry],
+    name: str,
 ) -> pb.Membership:
     """The membership the recovered log leads to; the same whether the replica runs
     with ordered_config_change or not, or ToolError."""
     outcomes = []
     for ordered in (False, True):
-        m, _ = logview.membership_at(logdb, log, log.last_index, ordered=ordered)
+        m, _ = logview.replay(log, found, log.last_index, ordered=ordered)
         for entry in entries:
             cc = pb.ConfigChange.FromString(entry.cmd)
             refused = rules.check(m, cc, ordered)
