@@ -28,7 +28,7 @@ from typing import Protocol
 from protos import raft_pb2 as pb
 from transport.breaker import Breaker
 from transport.config import TransportConfig
-from transport.errors import NotStarted, TransportError, describe
+from transport.errors import NotStarted, TransportConfigError, TransportError, describe
 from transport.faults import FaultHook
 from transport.frames import batch_header, message_records
 from transport.hosts import HostRegistry
@@ -78,6 +78,10 @@ class BaseTransport(abc.ABC):
         # Hosts addressed by NodeHost id: where each id answers (hosts.py).
         self.hosts: HostRegistry | None = None
         if config.address_by_node_host_id:
+            if type(self)._identify is BaseTransport._identify:
+                raise TransportConfigError(
+                    f"{type(self).__name__} cannot address hosts by NodeHost id"
+                )
             self.hosts = HostRegistry(
                 config.node_host_id,
                 config.raft_address,

@@ -8,10 +8,11 @@ import asyncio
 import uuid
 
 import grpc
+import pytest
 from transport_kit import Recorder, address, config, eventually, heartbeat, run
 
 from protos import raft_pb2 as pb
-from transport import GrpcTransport
+from transport import GrpcTransport, InMemoryNetwork, InMemoryTransport, TransportConfigError
 from transport.base import BaseTransport
 from transport.frames import BIN_VERSION, IDENTIFY_METHOD
 
@@ -124,3 +125,13 @@ def test_an_address_is_believed_only_from_the_host_answering_there() -> None:
                 await t.close()
 
     run("asyncio", main, timeout=60)
+
+
+def test_a_transport_that_cannot_identify_hosts_refuses_the_mode() -> None:
+    cfg = config(address_by_node_host_id=True, node_host_id=str(uuid.uuid4()))
+    with pytest.raises(TransportConfigError, match="cannot address hosts by NodeHost id"):
+        InMemoryTransport(InMemoryNetwork(), cfg, Recorder())
+    with pytest.raises(TransportConfigError, match="is not a NodeHost id"):
+        config(address_by_node_host_id=True, node_host_id="host-1")
+    with pytest.raises(TransportConfigError, match="seeds"):
+        config(address_by_node_host_id=True, node_host_id=str(uuid.uuid4()), seeds=("nowhere",))
