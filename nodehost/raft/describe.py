@@ -67,7 +67,9 @@ def describe_message(m: pb.Message) -> str:
         parts.append(f"hint={m.hint}" + (f"/{m.hint_high}" if m.hint_high else ""))
     if m.entries:
         parts.append(describe_entries(list(m.entries)))
-    if m.HasField("snapshot"):
+    if m.HasField("snapshot") and (m.snapshot.index or m.type == pb.INSTALL_SNAPSHOT):
+        # Not a membership a leader or candidate presents to a replica that may not
+        # know it yet: that is for admission and addresses, not the protocol.
         parts.append(describe_snapshot(m.snapshot))
     return " ".join(parts)
 

@@ -102,6 +102,17 @@ FROM_LEADER_TYPES: frozenset[int] = frozenset(
     }
 )
 
+# Every term and index a replica accepts or reaches stays below these, so that no
+# arithmetic on them (a campaign's term + 1, an index + a count) can overflow the wire's
+# uint64 fields. Honest values never come near: a term grows by one per election.
+TERM_LIMIT = 1 << 63
+INDEX_LIMIT = 1 << 63
+# How far one message may move a replica's term. A replica cut off for a long time can
+# be many elections behind, but not four billion: a larger jump is a forged or corrupt
+# term, and refusing it keeps one message from bringing a shard near TERM_LIMIT, where
+# it could no longer elect a leader.
+TERM_STEP_LIMIT = 1 << 32
+
 # Bytes counted per entry on top of its command, for batching and rate limiting. The
 # exact encoded size costs a C call per entry on the hot path; the header of an entry
 # (term, index, type, key, session fields) is rarely more than this.

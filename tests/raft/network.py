@@ -30,6 +30,7 @@ from nodehost.raft import (
     Peer,
     RaftConfig,
     ReadContext,
+    Refusal,
     Role,
     Update,
     describe_message,
@@ -113,6 +114,7 @@ class Network:
         self.next_key = 1
         self.next_read = 1
         self.acked: dict[int, int] = {}  # key -> index, answered to the client
+        self.refused = 0  # messages admission dropped because it did not know the sender
         initial = {rid: address(rid) for rid in voters}
         for rid in initial:
             self._create(rid, join=False, initial=initial)
@@ -237,6 +239,19 @@ class Network:
         if node is None or node.peer is None or (m.from_id, m.to) in self.cut:
             self._lost(m)
             return
+        # Every message passes admission first, as in a NodeHost. Honest traffic is
+        # never refused for its form: such a refusal is a bug in admission or in the
+        # core. It may come from a replica this one does not know (one added and
+        # removed while this one was away): that one is dropped like a lost message,
+        # and the schedules show Raft lives with it.
+        refusal = node.peer.check(m)
+        if refusal is Refusal.NOT_A_MEMBER:
+            self.refused += 1
+            self._event(describe_message(m) + " (refused: not a member)")
+            self._lost(m)
+            return
+        if refusal is not None:
+            raise SafetyViolation(f"admission refused an honest message ({refusal}): {m}")
         node.peer.step(m)
         if m.type == pb.INSTALL_SNAPSHOT:
             self._snapshot_status(m, failed=False)
