@@ -39,6 +39,7 @@ from nodehost.rsm import (
 from protos import raft_pb2 as pb
 
 if TYPE_CHECKING:
+    from nodehost.admission import Admission
     from nodehost.engine import Engine
 
 log = logging.getLogger("nodehost")
@@ -119,8 +120,10 @@ class Node:
         self.log_reader = log_reader
         self.snapshots = snapshots
         self.apply_worker = apply_worker
-        # Inputs, appended from any thread, drained by the engine loop.
+        # Inputs, appended from any thread, drained by the engine loop. What comes
+        # from the network passes `admission` before the core sees it.
         self.inbox: deque[pb.Message] = deque()
+        self.admission: Admission | None = None
         self.local_calls: deque[Callable[[Peer], None]] = deque()
         self.proposals: deque[pb.Entry] = deque()
         self.reads: deque[RequestState] = deque()
@@ -168,8 +171,11 @@ class Node:
             self.reported_applied = self.applied_index
             peer.applied_to(self.reported_applied)
         inbox = self.inbox
+        admission = self.admission
         while inbox:
-            peer.step(inbox.popleft())
+            m = inbox.popleft()
+            if admission is None or admission.admit(self, m):
+                peer.step(m)
         calls = self.local_calls
         while calls:
             calls.popleft()(peer)

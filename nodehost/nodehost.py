@@ -19,6 +19,7 @@ from typing import Any
 
 from logdb import LogDBError, RocksLogDB
 from nodehost import errors
+from nodehost.admission import Admission, learn_routes
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
 from nodehost.config import Config, NodeHostConfig, parse_address
@@ -111,6 +112,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 TransportRouter(self),
             )
             self._engine.transport = self._transport
+            self._admission = Admission(self._transport.registry, self._metrics)
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
         except (LogDBError, TransportError) as exc:
@@ -318,6 +320,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         for rid, address in members.items():
             registry.add(node.shard_id, rid, address)
         self._sync_registry(node)
+        node.admission = self._admission
         engine.add_node(node)
 
     def stop_shard(self, shard_id: int) -> None:
@@ -619,9 +622,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         """Point the transport at the addresses in the core's membership (on the loop)."""
         registry = self._transport.registry
         m = node.membership
-        for group in (m.addresses, m.non_votings, m.witnesses):
-            for rid, address in group.items():
-                registry.add(node.shard_id, rid, address)
+        learn_routes(registry, node.shard_id, m, replace=True)
         for rid in m.removed:
             registry.remove(node.shard_id, rid)
 

@@ -1,12 +1,19 @@
 """Delivers what the transport receives to the replicas hosted here.
 
 Runs on the engine loop. A message for a shard or replica not hosted here is dropped
-(the transport already counts and logs what it rejects); an incoming snapshot is checked
-and moved into the replica's store on its apply worker before the core sees it.
+(the transport already counts and logs what it rejects); every other one is queued for
+its replica, where admission checks it before the core sees it (admission.py). An
+incoming snapshot is checked first, then moved into the replica's store on its apply
+worker, then checked again as a message.
+
+Routes (addresses) are never learned here: a batch's source address is only what the
+peer claims about itself. They come from memberships (admission.py, NodeHost).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,6 +22,7 @@ from nodehost.events import ConnectionInfo, SnapshotInfo
 from protos import raft_pb2 as pb
 
 if TYPE_CHECKING:
+    from nodehost.node import Node
     from nodehost.nodehost import NodeHost
 
 
@@ -32,18 +40,10 @@ class TransportRouter:
     def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
         engine = self._engine()
         nodes = engine.nodes
-        registry = self._nh._transport.registry
         for m in messages:
             node = nodes.get(m.shard_id)
             if node is None or node.replica_id != m.to or node.stopped:
                 continue
-            if source_address and registry.resolve(m.shard_id, m.from_id) is None:
-                # A replica that joined learns its peers' addresses from their first
-                # messages; a known address is never redirected this way.
-                try:
-                    registry.add(m.shard_id, m.from_id, source_address)
-                except ValueError:
-                    pass
             node.inbox.append(m)
             engine.wake(node)
 
@@ -66,7 +66,10 @@ class TransportRouter:
     def on_snapshot_received(self, message: pb.Message) -> None:
         engine = self._engine()
         node = engine.nodes.get(message.shard_id)
-        if node is None or node.replica_id != message.to:
+        if node is None or node.replica_id != message.to or node.stopped:
+            return
+        if not self._nh._admission.check_snapshot(node, message):
+            _discard_received(node, message.snapshot)
             return
         self._nh._metrics.snapshot("received")
         self._nh._events.system_event(
@@ -88,3 +91,10 @@ class TransportRouter:
     def on_connection(self, address: str, established: bool) -> None:
         event = "connection_established" if established else "connection_failed"
         self._nh._events.system_event(event, ConnectionInfo(address))
+
+
+def _discard_received(node: Node, snapshot: pb.Snapshot) -> None:
+    """Remove the files of a refused snapshot (on the apply worker: it is disk IO)."""
+    directory = os.path.dirname(snapshot.filepath)
+    if os.path.dirname(directory) == node.snapshots.dir and directory.endswith(".receiving"):
+        node.submit_apply("call", lambda: shutil.rmtree(directory, ignore_errors=True))
