@@ -383,9 +383,10 @@ class Node:
                 RequestResult(ResultCode.COMPLETED, snapshot_index=snapshot.index),
             )
 
-    def install_received(self, message: pb.Message) -> None:
+    def install_received(self, message: pb.Message) -> bool:
         """On the apply worker: check a received snapshot and move it into the store,
-        then let the core see it. A damaged one is dropped; the leader sends again."""
+        then let the core see it. A damaged one is dropped (False); the leader sends
+        again."""
         try:
             local = self.snapshots.install_received(message.snapshot)
         except Exception as exc:
@@ -396,9 +397,10 @@ class Node:
                 message.snapshot.index,
                 exc,
             )
-            return
+            return False
         message.snapshot.CopyFrom(local)
         self.engine.deliver_threadsafe(self, message)
+        return True
 
     def _stream_snapshot(self, message: pb.Message) -> None:
         """On-disk state machines keep only metadata in periodic snapshots; a follower

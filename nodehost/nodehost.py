@@ -27,6 +27,7 @@ from nodehost.engine import Engine, EngineListener
 from nodehost.env import Env
 from nodehost.events import (
     EventDispatcher,
+    FailureInfo,
     LeaderInfo,
     NodeInfo,
     SnapshotInfo,
@@ -639,7 +640,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event("membership_changed", NodeInfo(node.shard_id, node.replica_id))
 
     def replica_failed(self, node: Node, reason: str) -> None:
-        self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
+        self._events.system_event(
+            "node_failed", FailureInfo(node.shard_id, node.replica_id, reason)
+        )
 
     def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None:
         self._metrics.snapshot("created")

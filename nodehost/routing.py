@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from nodehost.engine import Engine
 from nodehost.events import ConnectionInfo, SnapshotInfo
+from nodehost.raft import Refusal
 from protos import raft_pb2 as pb
 
 if TYPE_CHECKING:
@@ -76,7 +77,14 @@ class TransportRouter:
             "snapshot_received",
             SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
         )
-        node.submit_apply("call", lambda: node.install_received(message))
+
+        def install() -> None:
+            if not node.install_received(message):  # its files do not check out
+                engine.loop.call_soon_threadsafe(
+                    self._nh._admission.refuse, node, message, Refusal.BAD_SNAPSHOT
+                )
+
+        node.submit_apply("call", install)
 
     def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
         node = self._engine().nodes.get(shard_id)

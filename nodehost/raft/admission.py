@@ -38,17 +38,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 from operator import attrgetter
-from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 
 from protos import raft_pb2 as pb
 
+from .core import RaftCore, Role
 from .logreader import CompactedError, UnavailableError
 from .messages import INDEX_LIMIT, TERM_LIMIT, TERM_STEP_LIMIT
-
-if TYPE_CHECKING:
-    from .core import RaftCore
 
 _INDEX = attrgetter("index")
 _TERM = attrgetter("term")
@@ -140,8 +137,8 @@ def _replicate(r: RaftCore, m: pb.Message) -> Refusal | None:
     log_index, log_term = m.log_index, m.log_term
     if log_index >= INDEX_LIMIT or m.commit >= INDEX_LIMIT:
         return Refusal.INDEX_OUT_OF_RANGE
-    if log_term > m.term or (log_term and not log_index):
-        return Refusal.BAD_TERM
+    if log_term > m.term or (not log_term) != (not log_index):
+        return Refusal.BAD_TERM  # only the entry at index 0 (none) has term 0
     if m.HasField("snapshot"):
         refusal = _presented(m)
         if refusal is not None:
@@ -164,10 +161,11 @@ def _replicate_resp(r: RaftCore, m: pb.Message) -> Refusal | None:
             return Refusal.BAD_HINT
     elif m.hint or m.log_term:
         return Refusal.UNEXPECTED_FIELD
-    # Only a leader of this term sent entries this term: a same-term answer names
-    # entries we sent, so ones we do not hold. (An older answer is stale: the core
-    # drops it.)
-    if m.term == r.term and index > r.log.last_index():
+    # Only a leader acts on these. While it leads, its log holds every entry it sent
+    # in its term, so a same-term answer naming one it does not hold is false. (One
+    # that crashed before saving what it sent may hear of those entries later, but no
+    # longer leads that term; an answer of another term is stale, and dropped.)
+    if m.term == r.term and r.role is Role.LEADER and index > r.log.last_index():
         return Refusal.BAD_ACK
     return None
 
@@ -179,7 +177,7 @@ def _vote_request(r: RaftCore, m: pb.Message) -> Refusal | None:
         return Refusal.BAD_HINT  # the hint marks a leader transfer to the candidate itself
     if m.log_index >= INDEX_LIMIT:
         return Refusal.INDEX_OUT_OF_RANGE
-    if m.log_term > m.term or (m.log_term and not m.log_index):
+    if m.log_term > m.term or (not m.log_term) != (not m.log_index):
         return Refusal.BAD_TERM
     if m.HasField("snapshot"):
         return _presented(m)
@@ -239,6 +237,8 @@ def _read_index_resp(r: RaftCore, m: pb.Message) -> Refusal | None:
         return Refusal.BAD_HINT
     if m.log_index >= INDEX_LIMIT:
         return Refusal.INDEX_OUT_OF_RANGE
+    if not m.reject and not m.log_index:
+        return Refusal.BAD_ACK  # a confirmed read is at a commit index, never 0
     return None
 
 
