@@ -80,6 +80,7 @@ class TransportRouter:
 
         def install() -> None:
             if not node.install_received(message):  # its files do not check out
+                _remove_received(node, message.snapshot)
                 engine.loop.call_soon_threadsafe(
                     self._nh._admission.refuse, node, message, Refusal.BAD_SNAPSHOT
                 )
@@ -103,6 +104,10 @@ class TransportRouter:
 
 def _discard_received(node: Node, snapshot: pb.Snapshot) -> None:
     """Remove the files of a refused snapshot (on the apply worker: it is disk IO)."""
+    node.submit_apply("call", lambda: _remove_received(node, snapshot))
+
+
+def _remove_received(node: Node, snapshot: pb.Snapshot) -> None:
     directory = os.path.dirname(snapshot.filepath)
     if os.path.dirname(directory) == node.snapshots.dir and directory.endswith(".receiving"):
-        node.submit_apply("call", lambda: shutil.rmtree(directory, ignore_errors=True))
+        shutil.rmtree(directory, ignore_errors=True)

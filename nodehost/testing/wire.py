@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
 from protos import raft_pb2 as pb
 from transport.frames import BATCH_METHOD, BIN_VERSION, SNAPSHOT_METHOD
+from transport.snapshot_send import stream_snapshot
 
 # gRPC's own cap, far above any NodeHost's limit, so oversized frames reach the peer.
 _OPTIONS = [("grpc.max_send_message_length", 512 * 1024 * 1024)]
@@ -72,3 +74,41 @@ def send_snapshot_frames(address: str, frames: Iterable[bytes], timeout: float =
     except grpc.aio.AioRpcError as exc:
         return f"{exc.code().name}: {exc.details()}"
     return "accepted"
+
+
+class _Capture:
+    """A snapshot stream that keeps the frames instead of sending them."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    async def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    async def finish(self) -> int:
+        return len(self.frames)
+
+    async def abort(self) -> None:
+        pass
+
+
+def snapshot_frames(
+    message: pb.Message, deployment_id: int = 0, chunk_size: int = 64 * 1024
+) -> list[bytes]:
+    """The SnapshotChunk frames the transport would send for `message` (an
+    INSTALL_SNAPSHOT whose snapshot names local files), checksums and all."""
+
+    async def capture() -> list[bytes]:
+        stream = _Capture()
+        with ThreadPoolExecutor(1) as io:
+            await stream_snapshot(
+                message,
+                deployment_id=deployment_id,
+                source_address="hostile:1",
+                chunk_size=chunk_size,
+                stream=stream,
+                io=io,
+            )
+        return stream.frames
+
+    return asyncio.run(capture())
