@@ -334,11 +334,13 @@ _SHAPE = {
 def _check_entries(
     entries: Sequence[pb.Entry], log_index: int, log_term: int, term: int, witness: bool
 ) -> Refusal | None:
+    # One pass over the container makes its wrappers; the rest run in C over a list.
+    # This is on the replication path.
+    entries = list(entries)
     n = len(entries)
     first = log_index + 1
     if first + n > INDEX_LIMIT:
         return Refusal.INDEX_OUT_OF_RANGE
-    # List comparisons run in C: this is on the replication path.
     if list(map(_INDEX, entries)) != list(range(first, first + n)):
         return Refusal.ENTRY_GAP
     terms = list(map(_TERM, entries))

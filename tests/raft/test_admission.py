@@ -517,7 +517,7 @@ def test_no_admitted_message_makes_the_core_raise(state: str, data: st.DataObjec
             _drain(net, to)
         _local_invariants(peer, before)
     # Still a working replica: time passes, it campaigns or follows without raising.
-    for _ in range(25):
+    for _ in range(12):
         peer.tick()
         _drain(net, to)
 
