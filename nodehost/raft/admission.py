@@ -426,13 +426,14 @@ def _presented(m: pb.Message) -> Refusal | None:
 
 
 def valid_address(address: str) -> bool:
-    """The transport's "host:port" ("[v6]:port") rule, so an address let in here can
-    always be dialled (tests check the two agree)."""
+    """Exactly the transport's "host:port" ("[v6]:port") rule (tests check the two
+    agree): an address let in here can be routed, and every address a NodeHost accepts
+    from its user (a stricter rule) is let in, so a change the local API took is never
+    refused by the other replicas."""
     host, sep, port = address.rpartition(":")
     return (
         bool(sep and host)
         and port.isdigit()
-        and port.isascii()
         and int(port) <= 65535
         and host.startswith("[") == host.endswith("]")
     )
