@@ -145,7 +145,7 @@ def _replicate(r: RaftCore, m: pb.Message) -> Refusal | None:
             return refusal
     entries = m.entries
     if entries:
-        return _check_entries(entries, log_index, log_term, m.term, _is_witness(r))
+        return _check_entries(entries, log_index, log_term, m.term, _is_witness(r), m.hint == 1)
     return None
 
 
@@ -332,7 +332,12 @@ _SHAPE = {
 
 
 def _check_entries(
-    entries: Sequence[pb.Entry], log_index: int, log_term: int, term: int, witness: bool
+    entries: Sequence[pb.Entry],
+    log_index: int,
+    log_term: int,
+    term: int,
+    witness: bool,
+    changes_flagged: bool,
 ) -> Refusal | None:
     # One pass over the container makes its wrappers; the rest run in C over a list.
     # This is on the replication path.
@@ -350,6 +355,11 @@ def _check_entries(
     if not types <= (_WITNESS_ENTRY_TYPES if witness else _REPLICA_ENTRY_TYPES):
         return Refusal.BAD_ENTRY
     if CONFIG_CHANGE in types:
+        if not changes_flagged:
+            # The follower looks for config changes only when told (hint 1): one it
+            # was not told of would never change its membership, only its state
+            # machine's.
+            return Refusal.BAD_HINT
         for e in entries:
             if e.type == CONFIG_CHANGE and config_change_problem(e.cmd) is not None:
                 return Refusal.BAD_ENTRY

@@ -168,7 +168,13 @@ def test_entries_follow_log_index_with_sane_terms_and_kinds() -> None:
     assert peer.check(replicate(net, 2, e(last + 1, type=pb.METADATA))) is Refusal.BAD_ENTRY
     assert peer.check(replicate(net, 2, e(last + 1, type=5))) is Refusal.BAD_ENTRY
     garbage = e(last + 1, type=pb.CONFIG_CHANGE, cmd=b"\xff\xff")
-    assert peer.check(replicate(net, 2, garbage)) is Refusal.BAD_ENTRY
+    assert peer.check(replicate(net, 2, garbage, hint=1)) is Refusal.BAD_ENTRY
+    add = pb.ConfigChange(type=pb.ADD_NODE, replica_id=4, address="host4:1").SerializeToString()
+    change = e(last + 1, type=pb.CONFIG_CHANGE, cmd=add)
+    assert peer.check(replicate(net, 2, change, hint=1)) is None
+    # Not flagged: the follower would not look for it, and its membership would
+    # never change with it.
+    assert peer.check(replicate(net, 2, change)) is Refusal.BAD_HINT
     huge = replicate(net, 2, e(INDEX_LIMIT), log_index=INDEX_LIMIT - 1)
     assert peer.check(huge) is Refusal.INDEX_OUT_OF_RANGE
 
