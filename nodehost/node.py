@@ -31,6 +31,7 @@ from nodehost.request import (
 )
 from nodehost.rsm import (
     ApplyKind,
+    SnapshotError,
     SnapshotOutOfDate,
     SnapshotStore,
     StateMachineError,
@@ -385,19 +386,29 @@ class Node:
 
     def install_received(self, message: pb.Message) -> bool:
         """On the apply worker: check a received snapshot and move it into the store,
-        then let the core see it. A damaged one is dropped (False); the leader sends
-        again."""
+        then let the core see it. One that is not what its metadata says is refused
+        (False); one the disk could not take is dropped (True, logged). Either way the
+        leader sends again."""
         try:
             local = self.snapshots.install_received(message.snapshot)
-        except Exception as exc:
+        except SnapshotError as exc:
             log.warning(
-                "shard %d replica %d: received snapshot %d rejected: %s",
+                "shard %d replica %d: received snapshot %d refused: %s",
                 self.shard_id,
                 self.replica_id,
                 message.snapshot.index,
                 exc,
             )
             return False
+        except Exception as exc:
+            log.warning(
+                "shard %d replica %d: received snapshot %d could not be stored: %s",
+                self.shard_id,
+                self.replica_id,
+                message.snapshot.index,
+                exc,
+            )
+            return True
         message.snapshot.CopyFrom(local)
         self.engine.deliver_threadsafe(self, message)
         return True

@@ -183,9 +183,11 @@ class Replication(RaftCore):
                 built[key] = m
                 count = len(entries)
                 sent_last = nxt + count - 1
-            if not pr.match:
-                # We never heard this follower hold anything of ours: it may be joining
-                # or have missed the change adding us, and so not know us yet.
+            if pr.match < self.membership.config_change_id:
+                # The follower may lack the latest change to the membership (the one
+                # that added us, say): joining, behind, or restarted and no longer
+                # knowing who leads. Then it may not know us; the membership says we
+                # belong, and where to answer. (Never again once it holds the change.)
                 if template is None:
                     presented = pb.Message()
                     presented.CopyFrom(m)
@@ -250,7 +252,7 @@ class Replication(RaftCore):
                 hint=low,
                 hint_high=high,
             )
-            if not pr.match:
+            if pr.match < self.membership.config_change_id:
                 self._present_membership(m)  # see _send_append
             self.replicate.append(m)
 
