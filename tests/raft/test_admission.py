@@ -276,6 +276,43 @@ def test_a_voter_that_missed_the_change_adding_the_candidate_still_votes_for_it(
     assert net.peer(3).raft.log.last_index() == net.peer(4).raft.log.last_index()
 
 
+def test_a_replica_that_restarted_without_the_change_adding_its_leader_catches_up() -> None:
+    """It had followed the new leader (knowing it from the membership it presented),
+    then restarted and forgot who leads: the leader presents its membership again for
+    as long as the follower may lack the change that added it."""
+    net = Network.of(3, seed=7, max_replicate_bytes=40, pre_vote=True, check_quorum=True)
+    net.elect(1)
+    net.add_node(4)
+    net.isolate(3)
+    for i in range(5):  # entries 3 misses before the change
+        net.propose(1, b"m%d" % i)
+    net.stabilize()
+    net.propose_config_change(1, pb.ADD_NODE, 4)
+    net.stabilize()
+    net.tick(ticks=2)
+    log = net.peer(1).raft.log
+    added_at = max(
+        e.index
+        for e in log.entries(1, log.last_index() + 1, 1 << 30)
+        if e.type == pb.CONFIG_CHANGE and pb.ConfigChange.FromString(e.cmd).replica_id == 4
+    )
+    net.peer(1).transfer_leader(4)
+    net.stabilize()
+    net.tick(ticks=3)
+    assert net.peer(4).role is Role.LEADER
+    # 3 comes back but never receives the change: it acknowledges what comes before.
+    net.filters.append(lambda m: m.to == 3 and any(e.index == added_at for e in m.entries))
+    net.heal()
+    net.tick(ticks=3)
+    assert 0 < net.peer(4).raft.progress[3].match < added_at
+    net.crash(3)
+    net.restart(3)
+    net.filters.clear()
+    net.tick(ticks=30)
+    assert 4 in net.peer(3).membership.addresses
+    assert net.peer(3).raft.log.last_index() == net.peer(4).raft.log.last_index()
+
+
 def test_a_heartbeat_commits_only_what_its_leader_proved() -> None:
     net = elected()
     follower = net.peer(2)
