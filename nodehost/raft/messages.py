@@ -32,6 +32,12 @@ What the generic fields mean, by kind (fields not listed are unset):
     LEADER_TRANSFER      hint: the target (term 0 when forwarded by a follower)
     SNAPSHOT_STATUS      from_id: the follower; reject: the transfer failed
     UNREACHABLE          from_id: the replica that could not be reached
+
+A REPLICATE or HEARTBEAT to a follower that may lack the latest membership change, and
+every REQUEST_(PRE_)VOTE, may carry the sender's membership in `snapshot.membership`
+(nothing else of the snapshot): a receiver that does not know the sender yet takes its
+message and learns where to answer (admission.py). Every message from the network
+passes admission before `step`.
 """
 
 from __future__ import annotations
