@@ -1,142 +1,87 @@
-"""The host's side of admission: every message from a peer passes here, on the engine
-loop, right before its replica's core would step it.
+"""Admission by expected wait: refuse a request that would wait longer than a target.
+
+A bound on the number of pending requests protects memory, but the wait it allows is
+that number divided by the rate the replica finishes requests, which no fixed number
+can know: on a slow or busy host the count is never reached, requests wait until their
+callers time out, and the shard spends its time on work nobody waits for any more.
 
 Rules:
-- The core decides what a message may be (nodehost/raft/admission.py). Here is only
-  what the host alone knows: whether a snapshot fits the replica's state machine kind
-  and came with its file.
-- A refused message is dropped, counted by reason (`refused`, and the
-  nodehost_refused_messages metric), and described in at most one log line per reason
-  every LOG_EVERY seconds, saying how many more there were. A flood of bad messages
-  costs a counter increment each.
-- Addresses come only from memberships: the initial members, the membership a replica
-  applied, and the one a leader or candidate presents in a message that passed
-  admission (how a joining replica learns where to answer). A presented membership only
-  fills in replicas without an address, never moves one. What a batch says about its
-  own source is never used.
+- A new request would wait about `pending / rate` (Little's law), where `rate` is how
+  many requests of this kind finished on this replica per second, measured over
+  windows as long as the target (from the window's start to its last finish, so that
+  an idle spell after them does not count). Not shorter: a busy engine finishes
+  requests in bursts, a pass at a time, and a short window that caught one burst would
+  take the rate for several times what it is. Past `target` seconds it is refused at once
+  (the caller gets SystemBusy, nothing was done). A few (FLOOR) are always taken, so a
+  replica whose rate is low, or not yet known, still works.
+- The rate follows the last window in which requests finished. A window in which none
+  finished while some were pending (the shard stalled) halves it; a window with none
+  pending keeps it (an idle replica has not become slower).
+- Requests that never finish (timed out, dropped) report nothing; while pending they
+  count like the others, at most until their timeout.
+- Windows roll lazily, on the next request or report: no timer, no thread.
+- Thread-safe: user threads ask, apply workers report; the figures are read without
+  the lock (a stale one admits or refuses one request more).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections import Counter
-from typing import Protocol
+import threading
 
-from nodehost.config import Config
-from nodehost.metrics import Metrics
-from nodehost.raft import Peer, Refusal, describe_message
-from nodehost.rsm import StateMachineManager
-from protos import raft_pb2 as pb
-from statemachine import StateMachineType
-from transport.registry import Registry
-
-log = logging.getLogger("nodehost.admission")
-
-LOG_EVERY = 1.0  # seconds between two log lines of the same reason
-
-_INSTALL_SNAPSHOT = pb.INSTALL_SNAPSHOT
-_CHECKSUM_BYTES = 32  # sha256 of the snapshot file's payload
+FLOOR = 64
 
 
-class Node(Protocol):
-    """What admission reads of a replica (nodehost.node.Node)."""
+class DelayGate:
+    __slots__ = (
+        "_finished",
+        "_last",
+        "_lock",
+        "_window_end",
+        "_window_start",
+        "rate",
+        "target",
+        "window",
+    )
 
-    shard_id: int
-    replica_id: int
-    config: Config
-    peer: Peer
-    rsm: StateMachineManager
+    def __init__(self, target: float) -> None:
+        if not target > 0:
+            raise ValueError(f"the wait target must be positive, got {target}")
+        self.target = target
+        self.window = target
+        self._lock = threading.Lock()
+        self._window_start = 0.0
+        self._window_end = 0.0
+        self._finished = 0
+        self._last = 0.0  # when the window's last request finished
+        self.rate = 0.0  # requests finished per second; 0: not known yet
 
+    def admit(self, now: float, pending: int) -> bool:
+        """True when a request arriving at `now` behind `pending` may be queued."""
+        if now >= self._window_end:
+            with self._lock:
+                if now >= self._window_end:
+                    self._roll_locked(now, pending)
+        if pending < FLOOR or self.rate <= 0.0:
+            return True
+        return pending < self.rate * self.target
 
-class Admission:
-    """Admits messages for the replicas of one NodeHost (used on the engine loop only)."""
+    def finished(self, now: float, pending: int) -> None:
+        """A request finished at `now`; `pending` are left."""
+        with self._lock:
+            if now >= self._window_end:
+                self._roll_locked(now, pending)
+            self._finished += 1
+            self._last = now
 
-    def __init__(self, registry: Registry, metrics: Metrics) -> None:
-        self._registry = registry
-        self._metrics = metrics
-        self.refused: Counter[Refusal] = Counter()
-        self._logged: dict[Refusal, tuple[float, int]] = {}
+    def expected_wait(self, pending: int) -> float:
+        return pending / self.rate if self.rate > 0 else 0.0
 
-    def admit(self, node: Node, m: pb.Message) -> bool:
-        """True if `m` may be stepped into `node`'s core; else it was counted and logged."""
-        refusal = node.peer.check(m)
-        if refusal is None and m.type == _INSTALL_SNAPSHOT:
-            refusal = snapshot_misfit(node, m.snapshot)
-        if refusal is not None:
-            self.refuse(node, m, refusal)
-            return False
-        if m.HasField("snapshot"):
-            learn_routes(self._registry, node.shard_id, m.snapshot.membership, replace=False)
-        return True
-
-    def check_snapshot(self, node: Node, m: pb.Message) -> bool:
-        """Before a received snapshot's files are moved into the replica's store: the
-        same checks, without learning anything (the message is stepped, and checked
-        again, only after the files are in place)."""
-        refusal = node.peer.check(m) or snapshot_misfit(node, m.snapshot)
-        if refusal is not None:
-            self.refuse(node, m, refusal)
-            return False
-        return True
-
-    def refuse(self, node: Node, m: pb.Message, refusal: Refusal) -> None:
-        self.refused[refusal] += 1
-        self._metrics.refused(refusal.value)
-        now = time.monotonic()
-        last, logged_total = self._logged.get(refusal, (-LOG_EVERY, 0))
-        if now - last < LOG_EVERY:
-            return
-        total = self.refused[refusal]
-        more = total - logged_total - 1
-        log.warning(
-            "shard %d replica %d refused a message (%s): %s%s",
-            node.shard_id,
-            node.replica_id,
-            refusal.value,
-            _describe(m),
-            f" ({more} more since the last report)" if more > 0 else "",
-        )
-        self._logged[refusal] = (now, total)
-
-
-def snapshot_misfit(node: Node, s: pb.Snapshot) -> Refusal | None:
-    """A snapshot the replica's state machine could not take: the core cannot tell
-    (it knows no state machine), and the replica would stop recovering from it."""
-    if node.config.is_witness:
-        return None  # metadata only, checked by the core
-    kind = node.rsm.kind
-    if s.type and s.type != kind.value:
-        return Refusal.BAD_SNAPSHOT
-    if s.dummy:
-        # Only an on-disk state machine keeps its own data; any other needs the file.
-        return None if kind is StateMachineType.ON_DISK else Refusal.BAD_SNAPSHOT
-    if not s.filepath or len(s.checksum) != _CHECKSUM_BYTES:
-        return Refusal.BAD_SNAPSHOT
-    return None
-
-
-def learn_routes(
-    registry: Registry, shard_id: int, membership: pb.Membership, replace: bool
-) -> None:
-    """Record the addresses of `membership`'s replicas; with `replace` False only of
-    those the registry has none for. An address the transport could not dial is
-    logged and skipped: a replica cannot be reached there, but nothing else breaks."""
-    for group in (membership.addresses, membership.non_votings, membership.witnesses):
-        for rid, address in group.items():
-            if not replace and registry.resolve(shard_id, rid) is not None:
-                continue
-            try:
-                registry.add(shard_id, rid, address)
-            except ValueError as exc:
-                log.warning("shard %d: no route to replica %d: %s", shard_id, rid, exc)
-
-
-def _describe(m: pb.Message) -> str:
-    try:
-        text = describe_message(m)
-    except Exception:  # a config change that does not decode, say: still describe it
-        text = f"{m.from_id}->{m.to} type {m.type} t={m.term}"
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"shard {m.shard_id} {text}"
+    def _roll_locked(self, now: float, pending: int) -> None:
+        if self._finished:
+            # Over the time they took, not the idle time after them (windows roll late).
+            self.rate = self._finished / max(self._last - self._window_start, self.window)
+        elif pending:
+            self.rate /= 2
+        self._finished = 0
+        self._window_start = now
+        self._window_end = now + self.window

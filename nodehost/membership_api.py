@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nodehost import errors
-from nodehost.config import parse_address
+from nodehost.addressing import check_target
+from nodehost.config import NodeHostConfig
 from nodehost.engine import Engine
 from nodehost.info import Membership
 from nodehost.request import RequestResult, RequestState, check_timeout
@@ -24,11 +25,13 @@ if TYPE_CHECKING:
 
 class MembershipAPI:
     _keys: itertools.count[int]
+    config: NodeHostConfig
 
     if TYPE_CHECKING:
 
         def _check_open(self) -> Engine: ...
         def _node(self, shard_id: int) -> Node: ...
+        def _serving_node(self, shard_id: int) -> Node: ...
         def read_index(self, shard_id: int, timeout: float) -> RequestState: ...
         def _retrying(
             self, start: Callable[[float], RequestState], timeout: float
@@ -146,10 +149,10 @@ class MembershipAPI:
             raise errors.InvalidOperation(f"bad replica id {replica_id!r}")
         if change != pb.REMOVE_NODE:
             try:
-                parse_address(target, "target")
+                check_target(target, "target", self.config.address_by_node_host_id)
             except errors.InvalidConfig as exc:
                 raise errors.InvalidOperation(str(exc)) from None
-        node = self._node(shard_id)
+        node = self._serving_node(shard_id)
         key = next(self._keys)
         rs = RequestState(key, time.monotonic() + timeout)
         node.pending_config_changes.add(rs)

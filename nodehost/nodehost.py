@@ -19,19 +19,22 @@ from typing import Any
 
 from logdb import LogDBError, RocksLogDB
 from nodehost import errors
-from nodehost.admission import Admission, learn_routes
+from nodehost.addressing import check_target
+from nodehost.admin.server import AdminServer, start_admin
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
-from nodehost.config import Config, NodeHostConfig, parse_address
+from nodehost.config import Config, NodeHostConfig
 from nodehost.engine import Engine, EngineListener
 from nodehost.env import Env
 from nodehost.events import (
+    EntryInfo,
     EventDispatcher,
     FailureInfo,
     LeaderInfo,
     NodeInfo,
     SnapshotInfo,
 )
+from nodehost.inbound import Admission, learn_routes
 from nodehost.info import (
     Membership,
     NodeHostInfo,
@@ -39,11 +42,13 @@ from nodehost.info import (
     ShardInfo,
     SnapshotOption,
 )
+from nodehost.limits import queue_bytes, replicate_bytes
 from nodehost.logreader import CachedLogReader
 from nodehost.membership_api import MembershipAPI
-from nodehost.metrics import Metrics
+from nodehost.metrics import Metrics, ReplicaLeadership
 from nodehost.node import Node, SnapshotRequest
 from nodehost.raft import Mutation, Peer, RaftConfig
+from nodehost.receive import ReceiveQueue
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.routing import TransportRouter
 from nodehost.rsm import (
@@ -51,7 +56,9 @@ from nodehost.rsm import (
     SERIES_ID_REGISTER,
     SERIES_ID_UNREGISTER,
     Session,
+    SnapshotError,
     SnapshotStore,
+    StateMachineError,
     StateMachineManager,
 )
 from protos import raft_pb2 as pb
@@ -65,6 +72,9 @@ from statemachine import (
 from transport import BindError, GrpcTransport, TransportConfig, TransportError
 
 log = logging.getLogger("nodehost")
+
+# How long start_* and stop_* wait for the engine loop to take a replica in or out.
+ENGINE_CALL_TIMEOUT = 10.0
 
 
 class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
@@ -80,10 +90,16 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._keys = itertools.count(self._rng.getrandbits(62) + 1)
         self._stale_read_warned = False
         self._env = Env(
-            config.node_host_dir, config.wal_dir, config.raft_address, config.deployment_id
+            config.node_host_dir,
+            config.wal_dir,
+            config.raft_address,
+            config.deployment_id,
+            node_host_id=config.node_host_id,
+            address_by_node_host_id=config.address_by_node_host_id,
         )
         self._logdb: RocksLogDB | None = None
         self._engine: Engine | None = None
+        self._admin: AdminServer | None = None
         try:
             self._logdb = RocksLogDB(
                 str(self._env.logdb_dir), deployment_id=config.deployment_id, fsync=config.fsync
@@ -97,8 +113,12 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 config.notify_commit,
                 self._metrics,
                 use_uvloop=config.use_uvloop,
+                receive_queue=ReceiveQueue(
+                    queue_bytes(config.max_receive_queue_size, config.max_message_size)
+                ),
             )
             self._engine.listener = self
+            self._router = TransportRouter(self)
             self._transport = GrpcTransport(
                 TransportConfig(
                     raft_address=config.raft_address,
@@ -108,14 +128,23 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     ca_file=config.ca_file,
                     cert_file=config.cert_file,
                     key_file=config.key_file,
-                    max_send_queue_size=config.max_send_queue_size,
+                    max_send_queue_size=queue_bytes(
+                        config.max_send_queue_size, config.max_message_size
+                    ),
+                    max_message_size=config.max_message_size,
+                    address_by_node_host_id=config.address_by_node_host_id,
+                    node_host_id=self._env.node_host_id,
+                    seeds=tuple(config.seeds),
                 ),
-                TransportRouter(self),
+                self._router,
             )
             self._engine.transport = self._transport
             self._admission = Admission(self._transport.registry, self._metrics)
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
+            self._metrics.watch_replicas(self._leadership)
+            self._metrics.watch_receive_queue(self._engine.receive_queue.as_dict)
+            self._admin = start_admin(self)  # hook: issue 18, the admin service
         except (LogDBError, TransportError) as exc:
             self._release()
             raise errors.InvalidConfig(_open_error(config, exc)) from exc
@@ -141,6 +170,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             if self._closed:
                 return
             self._closed = True
+        if self._admin is not None:  # first: no operator call reaches a closing host
+            self._admin.close()
+            self._admin = None
         self._events.system_event("node_host_shutting_down")
         engine = self._engine
         if engine is not None:
@@ -153,6 +185,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._release()
 
     def _release(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         if self._engine is not None:
             self._engine.close()
         if self._logdb is not None:
@@ -223,10 +258,11 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if not isinstance(config, Config):
             raise errors.InvalidConfig("config must be a nodehost.Config")
         members = dict(initial_members or {})
+        config_by_id = self.config.address_by_node_host_id
         for rid, address in members.items():
             if isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0:
                 raise errors.InvalidConfig(f"initial_members: bad replica id {rid!r}")
-            parse_address(address, f"initial_members[{rid}]")
+            check_target(address, f"initial_members[{rid}]", config_by_id)
         if len(set(members.values())) != len(members):
             raise errors.InvalidConfig("initial_members: two replicas share an address")
         shard_id, replica_id = config.shard_id, config.replica_id
@@ -239,17 +275,55 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 )
             assert self._logdb is not None
             new = check_bootstrap(self._logdb, members, join, config, kind)
-            node = self._build_node(engine, members, join, new, create, config, kind)
-            engine.call(lambda: self._add_node(engine, node, members))
+            if not new:
+                # A restart resumes as first started, whatever the arguments: a replica
+                # stopped before it saved any entry (a joiner the leader had not reached
+                # yet) still joins, or still founds the shard with its first members.
+                first = self._logdb.get_bootstrap(shard_id, replica_id)
+                assert first is not None
+                members, join = dict(first.addresses), first.join
+            try:
+                node = self._build_node(engine, members, join, create, config, kind)
+            except StateMachineError as exc:
+                raise errors.StateMachineFailed(
+                    f"shard {shard_id} replica {replica_id} cannot start: {exc}"
+                ) from exc
+            except SnapshotError as exc:
+                raise errors.InvalidShardSettings(
+                    f"shard {shard_id} replica {replica_id} cannot start from its latest "
+                    f"snapshot in {self._env.snapshot_dir(shard_id, replica_id)}: {exc}"
+                ) from exc
+            try:
+                engine.call(lambda: self._add_node(engine, node, members), ENGINE_CALL_TIMEOUT)
+            except BaseException:
+                try:
+                    node.rsm.close()
+                except StateMachineError:
+                    log.warning("shard %d replica %d: close failed", shard_id, replica_id)
+                raise
         self._metrics.replicas(len(engine.nodes))
+        if config.wait_ready:
+            self._wait_ready(node)
         self._events.system_event("node_ready", NodeInfo(shard_id, replica_id))
+
+    def _wait_ready(self, node: Node) -> None:
+        """Block until the replica applied what it knew to be committed when it started
+        (Config.wait_ready), however long its log is; it raises if the replica fails,
+        stops or the NodeHost closes meanwhile."""
+        while not node.ready.wait(0.05) and not self._closed:
+            pass
+        if node.failed is not None:
+            raise node.failure_error(f"shard {node.shard_id} stopped while starting: {node.failed}")
+        if self._closed:
+            raise errors.Closed("the NodeHost was closed while a replica was starting")
+        if node.stopped:
+            raise errors.ShardClosed(f"shard {node.shard_id} was stopped while starting")
 
     def _build_node(
         self,
         engine: Engine,
         members: dict[int, str],
         join: bool,
-        new: bool,
         create: Callable[[int, int], Any],
         config: Config,
         kind: StateMachineType,
@@ -258,11 +332,17 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         shard_id, replica_id = config.shard_id, config.replica_id
         reader = CachedLogReader(self._logdb, shard_id, replica_id)
         snapshots = SnapshotStore(
-            str(self._env.snapshot_dir(shard_id, replica_id)), shard_id, replica_id
+            str(self._env.snapshot_dir(shard_id, replica_id)),
+            shard_id,
+            replica_id,
+            on_removed=lambda index: self._snapshot_compacted(shard_id, replica_id, index),
         )
         sm = None
         if not config.is_witness:
-            sm = create(shard_id, replica_id)
+            try:
+                sm = create(shard_id, replica_id)
+            except Exception as exc:
+                raise StateMachineError(f"create raised {exc!r}") from exc
             expected = {
                 StateMachineType.REGULAR: IStateMachine,
                 StateMachineType.CONCURRENT: IConcurrentStateMachine,
@@ -283,16 +363,27 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             session_apply_twice=Mutation.SESSION_APPLY_TWICE.value in config._mutations,
         )
         stopped = lambda: self._closed  # noqa: E731
-        rsm.open(stopped)
-        snapshot = reader.snapshot()
-        if snapshot.index > 0:
-            rsm.recover(snapshot, stopped)
-            if replica_id in snapshot.membership.removed:
-                raise errors.ReplicaRemoved(f"shard {shard_id} replica {replica_id} was removed")
-            self._metrics.snapshot("recovered")
-            self._events.system_event(
-                "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
-            )
+        try:
+            rsm.open(stopped)
+            snapshot = reader.snapshot()
+            if snapshot.index > 0:
+                rsm.recover(snapshot, stopped)
+                if replica_id in snapshot.membership.removed:
+                    raise errors.ReplicaRemoved(
+                        f"shard {shard_id} replica {replica_id} was removed"
+                    )
+                self._metrics.snapshot("recovered")
+                self._events.system_event(
+                    "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
+                )
+        except BaseException:
+            try:
+                rsm.close()
+            except StateMachineError:
+                log.warning("shard %d replica %d: close failed", shard_id, replica_id)
+            raise
+        recorded = self._logdb.get_bootstrap(shard_id, replica_id)
+        founding = dict(recorded.addresses) if recorded is not None else members
         peer = Peer(
             RaftConfig(
                 shard_id=shard_id,
@@ -306,11 +397,18 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 is_non_voting=config.is_non_voting,
                 is_witness=config.is_witness,
                 quiesce=config.quiesce,
+                max_replicate_bytes=replicate_bytes(
+                    self.config.max_message_size,
+                    self.config.raft_address,
+                    self.config.deployment_id,
+                ),
                 mutations=frozenset(Mutation(m) for m in config._mutations),
             ),
             reader,
             random.Random(self._rng.getrandbits(64)),
-            initial_members=members if new and not join else None,
+            # From the record, not `members`: a restart may pass none, and a first start
+            # that failed after the record was saved left a log still to be founded.
+            initial_members=None if join else founding,
             join=join,
             applied=rsm.applied_index,
         )
@@ -344,13 +442,21 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         assert engine is not None
 
         def on_loop() -> None:
-            engine.remove_node(node.shard_id)
-            self._transport.registry.remove_shard(node.shard_id)
+            if engine.nodes.get(node.shard_id) is node:
+                engine.remove_node(node.shard_id)
+                self._transport.registry.remove_shard(node.shard_id)
 
         try:
-            engine.call(on_loop, timeout=10)
-        except Exception:
+            engine.call(on_loop, timeout=ENGINE_CALL_TIMEOUT)
+        except errors.Timeout:
+            # The loop is stuck: the replica stops taking input now (the engine skips
+            # stopped replicas) and leaves the engine's table once the loop runs again.
             node.stopped = True
+            try:
+                engine.loop.call_soon_threadsafe(on_loop)
+            except RuntimeError:  # the loop is closed: nothing left to remove from
+                pass
+        node.ready.set()
         node.fail_all(code, "the replica was stopped")
         done = threading.Event()
 
@@ -370,20 +476,58 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 time.sleep(0.005)
         close_sm()
         self._metrics.replicas(len(engine.nodes))
+        self._metrics.forget_shard(node.shard_id)
+        self._report_unloaded(node)
+
+    def _report_unloaded(self, node: Node) -> None:
+        """node_unloaded, once per replica, whether it failed, was stopped, or both."""
+        with self._lock:
+            if node.unload_reported:
+                return
+            node.unload_reported = True
         self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
 
     def remove_data(self, shard_id: int, replica_id: int) -> None:
-        """Delete a stopped replica's log and snapshots; the id can never start here again."""
+        """Delete a stopped replica's log and snapshots; the id can never start here again.
+
+        Only for a replica already deleted from its shard (request_delete_replica):
+        removing the data of a member that the shard still counts on loses its votes
+        and its copy of the log. ShardNotStopped while the replica runs here.
+        """
         engine = self._check_open()
-        node = engine.nodes.get(shard_id)
-        if node is not None and node.replica_id == replica_id:
-            raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
-        assert self._logdb is not None
-        tombstone = self._env.tombstone(shard_id, replica_id)
-        tombstone.write_text("removed\n")
-        self._logdb.remove_node_data(shard_id, replica_id)
-        shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
+        with self._lock:  # against a start_* of the same replica meanwhile
+            node = engine.nodes.get(shard_id)
+            if node is not None and node.replica_id == replica_id:
+                raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
+            assert self._logdb is not None
+            tombstone = self._env.tombstone(shard_id, replica_id)
+            tombstone.write_text("removed\n")
+            self._logdb.remove_node_data(shard_id, replica_id)
+            shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
         self._events.system_event("node_deleted", NodeInfo(shard_id, replica_id))
+
+    def sync_remove_data(self, shard_id: int, replica_id: int, timeout: float) -> None:
+        """remove_data once the replica has fully left this NodeHost (Dragonboat's
+        SyncRemoveData): a replica being stopped is waited for, up to `timeout`
+        (Timeout past it); one still running raises ShardNotStopped at once."""
+        engine = self._check_open()
+        check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            node = engine.nodes.get(shard_id)
+            if node is None or node.replica_id != replica_id:
+                break
+            if not node.stopped:
+                raise errors.ShardNotStopped(
+                    f"shard {shard_id} replica {replica_id} is running: stop it first"
+                )
+            if time.monotonic() >= deadline:
+                raise errors.Timeout(
+                    f"shard {shard_id} replica {replica_id} did not finish stopping in {timeout:g}s"
+                )
+            time.sleep(0.01)
+            self._check_open()
+        self.remove_data(shard_id, replica_id)
 
     def has_node_info(self, shard_id: int, replica_id: int) -> bool:
         """True when this host has started that replica before (its bootstrap record)."""
@@ -462,16 +606,27 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             raise errors.PayloadTooBig(
                 f"{len(cmd)} bytes is more than max_entry_size ({self.config.max_entry_size})"
             )
-        node = self._node(session.shard_id)
+        node = self._serving_node(session.shard_id)
         if node.rsm.kind is StateMachineType.ON_DISK and not session.is_noop():
             raise errors.InvalidSession("on-disk state machines need the no-op session")
         if node.rate_limited:
+            self._metrics.system_busy("proposal")
             raise errors.SystemBusy(
-                f"shard {session.shard_id}: too much unapplied log in memory; retry later"
+                f"shard {session.shard_id}: too much unapplied log in memory "
+                f"(max_in_mem_log_size {node.config.max_in_mem_log_size}); retry later"
             )
         key = next(self._keys)
-        rs = RequestState(key, time.monotonic() + timeout, self.config.notify_commit)
-        node.pending_proposals.add(rs)
+        now = time.monotonic()
+        rs = RequestState(key, now + timeout, self.config.notify_commit, size=len(cmd), started=now)
+        if self._metrics.enabled:
+            rs.on_done = self._metrics.proposal_result
+        refused = node.pending_proposals.try_add(rs)
+        if refused is not None:
+            self._metrics.system_busy("proposal")
+            raise errors.SystemBusy(
+                f"shard {session.shard_id}: {refused} (max_pending_proposals, "
+                "max_pending_proposal_bytes, max_queue_delay_ms); retry later"
+            )
         node.proposals.append(
             pb.Entry(
                 key=key,
@@ -491,11 +646,17 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         """Start a linearizable read; once it completes, call `read_local_node`."""
         engine = self._check_open()
         check_timeout(timeout)
-        node = self._node(shard_id)
+        node = self._serving_node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
-        rs = RequestState(next(self._keys), time.monotonic() + timeout, shard_id=shard_id)
-        node.pending_reads.add(rs)
+        now = time.monotonic()
+        rs = RequestState(next(self._keys), now + timeout, shard_id=shard_id, started=now)
+        refused = node.pending_reads.try_add(rs)
+        if refused is not None:
+            self._metrics.system_busy("read")
+            raise errors.SystemBusy(
+                f"shard {shard_id}: {refused} (max_pending_reads, max_queue_delay_ms); retry later"
+            )
         node.reads.append(rs)
         self._metrics.read()
         engine.wake_from_thread(node)
@@ -521,7 +682,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             raise errors.InvalidOperation("a witness has no state machine to read")
         if not self._stale_read_warned:
             self._stale_read_warned = True
-            log.warning("stale_read may return data older than acknowledged writes")
+            # Once, for whoever reads the logs; using the documented behaviour is no
+            # reason for a warning.
+            log.info("stale_read may return data older than acknowledged writes")
         return node.rsm.lookup(query)
 
     # ---------------------------------------------------------------- snapshots
@@ -573,6 +736,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         engine = self._check_open()
         option = option or NodeHostInfoOption()
         info = NodeHostInfo(self.id, self.raft_address)
+        hosts = self._transport.hosts
+        if hosts is not None:
+            info.hosts = hosts.known()
         for node in list(engine.nodes.values()):
             m = node.membership
             info.shard_info_list.append(
@@ -589,6 +755,10 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     state_machine_type=node.rsm.kind,
                     applied_index=node.applied_index,
                     failed=node.failed,
+                    is_removed=node.replica_id in m.removed,
+                    non_votings=dict(m.non_votings),
+                    witnesses=dict(m.witnesses),
+                    removed=set(m.removed),
                 )
             )
         if not option.skip_log_info and self._logdb is not None:
@@ -613,8 +783,28 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if node is None:
             raise errors.ShardNotFound(f"shard {shard_id} does not run on this NodeHost")
         if node.failed is not None:
-            raise errors.ShardClosed(f"shard {shard_id} stopped: {node.failed}")
+            raise node.failure_error(f"shard {shard_id} stopped: {node.failed}")
+        if node.stopped:  # stop_* returned; the engine lets it go at its next turn
+            raise errors.ShardClosed(f"shard {shard_id} was stopped")
         return node
+
+    def _serving_node(self, shard_id: int) -> Node:
+        """The replica a new request goes to; ReplicaRemoved at once once it was removed
+        from the shard (it would only drop the request, and the caller retry in vain)."""
+        node = self._node(shard_id)
+        if node.removed:
+            raise errors.ReplicaRemoved(
+                f"shard {shard_id} replica {node.replica_id} was removed from the shard"
+            )
+        return node
+
+    def _leadership(self) -> list[ReplicaLeadership]:
+        engine = self._engine
+        if engine is None:
+            return []
+        return [
+            ReplicaLeadership(n.shard_id, n.leader_id, n.term) for n in list(engine.nodes.values())
+        ]
 
     def _transport_stats(self) -> dict[str, int]:
         return self._transport.stats.as_dict()
@@ -643,14 +833,13 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event(
             "node_failed", FailureInfo(node.shard_id, node.replica_id, reason)
         )
+        self._report_unloaded(node)
 
     def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None:
         self._metrics.snapshot("created")
         info = SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
         self._events.system_event("snapshot_created", info)
         if compacted_to:
-            from nodehost.events import EntryInfo
-
             self._events.system_event(
                 "log_compacted", EntryInfo(node.shard_id, node.replica_id, compacted_to)
             )
@@ -660,6 +849,19 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event(
             "snapshot_recovered", SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
         )
+
+    def snapshot_send_started(self, message: pb.Message) -> None:
+        self._router.snapshot_send_started(message)
+
+    def log_db_compacted(self, node: Node, index: int) -> None:
+        self._events.system_event(
+            "log_db_compacted", EntryInfo(node.shard_id, node.replica_id, index)
+        )
+
+    def _snapshot_compacted(self, shard_id: int, replica_id: int, index: int) -> None:
+        """An older snapshot was deleted from disk (on an apply worker)."""
+        self._metrics.snapshot("compacted")
+        self._events.system_event("snapshot_compacted", SnapshotInfo(shard_id, replica_id, index))
 
 
 def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:

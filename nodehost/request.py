@@ -24,10 +24,25 @@ from enum import IntEnum
 from typing import Any
 
 from nodehost import errors
+from nodehost.admission import DelayGate
 from statemachine import Result
 
 
 class ResultCode(IntEnum):
+    """How a request ended; `RequestResult.raise_for_code` turns each failure into its error.
+
+    TIMEOUT (Timeout): not done within its timeout; a proposal may still be applied.
+    COMPLETED: done; a proposal's `result` is what the state machine returned.
+    TERMINATED (ShardClosed; StateMachineFailed or ReplicaRemoved when that is why):
+      the replica stopped, failed or was removed while the request was pending.
+    REJECTED (Rejected): refused for good (a removed id, a stale change id, a snapshot
+      that exists already, an expired session).
+    DROPPED (ShardNotReady): no leader, or leadership moving; nothing was done, retry.
+    ABORTED (Aborted): a snapshot request given up before it took effect (its disk
+      write failed); the replica goes on, a later request may succeed.
+    COMMITTED: with notify_commit, `wait_committed` saw the entry committed.
+    """
+
     TIMEOUT = 0
     COMPLETED = 1
     TERMINATED = 2
@@ -45,6 +60,10 @@ class RequestResult:
     result: Result = field(default_factory=Result)
     snapshot_index: int = 0
     reason: str = ""
+    # A more precise error than the code's own, for `raise_for_code`: a TERMINATED
+    # request raises StateMachineFailed when the user's state machine stopped the
+    # replica, ReplicaRemoved when the replica was removed from its shard.
+    error: type[errors.RaftError] | None = None
 
     def completed(self) -> bool:
         return self.code is ResultCode.COMPLETED
@@ -71,7 +90,7 @@ class RequestResult:
         """Raise the error matching a failed outcome (what every sync_* call does)."""
         if self.code is ResultCode.COMPLETED or self.code is ResultCode.COMMITTED:
             return
-        error = _ERRORS[self.code]
+        error = self.error or _ERRORS[self.code]
         raise error(self.reason or _DEFAULT_REASONS[self.code])
 
 
@@ -106,14 +125,25 @@ class RequestState:
         "deadline",
         "key",
         "notify_commit",
+        "on_done",
         "shard_id",
+        "size",
+        "started",
     )
 
     def __init__(
-        self, key: int, deadline: float, notify_commit: bool = False, shard_id: int = 0
+        self,
+        key: int,
+        deadline: float,
+        notify_commit: bool = False,
+        shard_id: int = 0,
+        size: int = 0,
+        started: float = 0.0,
     ) -> None:
         self.key = key
         self.shard_id = shard_id
+        self.size = size  # bytes it holds while pending (a proposal's command)
+        self.started = started  # time.monotonic() when made, for admission by delay
         self.deadline = deadline
         self.notify_commit = notify_commit
         self._lock = threading.Lock()
@@ -122,6 +152,8 @@ class RequestState:
         self._event: threading.Event | None = None
         self._committed_event: threading.Event | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[RequestResult]]] = []
+        # Told the outcome's code once, on the completing thread (the metrics of proposals).
+        self.on_done: Callable[[ResultCode], None] | None = None
 
     def done(self) -> bool:
         return self._result is not None
@@ -193,6 +225,8 @@ class RequestState:
             self._result = result
             event, committed_event = self._event, self._committed_event
             waiters, self._waiters = self._waiters, []
+        if self.on_done is not None:
+            self.on_done(result.code)
         if event is not None:
             event.set()
         if committed_event is not None:
@@ -266,32 +300,86 @@ def _resolve_all(resolutions: list[_Resolution]) -> None:
 class PendingRequests:
     """Requests of one kind for one replica, by key, expired by deadline.
 
-    Thread-safe: the engine adds and sweeps on its loop, apply workers complete.
+    Bounded: `try_add` refuses a request past `max_count` requests or `max_bytes`
+    (summed over their `size`; one bigger request is taken when none is pending), or
+    that `gate` expects to wait too long (admission.py), so the caller can answer
+    SystemBusy before doing anything. The deadline heap keeps an item per request until
+    its deadline even when the request finished early; it is rebuilt from the live
+    requests when it grows past twice their number, so a fast stream of short requests
+    with long timeouts cannot grow it.
+
+    Thread-safe: user threads add, the engine sweeps on its loop, apply workers complete.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, max_count: int = 0, max_bytes: int = 0, gate: DelayGate | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[int, RequestState] = {}
         self._deadlines: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
+        self.max_count = max_count  # 0: no bound
+        self.max_bytes = max_bytes  # 0: no bound
+        self.gate = gate
+        self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._by_key)
 
     def add(self, rs: RequestState) -> None:
+        """Register `rs`, whatever the bounds (requests that are not bounded)."""
         with self._lock:
-            self._by_key[rs.key] = rs
-            heapq.heappush(self._deadlines, (rs.deadline, next(self._seq), rs.key))
+            self._add_locked(rs)
+
+    def try_add(self, rs: RequestState) -> str | None:
+        """Register `rs`, or say which bound refuses it (nothing registered then)."""
+        gate = self.gate
+        if gate is not None and not gate.admit(rs.started, len(self._by_key)):
+            wait = gate.expected_wait(len(self._by_key))
+            return (
+                f"{len(self._by_key)} requests pending would hold a new one about "
+                f"{wait:.1f} s, more than {gate.target:g} s"
+            )
+        with self._lock:
+            if self.max_count and len(self._by_key) >= self.max_count:
+                return f"{len(self._by_key)} requests pending, the bound"
+            if self.max_bytes and self.bytes and self.bytes + rs.size > self.max_bytes:
+                return f"{self.bytes} bytes pending, {rs.size} more would pass {self.max_bytes}"
+            self._add_locked(rs)
+            return None
+
+    def _add_locked(self, rs: RequestState) -> None:
+        by_key = self._by_key
+        by_key[rs.key] = rs
+        self.bytes += rs.size
+        heap = self._deadlines
+        heapq.heappush(heap, (rs.deadline, next(self._seq), rs.key))
+        if len(heap) > 2 * len(by_key) + 64:
+            heap[:] = [(r.deadline, next(self._seq), k) for k, r in by_key.items()]
+            heapq.heapify(heap)
 
     def get(self, key: int) -> RequestState | None:
         return self._by_key.get(key)
 
     def pop(self, key: int) -> RequestState | None:
+        """Take a request that finished (applied, released): it counts in the rate."""
+        rs = self.discard(key)
+        gate = self.gate
+        if rs is not None and gate is not None:
+            gate.finished(time.monotonic(), len(self._by_key))
+        return rs
+
+    def discard(self, key: int) -> RequestState | None:
+        """Take a request that did not go through (dropped): not counted in the rate."""
         with self._lock:
-            return self._by_key.pop(key, None)
+            rs = self._by_key.pop(key, None)
+            if rs is not None:
+                self.bytes -= rs.size
+            return rs
 
     def complete(self, key: int, result: RequestResult) -> bool:
-        rs = self.pop(key)
+        """Finish a request that did not go through (dropped, rejected early)."""
+        rs = self.discard(key)
         return rs is not None and rs.complete(result)
 
     def expire(self, now: float) -> int:
@@ -304,6 +392,7 @@ class PendingRequests:
                 rs = self._by_key.get(key)
                 if rs is not None and rs.deadline <= now:
                     del self._by_key[key]
+                    self.bytes -= rs.size
                     expired.append(rs)
             if not self._by_key:
                 heap.clear()
@@ -311,12 +400,15 @@ class PendingRequests:
             rs.complete(RequestResult(ResultCode.TIMEOUT))
         return len(expired)
 
-    def fail_all(self, code: ResultCode, reason: str = "") -> None:
+    def fail_all(
+        self, code: ResultCode, reason: str = "", error: type[errors.RaftError] | None = None
+    ) -> None:
         with self._lock:
             pending, self._by_key = list(self._by_key.values()), {}
             self._deadlines.clear()
+            self.bytes = 0
         for rs in pending:
-            rs.complete(RequestResult(code, reason=reason))
+            rs.complete(RequestResult(code, reason=reason, error=error))
 
 
 def check_timeout(timeout: float) -> None:

@@ -2,18 +2,23 @@
 
 Runs on the engine loop. A message for a shard or replica not hosted here is dropped
 (the transport already counts and logs what it rejects); every other one is queued for
-its replica, where admission checks it before the core sees it (admission.py). An
-incoming snapshot is checked first, then moved into the replica's store on its apply
-worker, then checked again as a message.
+its replica, bounded by the host's receive queue (receive.py), and admission checks it
+before the core sees it (inbound.py). An incoming snapshot is checked first, then moved
+into the replica's store on its apply worker, then checked again as a message.
 
 Routes (addresses) are never learned here: a batch's source address is only what the
-peer claims about itself. They come from memberships (admission.py, NodeHost).
+peer claims about itself. They come from memberships (inbound.py, NodeHost).
+
+Snapshots streamed out are remembered per target (shard, replica) from the moment they
+leave until the transport reports their outcome (exactly once per stream, except when
+it closes), so the send_snapshot_* events carry the index of the snapshot they are about.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,6 +37,8 @@ class TransportRouter:
 
     def __init__(self, nh: NodeHost) -> None:
         self._nh = nh
+        # (shard, target replica) -> (index, from_id) of each snapshot on its way there.
+        self._sending: dict[tuple[int, int], deque[tuple[int, int]]] = {}
 
     def _engine(self) -> Engine:
         engine = self._nh._engine
@@ -41,10 +48,15 @@ class TransportRouter:
     def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
         engine = self._engine()
         nodes = engine.nodes
+        admit = engine.receive_queue.admit
         for m in messages:
             node = nodes.get(m.shard_id)
-            if node is None or node.replica_id != m.to or node.stopped:
+            if node is None or node.replica_id != m.to or node.stopped or node.failed:
                 continue
+            size = admit(m)
+            if not size:
+                continue
+            node.inbox_bytes += size
             node.inbox.append(m)
             engine.wake(node)
 
@@ -55,14 +67,30 @@ class TransportRouter:
             node.local_calls.append(lambda peer: peer.report_unreachable(replica_id))
             engine.wake(node)
 
+    def snapshot_send_started(self, message: pb.Message) -> None:
+        """A snapshot is handed to the transport to stream to `message.to`."""
+        key = (message.shard_id, message.to)
+        self._sending.setdefault(key, deque()).append((message.snapshot.index, message.from_id))
+        self._nh._events.system_event(
+            "send_snapshot_started",
+            SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
+        )
+
     def on_snapshot_status(self, shard_id: int, replica_id: int, failed: bool) -> None:
         engine = self._engine()
         node = engine.nodes.get(shard_id)
         if node is not None:
             node.local_calls.append(lambda peer: peer.report_snapshot_status(replica_id, failed))
             engine.wake(node)
+        index = from_id = 0
+        sending = self._sending.get((shard_id, replica_id))
+        if sending:
+            index, from_id = sending.popleft()
+            if not sending:
+                del self._sending[(shard_id, replica_id)]
         event = "send_snapshot_aborted" if failed else "send_snapshot_completed"
-        self._nh._events.system_event(event, SnapshotInfo(shard_id, replica_id, 0))
+        self._nh._metrics.snapshot("send_aborted" if failed else "sent")
+        self._nh._events.system_event(event, SnapshotInfo(shard_id, replica_id, index, from_id))
 
     def on_snapshot_received(self, message: pb.Message) -> None:
         engine = self._engine()
@@ -94,6 +122,11 @@ class TransportRouter:
         return node.snapshots.receive_dir(index)
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool:
+        if self._nh._closed:
+            # Peers keep sending until they notice we left: while closing, messages for
+            # the replicas just stopped are expected, so they pass here unlogged and
+            # on_messages drops them.
+            return True
         node = self._engine().nodes.get(shard_id)
         return node is not None and node.replica_id == replica_id
 

@@ -35,6 +35,7 @@ Rules:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from enum import StrEnum
 from operator import attrgetter
@@ -436,17 +437,31 @@ def _presented(m: pb.Message) -> Refusal | None:
 
 
 def valid_address(address: str) -> bool:
-    """Exactly the transport's "host:port" ("[v6]:port") rule (tests check the two
-    agree): an address let in here can be routed, and every address a NodeHost accepts
-    from its user (a stricter rule) is let in, so a change the local API took is never
-    refused by the other replicas."""
+    """Exactly the transport's rule for what a membership names a host by (tests check
+    the two agree): "host:port" ("[v6]:port"), or a NodeHost id (a UUID in its canonical
+    text) where hosts are addressed by id. An address let in here can be routed, and
+    every address a NodeHost accepts from its user (a stricter rule) is let in, so a
+    change the local API took is never refused by the other replicas. Either kind is let
+    in whatever this host's mode: the registry refuses a target of the other kind when
+    the membership is applied, and a replica with no route is only unreachable."""
     host, sep, port = address.rpartition(":")
-    return (
-        bool(sep and host)
-        and port.isdigit()
-        and int(port) <= 65535
-        and host.startswith("[") == host.endswith("]")
-    )
+    if sep:
+        return (
+            bool(host)
+            and port.isdigit()
+            and int(port) <= 65535
+            and host.startswith("[") == host.endswith("]")
+        )
+    return _is_node_host_id(address)
+
+
+def _is_node_host_id(text: str) -> bool:
+    if len(text) != 36:  # the canonical form's length: no parsing of longer junk
+        return False
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------------- the sender

@@ -12,6 +12,7 @@ Scenarios first, then properties:
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 
 import pytest
@@ -19,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nodehost import InvalidConfig
-from nodehost.config import parse_address
+from nodehost.addressing import check_target
 from nodehost.raft import Peer, Refusal, Role
 from nodehost.raft.admission import config_change_problem, membership_problem, valid_address
 from nodehost.raft.messages import INDEX_LIMIT, TERM_LIMIT, TERM_STEP_LIMIT, MessageType, is_local
 from protos import raft_pb2 as pb
 from tests.conftest import IN_CI
-from transport.config import split_address
+from transport.config import is_node_host_id, split_address
 from transport.frames import REMOTE_TYPES
 
 from .network import Network
@@ -348,6 +349,15 @@ def test_a_candidate_behind_learns_the_term_from_a_refused_vote() -> None:
     assert answers and answers[0].reject and answers[0].term == voter.term
 
 
+def _transport_takes(address: str) -> bool:
+    """What the transport's registry takes as a target in one of its two modes."""
+    try:
+        split_address(address)
+        return True
+    except ValueError:
+        return is_node_host_id(address)
+
+
 def test_valid_address_is_the_transports_rule() -> None:
     for address in (
         "h:1",
@@ -359,29 +369,24 @@ def test_valid_address_is_the_transports_rule() -> None:
         "[::1:80",
         "h:x",
         "h:\u0661",
+        str(uuid.uuid4()),
+        str(uuid.uuid4()).upper(),
+        str(uuid.uuid4()).replace("-", ""),
+        "{" + str(uuid.uuid4()) + "}",
     ):
-        try:
-            split_address(address)
-            transport_ok = True
-        except ValueError:
-            transport_ok = False
-        assert valid_address(address) == transport_ok, address
+        assert valid_address(address) == _transport_takes(address), address
 
 
-@given(st.text(max_size=30))
+@given(st.one_of(st.text(max_size=40), st.uuids().map(str)))
 def test_valid_address_agrees_with_the_transport_and_the_api(address: str) -> None:
-    try:
-        split_address(address)
-        transport_ok = True
-    except ValueError:
-        transport_ok = False
-    assert valid_address(address) == transport_ok
-    # Whatever the public API accepts for a new member, admission lets in.
-    try:
-        parse_address(address, "target")
-    except InvalidConfig:
-        return
-    assert valid_address(address)
+    assert valid_address(address) == _transport_takes(address)
+    # Whatever the public API accepts for a new member, in either mode, admission lets in.
+    for by_node_host_id in (False, True):
+        try:
+            check_target(address, "target", by_node_host_id)
+        except InvalidConfig:
+            continue
+        assert valid_address(address)
 
 
 # ---------------------------------------------------------------------- properties
