@@ -165,7 +165,12 @@ def _replicate_resp(r: RaftCore, m: pb.Message) -> Refusal | None:
     # Only a leader acts on these. While it leads, its log holds every entry it sent
     # in its term, so a same-term answer naming one it does not hold is false. (One
     # that crashed before saving what it sent may hear of those entries later, but no
-    # longer leads that term; an answer of another term is stale, and dropped.)
+    # longer leads that term; an answer of another term is stale, and dropped.) A
+    # follower also answers with its commit index when that is past what we sent, so
+    # one that was told of a commit we lack (only a broken rule can do that: figure 8
+    # of the thesis) names an entry past our log; taken, it made the leader's next
+    # send look up a term it does not hold, and the leader's host stopped. Refused,
+    # the leader goes on and the damage shows as what it is: replicas that differ.
     if m.term == r.term and r.role is Role.LEADER and index > r.log.last_index():
         return Refusal.BAD_ACK
     return None
