@@ -83,6 +83,13 @@ class HostRegistry:
             return self.address
         return self._addresses.get(node_host_id)
 
+    def host_at(self, address: str) -> str | None:
+        """The id of the host found answering at `address` when this host dialled it."""
+        for node_host_id, known in list(self._addresses.items()):
+            if known == address and node_host_id not in self._down:
+                return node_host_id
+        return None
+
     def known(self) -> dict[str, str]:
         """Every verified host, ours included."""
         return {self.node_host_id: self.address, **self._addresses}
@@ -116,6 +123,25 @@ class HostRegistry:
             if known == address:
                 self._down.add(node_host_id)
                 self._wake.set()
+
+    def look_at(self, address: str) -> None:
+        """Dial `address` to learn who answers there: a peer's messages came from a
+        host that says it is there, and a claim is believed only once dialled. Safe
+        from any thread; bounded as every dial is (PROBE_INTERVAL, MAX_PROBES)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._look_at, address)
+
+    def _look_at(self, address: str) -> None:
+        if address == self.address or len(self._probing) >= MAX_PROBES:
+            return
+        try:
+            split_address(address)
+        except ValueError:
+            return
+        task = asyncio.get_running_loop().create_task(self._probe(address))
+        self._callbacks.add(task)
+        task.add_done_callback(self._callbacks.discard)
 
     def wake(self) -> None:
         """An id may be wanted that has no address yet (a membership change). Safe from
