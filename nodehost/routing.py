@@ -69,12 +69,13 @@ class TransportRouter:
         (a forwarded read or proposal would wait out its timeout); the sender repeats
         them."""
         transport = self._nh._transport
-        target: str | None = source_address
+        target = source_address
         if transport.hosts is not None:
-            target = transport.hosts.host_at(source_address)
-            if target is None:
+            found = transport.hosts.host_at(source_address)
+            if found is None:
                 transport.hosts.look_at(source_address)
                 return False
+            target = found
         try:
             transport.registry.add(shard_id, replica_id, target)
         except ValueError:
