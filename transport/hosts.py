@@ -7,9 +7,10 @@ Rules:
 - An address is believed for an id only when this host dialled that address and the
   host there answered Identify with that id (over mutual TLS when it is on, so with
   the cluster's certificate). Everything else is a hint, believed once dialled: what a
-  caller says about itself, what a peer says about other hosts. A peer can therefore
-  never point another host's id at an address that host does not answer on, and a
-  batch's source address is never used at all.
+  caller says about itself, what a peer says about other hosts, the source address of
+  a batch (`look_at`: a joining replica's first messages from a peer it cannot place).
+  A peer can therefore never point another host's id at an address that host does not
+  answer on.
 - Our own id is never recorded; a host answering with it is logged (a copied
   directory: two hosts with one id).
 - Seeds (NodeHostConfig.seeds) are dialled at start and in every round; hosts already
