@@ -38,11 +38,15 @@ from readme_walk import (
     Ports,
     Readme,
     Shell,
+    at_prompt,
     commands,
     follow,
     kill_terminal,
     line_pattern,
     missing_from,
+    program_stderr,
+    run_steps,
+    shown_prints,
     wait_until,
 )
 
@@ -63,6 +67,10 @@ class Walk:
     ports: Ports
     terminals: list[Terminal] = field(default_factory=list)
     daemons: list[Daemon] = field(default_factory=list)
+    sql_demo: Terminal | None = None  # the SQL section's script, while its members run
+    operator: Shell | None = None  # the operator section's terminal: P, NODEHOST_ADMIN
+    kv_nodes: dict[int, Daemon] = field(default_factory=dict)  # the operator's kvstore
+    kv_starts: dict[int, Command] = field(default_factory=dict)  # how each was started
 
     def shell(self, cwd: Path | None = None) -> Shell:
         return Shell(cwd or self.checkout, self.ports)
@@ -469,17 +477,165 @@ def test_the_api_snippets_run_as_pasted(walk: Walk) -> None:
     shell = walk.shell()
     done = shell.run(Command("uv run python demo.py"), timeout=120)
     assert done.returncode == 0, done.stderr
-    # uv's own lines, when this `uv run` is the one that installs the project.
-    installer = re.compile(
-        r"^(Using CPython|Creating virtual environment|\s*(Building|Built) nodehost|"
-        r"Installed \d+ packages|Resolved \d+ packages|Prepared \d+ packages)"
-    )
-    stderr = [line for line in done.stderr.splitlines() if not installer.match(line)]
-    assert stderr == [], done.stderr
+    assert program_stderr(done.stderr) == [], done.stderr
     printed = done.stdout.splitlines()
     assert printed[:2] == ["1", "1"] and printed[2] in ("0", "1"), printed
     assert printed[3:7] == ["True 1", "1 1", "2", "[1, 2, 3, 4]"], printed
     assert re.fullmatch(r"a snapshot at index \d+ already exists", printed[7]), printed
+
+
+# ---------------------------------------------------------------- Replicated SQL
+
+SQL = "Replicated SQL: nodehost.sqlite"
+
+
+def test_sql_three_members_one_script(walk: Walk) -> None:
+    """The script, saved and run as the section says, prints what it shows and keeps its
+    members running for the next steps (until Enter, typed at the end of the clients)."""
+    readme, ports = walk.readme, walk.ports
+    section = f"{SQL} / Three members, one script"
+    run = "uv run python sql_demo.py"
+    assert f"save it as `sql_demo.py` and run `{run}`" in " ".join(readme.section_text(SQL).split())
+    (walk.checkout / "sql_demo.py").write_text(ports.sub(readme.take("python", section).body))
+    walk.sql_demo = walk.terminal(walk.shell(), Command(run))
+    follow(walk.sql_demo, readme.take("text", section), ports, timeout=120)
+
+
+def test_sql_the_dqlite_shell(walk: Walk) -> None:
+    """Debian's dqlite shell, typed into against the script's members (skipped, after
+    taking its blocks, where go-dqlite is not installed: CI may lack it)."""
+    readme, ports = walk.readme, walk.ports
+    section = f"{SQL} / Three members, one script"
+    (command,) = commands(readme.take("sh", section))
+    session = readme.take("text", section)
+    if shutil.which("dqlite") is None:
+        pytest.skip("Debian's dqlite shell is not installed (apt-get install go-dqlite)")
+    assert walk.sql_demo is not None, "runs after test_sql_three_members_one_script"
+    shell = walk.terminal(walk.shell(), command)
+    follow(shell, session, ports, type_line=at_prompt("dqlite> "), prompt="dqlite> ")
+    shell.expect(re.escape("dqlite> "), STEP)
+    shell.press(CTRL_D)
+    assert shell.wait(STEP) == 0, shell.tail()
+
+
+def test_sql_remote_clients(walk: Walk) -> None:
+    """The section's programs and commands against the script's members, as a user runs
+    them in another terminal: the client snippet, the console (in a pseudo-terminal, its
+    history in the home directory), its script forms, the SQLAlchemy example; then Enter
+    in the script's terminal stops the members, and it exits 0."""
+    readme, ports = walk.readme, walk.ports
+    demo = walk.sql_demo
+    assert demo is not None, "runs after test_sql_three_members_one_script"
+    section = f"{SQL} / Remote clients"
+    shell = walk.shell()
+    home = walk.root / "home"
+    home.mkdir(exist_ok=True)
+    # A home of the walk's own (for the console's history), with uv's cache where it is.
+    uv_cache = subprocess.run(
+        ["uv", "cache", "dir"], capture_output=True, text=True, check=True, timeout=STEP
+    ).stdout.strip()
+    shell.env.update(HOME=str(home), UV_CACHE_DIR=uv_cache)
+
+    client = readme.take("python", section)
+    _run_python(walk, shell, "sql_client.py", client.body, shown_prints(client))
+
+    (console,) = commands(readme.take("sh", section))
+    terminal = shell.terminal(console)
+    walk.terminals.append(terminal)
+    session = readme.take("text", section)
+    follow(terminal, session, ports, prompt="demo> ")
+    terminal.wait_for_prompt(STEP)
+    terminal.press(CTRL_D)  # "Ctrl-D leaves"
+    assert terminal.wait(STEP) == 0, terminal.tail()
+    history = (home / ".nodehost_sql_history").read_text()
+    typed = [line.removeprefix("demo> ") for line in session.lines() if line.startswith("demo> ")]
+    assert all(line in history for line in typed), history
+
+    run_steps(shell, readme.take("text", section), timeout=120)
+
+    orm = readme.take("python", section)
+    _run_python(walk, shell, "sql_orm.py", orm.body, shown_prints(orm))
+
+    demo.type("")  # "press Enter to stop them"
+    assert demo.wait(STEP) == 0, demo.tail()
+    assert "Traceback" not in demo.text, demo.tail()
+
+
+def _run_python(walk: Walk, shell: Shell, name: str, body: str, shown: list[str]) -> None:
+    """Save a README program in the checkout and run it there with `uv run python`: it
+    prints what its comments say, and nothing on stderr."""
+    (walk.checkout / name).write_text(walk.ports.sub(body))
+    done = shell.run(Command(f"uv run python {name}"), timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert program_stderr(done.stderr) == [], done.stderr
+    assert done.stdout.splitlines() == [walk.ports.sub(line) for line in shown], done.stdout
+
+
+_FIGURE_LINE = re.compile(
+    r"^  (?P<label>\S.*?) +(?P<rate>[\d,]+)/s +p50 +(?P<p50>[\d.]+) ms +p99 +(?P<p99>[\d.]+) ms"
+    r" +failures (?P<failures>\d+)(?: +CPU [\d,]+ us/op)?$",
+    re.M,
+)
+# A table cell gives some of a printed line's figures, in the order printed.
+_CELL_FIELDS = [r"[\d,]+/s", r"p50 \d+(\.\d+)? ms", r"p99 \d+(\.\d+)? ms", r"failures \d+"]
+
+
+def _cell_fits(cell: str) -> bool:
+    at = 0
+    for item in cell.split(", "):
+        for i in range(at, len(_CELL_FIELDS)):
+            if re.fullmatch(_CELL_FIELDS[i], item):
+                at = i + 1
+                break
+        else:
+            return False
+    return True
+
+
+def test_sql_speed(walk: Walk) -> None:
+    """The benchmark command, shortened (1 s per load, 4 clients: the flags the section
+    names), prints every figure it promises; the section's table is made of its lines:
+    each row a label the script prints (64 clients where it ran 4), each cell some of
+    that line's figures in its format, the dqlite column its dqlite lines in order.
+    (The figures themselves are one recorded run's, not checked.)"""
+    section = f"{SQL} / Speed"
+    (command,) = commands(walk.readme.take("sh", section))
+    shell = walk.shell()
+    clients = 4
+    shell.substitutions["--seconds 10"] = f"--seconds 1 --clients {clients}"
+    printed = shell.check(command, timeout=600)
+    ours_text, _, rest = printed.partition("\ndqlite (")
+    theirs_text, _, rest = rest.partition("\nraw ceilings")
+    ours = [m.group("label") for m in _FIGURE_LINE.finditer(ours_text)]
+    assert ours == [
+        "sequential INSERT, 1 client",
+        f"INSERT transactions, {clients} clients",
+        f"linearizable point SELECT, {clients} clients",
+        f"INSERT over the wire, {clients} conns",
+    ], printed
+    assert "write + fdatasync, one writer (measured now)" in rest, printed
+    assert "\ngoals\n" in rest, printed
+    measured = shutil.which("dqlite-benchmark") is not None
+    theirs = [m.group("label") for m in _FIGURE_LINE.finditer(theirs_text)]
+    if measured:
+        assert theirs == ["kvwrite, 1 worker", f"kvwrite, {clients} workers"], printed
+    else:  # the script shows the figures recorded on this machine kind instead
+        assert theirs == [] and "(recorded; run with --dqlite to measure)" in theirs_text
+
+    text = walk.readme.section_text(SQL)
+    speed = text[text.index("### Speed") :]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in speed.splitlines()
+        if line.startswith("| ") and not line.startswith("| load ")
+    ]
+    assert [row[0].replace("64", str(clients)) for row in rows] == ours, rows
+    for row in rows:
+        assert _cell_fits(row[1]), f"README Speed table: {row[1]!r} is not the script's figures"
+    dqlite_cells = [row[2] for row in rows if row[2] != "-"]
+    assert len(dqlite_cells) == 2, rows  # kvwrite with 1 worker, then with --clients
+    for cell in dqlite_cells:
+        assert _cell_fits(cell), f"README Speed table: {cell!r} is not the script's figures"
 
 
 # ---------------------------------------------------------------- example-kvstore
