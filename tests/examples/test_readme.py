@@ -1,8 +1,12 @@
 """The README, followed top to bottom on a fresh copy of the repository, as a new user
 follows it: every shell step it shows is run, in order, as the README writes it; every
 transcript is checked against what the program printed; the API section's snippets run
-as one program, pasted in order; the tutorial's code excerpts are found, line by line,
-in the files they quote.
+as one program, pasted in order, and the other programs (the SQL script, its clients,
+the hosts addressed by id) as saved, printing what they say they print; the tutorial's
+code excerpts are found, line by line, in the files they quote. Daemons the README
+starts are real processes (the operator section's kvstore nodes are SIGKILLed, recovered
+and rebuilt as it says); the benchmark it shows runs shortened, and its table is checked
+to be the script's lines.
 
 readme_walk.py says how the README's blocks are read and how its fixed ports are moved
 to free ones. Each test walks one part of the README and takes its blocks in order; the
