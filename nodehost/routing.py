@@ -7,7 +7,8 @@ before the core sees it (inbound.py). An incoming snapshot is checked first, the
 into the replica's store on its apply worker, then checked again as a message.
 
 Routes (addresses) are never learned here: a batch's source address is only what the
-peer claims about itself. They come from memberships (inbound.py, NodeHost).
+peer claims about itself. They come from memberships (inbound.py, NodeHost). By NodeHost
+id, an unknown source address is only dialled, to ask which host is there.
 
 Snapshots streamed out are remembered per target (shard, replica) from the moment they
 leave until the transport reports their outcome (exactly once per stream, except when
@@ -53,42 +54,19 @@ class TransportRouter:
             node = nodes.get(m.shard_id)
             if node is None or node.replica_id != m.to or node.stopped or node.failed:
                 continue
-            if (
-                source_address
-                and registry.target(m.shard_id, m.from_id) is None
-                and not self._place_sender(m.shard_id, m.from_id, source_address)
-            ):
-                continue  # no reply could reach its sender yet: as if it never arrived
             size = admit(m)
             if not size:
                 continue
             node.inbox_bytes += size
             node.inbox.append(m)
             engine.wake(node)
-
-    def _place_sender(self, shard_id: int, replica_id: int, source_address: str) -> bool:
-        """Place a sender this host has no target for; False while it cannot be placed.
-
-        A replica that joined learns its peers from their first messages; a replica
-        already placed is never moved this way. By NodeHost id the sender goes on the
-        host found at the batch's source address when this host dialled it there (the
-        address alone is only a claim). Until then its messages only ask for that dial
-        and are dropped, so the replica never learns of a leader it could not answer
-        (a forwarded read or proposal would wait out its timeout); the sender repeats
-        them."""
-        transport = self._nh._transport
-        target = source_address
-        if transport.hosts is not None:
-            found = transport.hosts.host_at(source_address)
-            if found is None:
-                transport.hosts.look_at(source_address)
-                return False
-            target = found
-        try:
-            transport.registry.add(shard_id, replica_id, target)
-        except ValueError:
-            pass
-        return True
+        hosts = self._nh._transport.hosts
+        if hosts is not None and source_address and hosts.host_at(source_address) is None:
+            # By NodeHost id, a replica that just joined knows its peers' ids from the
+            # membership they present, not yet where those hosts are. Which host serves
+            # at the batch's source address is learned by dialling it and asking, never
+            # from the claim; until then replies wait, and the sender repeats itself.
+            hosts.look_at(source_address)
 
     def on_unreachable(self, shard_id: int, replica_id: int) -> None:
         engine = self._engine()
