@@ -21,7 +21,7 @@ What was found about rocksdict 0.3.29 (RocksDB 9) and chosen because of it:
   `flush_wal`, `close`, `compact_range`, `repair` and batched `get`; `put`, `write`,
   `get` and iteration hold it. A synced `write` therefore holds the GIL through the
   fsync: with the engine's thread busy, a worker writing synced puts left it 0.34-0.46
-  of its speed (limits.md: 0.41). So `save` does `write(sync=False)` (memtable insert
+  of its speed (docs/limits.md: 0.41). So `save` does `write(sync=False)` (memtable insert
   and a write(2) to the WAL, GIL held, ~0.8 ms per 1,024 entries) then
   `flush_wal(sync=True)`, RocksDB's SyncWAL: it fsyncs every live WAL file up to the
   current one, and the WAL directory after a new file (db_impl.cc SyncWalImpl), with
@@ -55,8 +55,23 @@ What was found about rocksdict 0.3.29 (RocksDB 9) and chosen because of it:
   looks like a crash before the last sync, and a flipped bit in the length field of
   the last WAL record can look like a torn tail. RocksDB's
   track_and_verify_wals_in_manifest would catch the first; rocksdict 0.3.29 does not
-  expose it. Raft's replicas are the remedy: a replica that lost acknowledged entries
-  catches up from its peers as a lagging follower would.
+  expose it. Such a store reopens without writes it had acknowledged, and the other
+  replicas do NOT make that safe in general. Raft assumes that what a replica saved
+  stays saved (its safety proof does):
+  - lost entries alone are repaired only when this replica's acknowledgement was not
+    needed: the leader sends them again as to a lagging follower. If its
+    acknowledgement completed a commit quorum and it then helps elect a leader that
+    never had those entries, a committed, acknowledged write is lost;
+  - a lost term or vote (the hard state lives in the same WAL) is not repaired at all:
+    the replica may vote a second time in a term it already voted in, so two leaders
+    can be elected in one term and overwrite each other's committed entries.
+  What is protected: every acknowledged save is fsynced first, a torn last record
+  (never acknowledged) is dropped, and every damage checksums can see fails the open.
+  What is not: a disk or controller that acknowledges a sync it did not keep, and a
+  data directory rolled back (restored from a backup or snapshot of the volume, copied
+  from another time). After either, do not start the replica on that data: remove its
+  replica id from the shard and add a new replica id, which starts empty, has never
+  voted, and learns everything from the leader.
 - Memory: at most three 16 MiB memtables, a 16 MiB block cache holding index and
   filter blocks too, 512 open table files, and RocksDB's info log capped at 2 x 1 MiB
   (it grows by a line per flush and filled a small disk before the data did).

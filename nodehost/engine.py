@@ -1,6 +1,6 @@
 """The engine: one asyncio loop per NodeHost that drives every replica in batched passes.
 
-One pass (DESIGN.md, thesis 10.2.1):
+One pass (Raft thesis 10.2.1):
   1. step every replica with queued input (messages, proposals, reads, ticks),
   2. send the leaders' REPLICATE messages at once, so followers save in parallel,
   3. save the updates of all replicas in ONE LogDB write with ONE fsync, off the loop,
@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from logdb import ILogDB
-from nodehost.errors import Closed
+from nodehost.errors import Closed, Timeout
 from nodehost.metrics import Metrics
 from nodehost.mutations import ACK_BEFORE_FSYNC, LazySaves
 from nodehost.raft import Peer, Update
@@ -110,18 +110,46 @@ class Engine:
         self.loop.run_forever()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run a coroutine on the engine loop from another thread and wait for it."""
+        """Run a coroutine on the engine loop from another thread and wait for it;
+        Timeout (a RaftError, never the bare TimeoutError) when it did not finish."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("Engine.run called on the engine loop")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise Timeout(f"the NodeHost's engine did not answer within {timeout} s") from None
 
     def call(self, fn: Callable[[], T], timeout: float | None = 10.0) -> T:
-        """Run `fn` on the engine loop and wait for its result."""
+        """Run `fn` on the engine loop and wait for its result.
+
+        Either `fn` runs and its result is returned, or it never runs and Timeout is
+        raised (a loop that did not start it within `timeout`): a caller that gave up
+        never has its change made behind its back."""
+        lock = threading.Lock()
+        state = {"started": False, "abandoned": False}
 
         async def wrapper() -> T:
+            with lock:
+                if state["abandoned"]:
+                    raise asyncio.CancelledError
+                state["started"] = True
             return fn()
 
-        return self.run(wrapper(), timeout)
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("Engine.call called on the engine loop")
+        future = asyncio.run_coroutine_threadsafe(wrapper(), self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            with lock:
+                if not state["started"]:
+                    state["abandoned"] = True
+                    raise Timeout(
+                        f"the NodeHost's engine did not answer within {timeout} s"
+                    ) from None
+            return future.result()  # it runs now; `fn` never awaits, so this is short
 
     def apply_worker_for(self, shard_id: int) -> int:
         return shard_id % len(self._apply_queues)
@@ -305,7 +333,7 @@ class Engine:
                     copy.CopyFrom(m)
                     node.submit_apply("stream", copy)
                 else:
-                    transport.send_snapshot(m)
+                    self._send_snapshot(m)
         if plain:
             transport.send(plain)
 
@@ -315,11 +343,15 @@ class Engine:
         self.wake_from_thread(node)
 
     def send_snapshot_threadsafe(self, message: pb.Message) -> None:
-        def send() -> None:
-            if self.transport is not None:
-                self.transport.send_snapshot(message)
+        self.loop.call_soon_threadsafe(self._send_snapshot, message)
 
-        self.loop.call_soon_threadsafe(send)
+    def _send_snapshot(self, message: pb.Message) -> None:
+        """On the loop: stream a snapshot; its outcome comes back through the transport."""
+        if self.transport is None:
+            return
+        if self.listener is not None:
+            self.listener.snapshot_send_started(message)
+        self.transport.send_snapshot(message)
 
     def _fail_stop(self, reason: str) -> None:
         """LogDB or an invariant failed: nothing more may be acknowledged."""
@@ -355,10 +387,16 @@ class Engine:
         if node.rate_limited:  # applying shrinks the in-memory log: look again
             self.wake_from_thread(node)
 
+    def dropped(self, node: Node, proposals: int, reads: int) -> None:
+        self.metrics.dropped(node.shard_id, proposals, reads)
+
+    def snapshot_not_saved(self, node: Node) -> None:
+        self.metrics.snapshot("save_failed")
+
     def replica_failed(self, node: Node, reason: str) -> None:
         def on_loop() -> None:
             node.stopped = True
-            node.fail_all(ResultCode.TERMINATED, reason)
+            node.fail_all(ResultCode.TERMINATED, reason, node.failure_error)
             if self.listener is not None:
                 self.listener.replica_failed(node, reason)
 
@@ -374,13 +412,34 @@ class Engine:
             if compact_to > 0:
                 node.log_reader.compact(compact_to)
                 if compact_to > 1:
-                    self._io.submit(
+                    removed = self._io.submit(
                         self.logdb.remove_entries_to, node.shard_id, node.replica_id, compact_to - 1
+                    )
+                    removed.add_done_callback(
+                        lambda done: self._log_db_compacted(node, compact_to - 1, done)
                     )
             if self.listener is not None:
                 self.listener.snapshot_created(node, snapshot, compact_to)
 
         self.loop.call_soon_threadsafe(on_loop)
+
+    def _log_db_compacted(
+        self, node: Node, index: int, done: concurrent.futures.Future[None]
+    ) -> None:
+        """On the IO thread: the store dropped the entries up to `index`, or failed to."""
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            log.warning(
+                "shard %d replica %d: removing entries up to %d from the log store failed: %s",
+                node.shard_id,
+                node.replica_id,
+                index,
+                error,
+            )
+        elif self.listener is not None:
+            self.listener.log_db_compacted(node, index)
 
     def snapshot_recovered(self, node: Node, snapshot: pb.Snapshot) -> None:
         if self.listener is not None:
@@ -436,3 +495,5 @@ class EngineListener:
     def replica_failed(self, node: Node, reason: str) -> None: ...
     def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None: ...
     def snapshot_recovered(self, node: Node, snapshot: pb.Snapshot) -> None: ...
+    def snapshot_send_started(self, message: pb.Message) -> None: ...
+    def log_db_compacted(self, node: Node, index: int) -> None: ...

@@ -6,10 +6,19 @@ Layout of `node_host_dir`:
     nodehost.json   the settings the data was written with; changing them refuses to start
     logdb/          the log store (or NodeHostConfig.wal_dir)
     snapshots/      one directory per replica
+
+Rules:
+- Every directory problem found at start is an InvalidConfig naming the setting and the
+  path: missing permission, a read-only file system, a full disk. A NodeHost that
+  started must not fail at its first write for a reason that was already there.
+- "Full" means less than MIN_FREE_BYTES can be reserved (fallocate, so quotas count
+  too) in node_host_dir and in wal_dir: one memtable flush of the log store writes
+  about that much at once.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -19,16 +28,17 @@ from pathlib import Path
 from nodehost.errors import DirectoryLocked, InvalidConfig
 
 FORMAT_VERSION = 1
+MIN_FREE_BYTES = 16 * 1024 * 1024
+_PROBE = ".nodehost-space-probe"
 
 
 class Env:
     def __init__(self, node_host_dir: str, wal_dir: str, raft_address: str, deployment_id: int):
         self.root = Path(node_host_dir)
-        try:
+        self._lock_fd = -1
+        with _named("node_host_dir", self.root):
             self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvalidConfig(f"node_host_dir {node_host_dir!r}: {exc}") from exc
-        self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -37,14 +47,20 @@ class Env:
                 f"{node_host_dir} is used by another NodeHost (LOCK is held)"
             ) from None
         try:
-            self.node_host_id = self._load_id()
-            self._check_flags(raft_address, deployment_id)
+            with _named("node_host_dir", self.root):
+                self.node_host_id = self._load_id()
+                self._check_flags(raft_address, deployment_id)
+                check_room(self.root)
+                self.snapshot_root = self.root / "snapshots"
+                self.snapshot_root.mkdir(exist_ok=True)
+            self.logdb_dir = Path(wal_dir) if wal_dir else self.root / "logdb"
+            if wal_dir:
+                with _named("wal_dir", self.logdb_dir):
+                    self.logdb_dir.mkdir(parents=True, exist_ok=True)
+                    check_room(self.logdb_dir)
         except BaseException:
             self.close()
             raise
-        self.logdb_dir = Path(wal_dir) if wal_dir else self.root / "logdb"
-        self.snapshot_root = self.root / "snapshots"
-        self.snapshot_root.mkdir(exist_ok=True)
 
     def snapshot_dir(self, shard_id: int, replica_id: int) -> Path:
         return self.snapshot_root / f"shard-{shard_id}-replica-{replica_id}"
@@ -97,6 +113,63 @@ class Env:
                     f"{key} is {wanted[key]!r} but the data in {self.root} was written with "
                     f"{found.get(key)!r}; other replicas know this NodeHost by the old value"
                 )
+
+
+class _named:
+    """Turn an OSError inside the block into InvalidConfig naming the setting and path."""
+
+    def __init__(self, setting: str, path: Path) -> None:
+        self._setting = setting
+        self._path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, OSError):
+            where = ""
+            if exc.filename and str(exc.filename) != str(self._path):
+                where = f" ({exc.filename})"
+            raise InvalidConfig(
+                f"{self._setting} {str(self._path)!r}: {exc.strerror or exc}{where}"
+            ) from exc
+
+
+def check_room(directory: Path) -> None:
+    """Reserve MIN_FREE_BYTES in `directory` and give them back; OSError (ENOSPC, EROFS,
+    EACCES, EDQUOT) when that is not possible."""
+    probe = directory / _PROBE
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, MIN_FREE_BYTES)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise _no_room(directory, exc) from None
+            # A file system without fallocate: its free space is the best we can know.
+            stat = os.statvfs(directory)
+            if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
+                full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                raise _no_room(directory, full) from None
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        except FileNotFoundError:
+            pass
+
+
+def _no_room(directory: Path, exc: OSError) -> OSError:
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return exc
+    stat = os.statvfs(directory)
+    free = stat.f_bavail * stat.f_frsize
+    return OSError(
+        exc.errno,
+        f"{exc.strerror}: {free // 1024} KiB free, a NodeHost needs "
+        f"{MIN_FREE_BYTES // (1024 * 1024)} MiB to start",
+        str(directory),
+    )
 
 
 def _write_atomic(path: Path, text: str) -> None:

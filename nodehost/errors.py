@@ -78,7 +78,11 @@ class PayloadTooBig(RaftError):
 
 
 class ReplicaRemoved(RaftError):
-    """This replica was removed from its shard; its id can never be used again."""
+    """This replica was removed from its shard; its id can never be used again.
+
+    Raised at once by requests made through a removed replica, by requests that were
+    still pending on it when it learnt of its removal (a proposal among them may still
+    be applied by the remaining members), and by a start of a removed replica."""
 
 
 class Closed(RaftError):
@@ -89,8 +93,16 @@ class InvalidOperation(RaftError):
     """The call is not valid for this replica (e.g. a stale read on a witness)."""
 
 
-class StateMachineFailed(RaftError):
-    """The user's state machine raised; the replica stopped rather than skip an entry."""
+class StateMachineFailed(ShardClosed):
+    """The user's state machine raised; the replica stopped rather than skip an entry.
+
+    Every request pending on the replica and every later one gets this error; the cause
+    is in the message (and in the log). Like a Timeout, it leaves a proposal's fate open:
+    one applied in the same batch just before the entry that raised gets it too. A kind of ShardClosed, so code that handles a
+    stopped replica handles this one too; unlike a plain stop, waiting does not help:
+    the state machine must be fixed and the replica restarted."""
+
+    temporary = False
 
 
 class DirectoryLocked(RaftError):

@@ -29,6 +29,7 @@ class MembershipAPI:
 
         def _check_open(self) -> Engine: ...
         def _node(self, shard_id: int) -> Node: ...
+        def _serving_node(self, shard_id: int) -> Node: ...
         def read_index(self, shard_id: int, timeout: float) -> RequestState: ...
         def _retrying(
             self, start: Callable[[float], RequestState], timeout: float
@@ -149,7 +150,7 @@ class MembershipAPI:
                 parse_address(target, "target")
             except errors.InvalidConfig as exc:
                 raise errors.InvalidOperation(str(exc)) from None
-        node = self._node(shard_id)
+        node = self._serving_node(shard_id)
         key = next(self._keys)
         rs = RequestState(key, time.monotonic() + timeout)
         node.pending_config_changes.add(rs)

@@ -3,14 +3,23 @@
 Each NodeHost has its own registry, so several NodeHosts in one process (tests) never
 collide; `NodeHost.write_health_metrics` renders it in the text exposition format.
 With metrics off every method is a cheap no-op.
+
+Per-shard series (label `shard`) are those of Dragonboat's per-replica raft metrics:
+`nodehost_shard_has_leader` (0 while this replica knows no leader: alert on it),
+`nodehost_shard_term`, and the proposals and reads the core dropped (no leader,
+leadership moving, replica removed). They are read from the replicas when scraped, or
+counted as they happen, and a stopped replica's series go away with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
@@ -25,8 +34,12 @@ class Metrics:
             "nodehost_proposals", "Proposals submitted on this NodeHost", ["shard"], registry=r
         )
         self._proposal_results = Counter(
-            "nodehost_proposal_results", "Proposals finished, by outcome", ["code"], registry=r
+            "nodehost_proposal_results",
+            "Proposals finished, by outcome (a ResultCode name)",
+            ["code"],
+            registry=r,
         )
+        self._proposal_result_children: dict[str, Any] = {}
         self._reads = Counter("nodehost_reads", "Linearizable reads submitted", registry=r)
         self._applied = Counter(
             "nodehost_applied_entries", "Entries applied to state machines", ["shard"], registry=r
@@ -49,21 +62,73 @@ class Metrics:
             ["shard"],
             registry=r,
         )
-        self._snapshots = Counter("nodehost_snapshots", "Snapshots by event", ["event"], registry=r)
+        self._snapshots = Counter(
+            "nodehost_snapshots",
+            "Snapshots by event: " + ", ".join(SNAPSHOT_EVENTS),
+            ["event"],
+            registry=r,
+        )
         self._shards = Gauge("nodehost_replicas", "Replicas running on this NodeHost", registry=r)
+        self._proposals_dropped = Counter(
+            "nodehost_shard_proposals_dropped",
+            "Proposals the replica dropped: no leader, leadership moving, or removed",
+            ["shard"],
+            registry=r,
+        )
+        self._reads_dropped = Counter(
+            "nodehost_shard_reads_dropped",
+            "Linearizable reads the replica dropped: no leader, leadership moving, or removed",
+            ["shard"],
+            registry=r,
+        )
 
     def watch_transport(self, stats: Callable[[], dict[str, int]]) -> None:
         """Export the transport's counters (drops, rejections, bytes) as they are."""
         if self.enabled:
             self.registry.register(_StatsCollector("nodehost_transport", stats))
 
+    def watch_replicas(self, replicas: Callable[[], Iterable[ReplicaLeadership]]) -> None:
+        """Export each replica's leadership as it is when scraped."""
+        if self.enabled:
+            self.registry.register(_LeadershipCollector(replicas))
+
     def proposal(self, shard_id: int) -> None:
         if self.enabled:
             self._proposals.labels(str(shard_id)).inc()
 
-    def proposal_result(self, code: str) -> None:
+    def proposal_result(self, code: IntEnum) -> None:
+        """A proposal ended (RequestState.on_done, any thread)."""
+        if not self.enabled:
+            return
+        child = self._proposal_result_children.get(code.name)
+        if child is None:
+            child = self._proposal_results.labels(code.name)
+            self._proposal_result_children[code.name] = child
+        child.inc()
+
+    def dropped(self, shard_id: int, proposals: int, reads: int) -> None:
         if self.enabled:
-            self._proposal_results.labels(code).inc()
+            if proposals:
+                self._proposals_dropped.labels(str(shard_id)).inc(proposals)
+            if reads:
+                self._reads_dropped.labels(str(shard_id)).inc(reads)
+
+    def forget_shard(self, shard_id: int) -> None:
+        """The replica was unloaded: drop its series, so they do not pile up."""
+        if not self.enabled:
+            return
+        label = str(shard_id)
+        for family in (
+            self._proposals,
+            self._applied,
+            self._elections,
+            self._proposals_dropped,
+            self._reads_dropped,
+        ):
+            try:
+                family.remove(label)
+            except KeyError:
+                pass
 
     def read(self) -> None:
         if self.enabled:
@@ -84,6 +149,7 @@ class Metrics:
 
     def snapshot(self, event: str) -> None:
         if self.enabled:
+            assert event in SNAPSHOT_EVENTS, event
             self._snapshots.labels(event).inc()
 
     def replicas(self, count: int) -> None:
@@ -92,6 +158,49 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+#: The `event` label values of nodehost_snapshots_total.
+SNAPSHOT_EVENTS = (
+    "created",  # saved by this replica (automatic or requested)
+    "save_failed",  # could not be written (disk full, IO error); tried again later
+    "compacted",  # an older snapshot deleted from disk behind a newer one
+    "recovered",  # the state machine restored from one (start, or one received)
+    "received",  # a snapshot streamed in from the leader
+    "sent",  # a snapshot streamed to a follower
+    "send_aborted",  # a stream to a follower failed; the core tries again
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaLeadership:
+    shard_id: int
+    leader_id: int  # 0: no leader known
+    term: int
+
+
+class _LeadershipCollector(Collector):
+    def __init__(self, replicas: Callable[[], Iterable[ReplicaLeadership]]) -> None:
+        self._replicas = replicas
+
+    def collect(self) -> Iterable[Metric]:
+        has_leader = GaugeMetricFamily(
+            "nodehost_shard_has_leader",
+            "1 while this replica knows a leader of its shard, else 0",
+            labels=["shard"],
+        )
+        term = GaugeMetricFamily(
+            "nodehost_shard_term", "The term this replica is in", labels=["shard"]
+        )
+        for replica in self._replicas():
+            label = [str(replica.shard_id)]
+            has_leader.add_metric(label, 1.0 if replica.leader_id else 0.0)
+            term.add_metric(label, float(replica.term))
+        yield has_leader
+        yield term
+
+    def describe(self) -> Iterable[Metric]:
+        return []
 
 
 class _StatsCollector(Collector):

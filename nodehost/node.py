@@ -5,6 +5,10 @@ Rules:
   the only thread that touches `peer`; one apply worker at a time runs `run_apply`.
 - The apply worker completes proposals with what the state machine returned, and
   releases reads once the applied index reaches their confirmed index.
+- A replica that stops by itself says why to its callers: StateMachineFailed when the
+  user's state machine raised, ReplicaRemoved once it was removed from its shard.
+- A snapshot that cannot be written (disk full, IO error) fails that snapshot only:
+  the replica goes on and tries again later (SNAPSHOT_RETRY_* below), logging each time.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nodehost.config import Config
+from nodehost.errors import RaftError, ReplicaRemoved, ShardClosed, StateMachineFailed
 from nodehost.logreader import CachedLogReader
 from nodehost.raft import Peer, ReadContext, Update
 from nodehost.request import (
@@ -37,11 +42,18 @@ from nodehost.rsm import (
     StateMachineManager,
 )
 from protos import raft_pb2 as pb
+from statemachine import SnapshotStopped
 
 if TYPE_CHECKING:
     from nodehost.engine import Engine
 
 log = logging.getLogger("nodehost")
+
+# After a snapshot could not be written, the next automatic one waits this long, doubled
+# after each failure in a row up to the maximum: a full disk is not hammered with
+# snapshot-sized writes, and space freed by an operator is used within a minute.
+SNAPSHOT_RETRY_FIRST = 1.0
+SNAPSHOT_RETRY_MAX = 60.0
 
 
 @dataclass(slots=True)
@@ -89,14 +101,16 @@ class ReadTracker:
             for key in [k for k, reqs in self._batches.items() if all(r.done() for r in reqs)]:
                 del self._batches[key]
 
-    def fail_all(self, code: ResultCode) -> None:
+    def fail_all(
+        self, code: ResultCode, reason: str = "", error: type[RaftError] | None = None
+    ) -> None:
         with self._lock:
             requests = [r for reqs in self._batches.values() for r in reqs]
             requests += [r for _, _, reqs in self._ready for r in reqs]
             self._batches.clear()
             self._ready.clear()
         for rs in requests:
-            rs.complete(RequestResult(code))
+            rs.complete(RequestResult(code, reason=reason, error=error))
 
 
 class Node:
@@ -151,6 +165,21 @@ class Node:
         self.last_snapshot_index = log_reader.snapshot().index
         self.stopped = False
         self.failed: str | None = None
+        # What callers get once the replica stopped by itself (see the module rules).
+        self.failure_error: type[RaftError] = ShardClosed
+        # Removed from the shard (set on the loop when the core learns it, or on the
+        # apply worker when the change is applied): requests fail with ReplicaRemoved.
+        self.removed = False
+        self.unload_reported = False  # node_unloaded goes out once (NodeHost's lock)
+        # Automatic snapshots that failed to be written, and when to try again.
+        self.snapshot_failures = 0
+        self.snapshot_retry_at = 0.0
+        # `wait_ready`: set once every entry this replica knew to be committed when it
+        # started is applied (or it failed or stopped: the waiter then looks why).
+        self.ready = threading.Event()
+        self.ready_index = log_reader.state().commit
+        if rsm.witness or self.applied_index >= self.ready_index:
+            self.ready.set()
         # The core's rate limit as of the last pass. User and apply threads read this
         # copy: the core's own answer walks its log, which only the loop may touch.
         self.limits_rate = config.max_in_mem_log_size > 0
@@ -203,15 +232,10 @@ class Node:
             if leader.leader_id != self.leader_id or leader.term != self.term:
                 self.leader_id, self.term = leader.leader_id, leader.term
                 self.engine.leader_changed(self)
-        for entry in update.dropped_entries:
-            result = RequestResult(ResultCode.DROPPED)
-            if entry.type == pb.CONFIG_CHANGE:
-                self.pending_config_changes.complete(entry.key, result)
-            else:
-                self.pending_proposals.complete(entry.key, result)
-        for ctx in update.dropped_reads:
-            for rs in self.read_tracker.dropped(ctx):
-                rs.complete(RequestResult(ResultCode.DROPPED))
+        if not self.removed and self.peer.removed:
+            self.removed = True  # the core drops everything from now on
+        if update.dropped_entries or update.dropped_reads:
+            self._dropped(update)
         for ready in update.ready_to_reads:
             self.read_tracker.confirmed(ready.context, ready.index)
         if update.ready_to_reads:
@@ -231,6 +255,37 @@ class Node:
             self.membership = self.peer.membership
             self.engine.membership_changed(self)
 
+    def _dropped(self, update: Update) -> None:
+        """Tell the callers of what the core dropped: retry (no leader yet), or give up
+        (this replica was removed: no retry here can succeed)."""
+        result = RequestResult(ResultCode.DROPPED)
+        if self.removed:
+            result = self._removed_result()
+        proposals = 0
+        for entry in update.dropped_entries:
+            if entry.type == pb.CONFIG_CHANGE:
+                self.pending_config_changes.complete(entry.key, result)
+            else:
+                proposals += 1
+                self.pending_proposals.complete(entry.key, result)
+        reads = 0
+        for ctx in update.dropped_reads:
+            for rs in self.read_tracker.dropped(ctx):
+                reads += 1
+                self.pending_reads.pop(rs.key)
+                rs.complete(result)
+        self.engine.dropped(self, proposals, reads)
+
+    def _removed_result(self) -> RequestResult:
+        return RequestResult(
+            ResultCode.TERMINATED,
+            reason=(
+                f"shard {self.shard_id} replica {self.replica_id} was removed from the shard; "
+                "a proposal made through it may still be applied by the other members"
+            ),
+            error=ReplicaRemoved,
+        )
+
     def expire(self, now: float) -> None:
         self.pending_proposals.expire(now)
         self.pending_config_changes.expire(now)
@@ -247,15 +302,17 @@ class Node:
             or len(self.pending_snapshots)
         )
 
-    def fail_all(self, code: ResultCode, reason: str = "") -> None:
+    def fail_all(
+        self, code: ResultCode, reason: str = "", error: type[RaftError] | None = None
+    ) -> None:
         for pending in (
             self.pending_proposals,
             self.pending_reads,
             self.pending_config_changes,
             self.pending_snapshots,
         ):
-            pending.fail_all(code, reason)
-        self.read_tracker.fail_all(code)
+            pending.fail_all(code, reason, error)
+        self.read_tracker.fail_all(code, reason, error)
 
     # ---------------------------------------------------------------- apply side
 
@@ -290,7 +347,10 @@ class Node:
                 elif kind == "call":
                     payload()
             except StateMachineError as exc:
-                self._fail(f"state machine failed: {exc}")
+                self._fail(f"state machine failed: {exc}", StateMachineFailed)
+            except SnapshotStopped:
+                if not self.stopped:  # only a stopping replica may stop a snapshot
+                    self._fail("a snapshot stopped while the replica was running")
             except Exception as exc:
                 log.exception(
                     "shard %d replica %d: apply task %s failed",
@@ -300,18 +360,22 @@ class Node:
                 )
                 self._fail(f"{kind} failed: {exc!r}")
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, error: type[RaftError] = ShardClosed) -> None:
         log.error("shard %d replica %d stops: %s", self.shard_id, self.replica_id, reason)
+        self.failure_error = error
         self.failed = reason
+        self.ready.set()
         self.engine.replica_failed(self, reason)
 
     def _apply_entries(self, entries: list[pb.Entry]) -> None:
         started = time.perf_counter()
         results = self.rsm.apply(entries)
         proposals = self.pending_proposals
+        config_changed = False
         for r in results:
             kind = r.kind
             if kind is ApplyKind.CONFIG_CHANGE:
+                config_changed = True
                 code = ResultCode.REJECTED if r.rejected else ResultCode.COMPLETED
                 self.pending_config_changes.complete(r.key, RequestResult(code, reason=r.reason))
             elif r.key and kind is not ApplyKind.NOOP and not r.ignored:
@@ -322,11 +386,29 @@ class Node:
                     else:
                         rs.complete(RequestResult(ResultCode.COMPLETED, r.result))
         self.applied_index = self.rsm.applied_index
+        if self.applied_index >= self.ready_index and not self.ready.is_set():
+            self.ready.set()
         self.engine.applied(self, len(entries), time.perf_counter() - started)
         self.release_reads()
+        if config_changed and self.replica_id in self.rsm.membership.removed:
+            self._removal_applied()
         every = self.config.snapshot_entries
-        if every and self.applied_index - self.last_snapshot_index >= every:
+        if (
+            every
+            and self.applied_index - self.last_snapshot_index >= every
+            and (not self.snapshot_failures or time.monotonic() >= self.snapshot_retry_at)
+        ):
             self._save_snapshot(None)
+
+    def _removal_applied(self) -> None:
+        """Everything committed before our removal is applied and answered; what is still
+        pending here can no longer be answered by this replica (the leader sends it
+        nothing more), so its callers learn now instead of at their timeout."""
+        self.removed = True
+        result = self._removed_result()
+        for pending in (self.pending_proposals, self.pending_reads, self.pending_config_changes):
+            pending.fail_all(result.code, result.reason, ReplicaRemoved)
+        self.read_tracker.fail_all(result.code, result.reason, ReplicaRemoved)
 
     def release_reads(self) -> None:
         for rs in self.read_tracker.release(self.applied_index):
@@ -336,9 +418,13 @@ class Node:
     def _recover(self, snapshot: pb.Snapshot) -> None:
         self.rsm.recover(snapshot, self.stopped_flag)
         self.applied_index = self.rsm.applied_index
+        if self.applied_index >= self.ready_index:
+            self.ready.set()
         self.last_snapshot_index = max(self.last_snapshot_index, snapshot.index)
         self.engine.snapshot_recovered(self, snapshot)
         self.release_reads()
+        if not self.removed and self.replica_id in snapshot.membership.removed:
+            self._removal_applied()
 
     def _save_snapshot(self, request: SnapshotRequest | None) -> None:
         applied = self.rsm.applied_index
@@ -365,6 +451,11 @@ class Node:
                     request.rs.key, RequestResult(ResultCode.REJECTED, reason=str(exc))
                 )
             return
+        except OSError as exc:
+            # Our own write failed (the user's errors arrive as StateMachineError).
+            self._snapshot_not_saved(exc, applied, request)
+            return
+        self.snapshot_failures = 0
         if not exporting:
             overhead = self.config.compaction_overhead
             if request is not None and request.compaction_overhead is not None:
@@ -376,6 +467,42 @@ class Node:
                 request.rs.key,
                 RequestResult(ResultCode.COMPLETED, snapshot_index=snapshot.index),
             )
+
+    def _snapshot_not_saved(
+        self, exc: OSError, index: int, request: SnapshotRequest | None
+    ) -> None:
+        where = request.export_path if request is not None and request.export_path else None
+        where = where or self.snapshots.dir
+        why = f"{exc.strerror or exc} ({where})"
+        if request is None:
+            self.snapshot_failures += 1
+            delay = min(
+                SNAPSHOT_RETRY_MAX, SNAPSHOT_RETRY_FIRST * 2 ** (self.snapshot_failures - 1)
+            )
+            self.snapshot_retry_at = time.monotonic() + delay
+            log.warning(
+                "shard %d replica %d: snapshot at index %d not saved: %s; the replica goes "
+                "on, the next snapshot is tried in %.0f s or later (failure %d in a row)",
+                self.shard_id,
+                self.replica_id,
+                index,
+                why,
+                delay,
+                self.snapshot_failures,
+            )
+        else:
+            log.warning(
+                "shard %d replica %d: requested snapshot at index %d not saved: %s",
+                self.shard_id,
+                self.replica_id,
+                index,
+                why,
+            )
+            self.pending_snapshots.complete(
+                request.rs.key,
+                RequestResult(ResultCode.ABORTED, reason=f"snapshot not saved: {why}"),
+            )
+        self.engine.snapshot_not_saved(self)
 
     def install_received(self, message: pb.Message) -> None:
         """On the apply worker: check a received snapshot and move it into the store,
@@ -397,6 +524,21 @@ class Node:
     def _stream_snapshot(self, message: pb.Message) -> None:
         """On-disk state machines keep only metadata in periodic snapshots; a follower
         that needs the data gets a full one made now."""
-        snapshot = self.rsm.save_streamable_snapshot(self.stopped_flag)
+        try:
+            snapshot = self.rsm.save_streamable_snapshot(self.stopped_flag)
+        except OSError as exc:
+            log.warning(
+                "shard %d replica %d: snapshot for replica %d not written: %s (%s); "
+                "the leader sends one again later",
+                self.shard_id,
+                self.replica_id,
+                message.to,
+                exc.strerror or exc,
+                self.snapshots.dir,
+            )
+            self.engine.snapshot_not_saved(self)
+            self.local_calls.append(lambda peer: peer.report_snapshot_status(message.to, True))
+            self.engine.wake_from_thread(self)
+            return
         message.snapshot.CopyFrom(snapshot)
         self.engine.send_snapshot_threadsafe(message)

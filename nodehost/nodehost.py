@@ -25,6 +25,7 @@ from nodehost.config import Config, NodeHostConfig, parse_address
 from nodehost.engine import Engine, EngineListener
 from nodehost.env import Env
 from nodehost.events import (
+    EntryInfo,
     EventDispatcher,
     LeaderInfo,
     NodeInfo,
@@ -39,7 +40,7 @@ from nodehost.info import (
 )
 from nodehost.logreader import CachedLogReader
 from nodehost.membership_api import MembershipAPI
-from nodehost.metrics import Metrics
+from nodehost.metrics import Metrics, ReplicaLeadership
 from nodehost.node import Node, SnapshotRequest
 from nodehost.raft import Mutation, Peer, RaftConfig
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
@@ -49,7 +50,9 @@ from nodehost.rsm import (
     SERIES_ID_REGISTER,
     SERIES_ID_UNREGISTER,
     Session,
+    SnapshotError,
     SnapshotStore,
+    StateMachineError,
     StateMachineManager,
 )
 from protos import raft_pb2 as pb
@@ -63,6 +66,9 @@ from statemachine import (
 from transport import BindError, GrpcTransport, TransportConfig, TransportError
 
 log = logging.getLogger("nodehost")
+
+# How long start_* and stop_* wait for the engine loop to take a replica in or out.
+ENGINE_CALL_TIMEOUT = 10.0
 
 
 class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
@@ -97,6 +103,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 use_uvloop=config.use_uvloop,
             )
             self._engine.listener = self
+            self._router = TransportRouter(self)
             self._transport = GrpcTransport(
                 TransportConfig(
                     raft_address=config.raft_address,
@@ -108,11 +115,12 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     key_file=config.key_file,
                     max_send_queue_size=config.max_send_queue_size,
                 ),
-                TransportRouter(self),
+                self._router,
             )
             self._engine.transport = self._transport
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
+            self._metrics.watch_replicas(self._leadership)
         except (LogDBError, TransportError) as exc:
             self._release()
             raise errors.InvalidConfig(_open_error(config, exc)) from exc
@@ -235,18 +243,49 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     f"shard {shard_id} replica {replica_id} was removed; use a new replica id"
                 )
             assert self._logdb is not None
-            new = check_bootstrap(self._logdb, members, join, config, kind)
-            node = self._build_node(engine, members, join, new, create, config, kind)
-            engine.call(lambda: self._add_node(engine, node, members))
+            check_bootstrap(self._logdb, members, join, config, kind)
+            try:
+                node = self._build_node(engine, members, join, create, config, kind)
+            except StateMachineError as exc:
+                raise errors.StateMachineFailed(
+                    f"shard {shard_id} replica {replica_id} cannot start: {exc}"
+                ) from exc
+            except SnapshotError as exc:
+                raise errors.InvalidShardSettings(
+                    f"shard {shard_id} replica {replica_id} cannot start from its latest "
+                    f"snapshot in {self._env.snapshot_dir(shard_id, replica_id)}: {exc}"
+                ) from exc
+            try:
+                engine.call(lambda: self._add_node(engine, node, members), ENGINE_CALL_TIMEOUT)
+            except BaseException:
+                try:
+                    node.rsm.close()
+                except StateMachineError:
+                    log.warning("shard %d replica %d: close failed", shard_id, replica_id)
+                raise
         self._metrics.replicas(len(engine.nodes))
+        if config.wait_ready:
+            self._wait_ready(node)
         self._events.system_event("node_ready", NodeInfo(shard_id, replica_id))
+
+    def _wait_ready(self, node: Node) -> None:
+        """Block until the replica applied what it knew to be committed when it started
+        (Config.wait_ready), however long its log is; it raises if the replica fails,
+        stops or the NodeHost closes meanwhile."""
+        while not node.ready.wait(0.05) and not self._closed:
+            pass
+        if node.failed is not None:
+            raise node.failure_error(f"shard {node.shard_id} stopped while starting: {node.failed}")
+        if self._closed:
+            raise errors.Closed("the NodeHost was closed while a replica was starting")
+        if node.stopped:
+            raise errors.ShardClosed(f"shard {node.shard_id} was stopped while starting")
 
     def _build_node(
         self,
         engine: Engine,
         members: dict[int, str],
         join: bool,
-        new: bool,
         create: Callable[[int, int], Any],
         config: Config,
         kind: StateMachineType,
@@ -255,11 +294,17 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         shard_id, replica_id = config.shard_id, config.replica_id
         reader = CachedLogReader(self._logdb, shard_id, replica_id)
         snapshots = SnapshotStore(
-            str(self._env.snapshot_dir(shard_id, replica_id)), shard_id, replica_id
+            str(self._env.snapshot_dir(shard_id, replica_id)),
+            shard_id,
+            replica_id,
+            on_removed=lambda index: self._snapshot_compacted(shard_id, replica_id, index),
         )
         sm = None
         if not config.is_witness:
-            sm = create(shard_id, replica_id)
+            try:
+                sm = create(shard_id, replica_id)
+            except Exception as exc:
+                raise StateMachineError(f"create raised {exc!r}") from exc
             expected = {
                 StateMachineType.REGULAR: IStateMachine,
                 StateMachineType.CONCURRENT: IConcurrentStateMachine,
@@ -280,16 +325,27 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             session_apply_twice=Mutation.SESSION_APPLY_TWICE.value in config._mutations,
         )
         stopped = lambda: self._closed  # noqa: E731
-        rsm.open(stopped)
-        snapshot = reader.snapshot()
-        if snapshot.index > 0:
-            rsm.recover(snapshot, stopped)
-            if replica_id in snapshot.membership.removed:
-                raise errors.ReplicaRemoved(f"shard {shard_id} replica {replica_id} was removed")
+        try:
+            rsm.open(stopped)
+            snapshot = reader.snapshot()
+            if snapshot.index > 0:
+                rsm.recover(snapshot, stopped)
+                if replica_id in snapshot.membership.removed:
+                    raise errors.ReplicaRemoved(
+                        f"shard {shard_id} replica {replica_id} was removed"
+                    )
+        except BaseException:
+            try:
+                rsm.close()
+            except StateMachineError:
+                log.warning("shard %d replica %d: close failed", shard_id, replica_id)
+            raise
             self._metrics.snapshot("recovered")
             self._events.system_event(
                 "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
             )
+        recorded = self._logdb.get_bootstrap(shard_id, replica_id)
+        founding = dict(recorded.addresses) if recorded is not None else members
         peer = Peer(
             RaftConfig(
                 shard_id=shard_id,
@@ -307,7 +363,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             ),
             reader,
             random.Random(self._rng.getrandbits(64)),
-            initial_members=members if new and not join else None,
+            # From the record, not `members`: a restart may pass none, and a first start
+            # that failed after the record was saved left a log still to be founded.
+            initial_members=None if join else founding,
             join=join,
             applied=rsm.applied_index,
         )
@@ -340,13 +398,21 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         assert engine is not None
 
         def on_loop() -> None:
-            engine.remove_node(node.shard_id)
-            self._transport.registry.remove_shard(node.shard_id)
+            if engine.nodes.get(node.shard_id) is node:
+                engine.remove_node(node.shard_id)
+                self._transport.registry.remove_shard(node.shard_id)
 
         try:
-            engine.call(on_loop, timeout=10)
-        except Exception:
+            engine.call(on_loop, timeout=ENGINE_CALL_TIMEOUT)
+        except errors.Timeout:
+            # The loop is stuck: the replica stops taking input now (the engine skips
+            # stopped replicas) and leaves the engine's table once the loop runs again.
             node.stopped = True
+            try:
+                engine.loop.call_soon_threadsafe(on_loop)
+            except RuntimeError:  # the loop is closed: nothing left to remove from
+                pass
+        node.ready.set()
         node.fail_all(code, "the replica was stopped")
         done = threading.Event()
 
@@ -366,6 +432,15 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 time.sleep(0.005)
         close_sm()
         self._metrics.replicas(len(engine.nodes))
+        self._metrics.forget_shard(node.shard_id)
+        self._report_unloaded(node)
+
+    def _report_unloaded(self, node: Node) -> None:
+        """node_unloaded, once per replica, whether it failed, was stopped, or both."""
+        with self._lock:
+            if node.unload_reported:
+                return
+            node.unload_reported = True
         self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
 
     def remove_data(self, shard_id: int, replica_id: int) -> None:
@@ -458,7 +533,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             raise errors.PayloadTooBig(
                 f"{len(cmd)} bytes is more than max_entry_size ({self.config.max_entry_size})"
             )
-        node = self._node(session.shard_id)
+        node = self._serving_node(session.shard_id)
         if node.rsm.kind is StateMachineType.ON_DISK and not session.is_noop():
             raise errors.InvalidSession("on-disk state machines need the no-op session")
         if node.rate_limited:
@@ -467,6 +542,8 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             )
         key = next(self._keys)
         rs = RequestState(key, time.monotonic() + timeout, self.config.notify_commit)
+        if self._metrics.enabled:
+            rs.on_done = self._metrics.proposal_result
         node.pending_proposals.add(rs)
         node.proposals.append(
             pb.Entry(
@@ -487,7 +564,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         """Start a linearizable read; once it completes, call `read_local_node`."""
         engine = self._check_open()
         check_timeout(timeout)
-        node = self._node(shard_id)
+        node = self._serving_node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
         rs = RequestState(next(self._keys), time.monotonic() + timeout, shard_id=shard_id)
@@ -609,8 +686,28 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if node is None:
             raise errors.ShardNotFound(f"shard {shard_id} does not run on this NodeHost")
         if node.failed is not None:
-            raise errors.ShardClosed(f"shard {shard_id} stopped: {node.failed}")
+            raise node.failure_error(f"shard {shard_id} stopped: {node.failed}")
+        if node.stopped:  # stop_* returned; the engine lets it go at its next turn
+            raise errors.ShardClosed(f"shard {shard_id} was stopped")
         return node
+
+    def _serving_node(self, shard_id: int) -> Node:
+        """The replica a new request goes to; ReplicaRemoved at once once it was removed
+        from the shard (it would only drop the request, and the caller retry in vain)."""
+        node = self._node(shard_id)
+        if node.removed:
+            raise errors.ReplicaRemoved(
+                f"shard {shard_id} replica {node.replica_id} was removed from the shard"
+            )
+        return node
+
+    def _leadership(self) -> list[ReplicaLeadership]:
+        engine = self._engine
+        if engine is None:
+            return []
+        return [
+            ReplicaLeadership(n.shard_id, n.leader_id, n.term) for n in list(engine.nodes.values())
+        ]
 
     def _transport_stats(self) -> dict[str, int]:
         return self._transport.stats.as_dict()
@@ -638,15 +735,13 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event("membership_changed", NodeInfo(node.shard_id, node.replica_id))
 
     def replica_failed(self, node: Node, reason: str) -> None:
-        self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
+        self._report_unloaded(node)
 
     def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None:
         self._metrics.snapshot("created")
         info = SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
         self._events.system_event("snapshot_created", info)
         if compacted_to:
-            from nodehost.events import EntryInfo
-
             self._events.system_event(
                 "log_compacted", EntryInfo(node.shard_id, node.replica_id, compacted_to)
             )
@@ -656,6 +751,19 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event(
             "snapshot_recovered", SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
         )
+
+    def snapshot_send_started(self, message: pb.Message) -> None:
+        self._router.snapshot_send_started(message)
+
+    def log_db_compacted(self, node: Node, index: int) -> None:
+        self._events.system_event(
+            "log_db_compacted", EntryInfo(node.shard_id, node.replica_id, index)
+        )
+
+    def _snapshot_compacted(self, shard_id: int, replica_id: int, index: int) -> None:
+        """An older snapshot was deleted from disk (on an apply worker)."""
+        self._metrics.snapshot("compacted")
+        self._events.system_event("snapshot_compacted", SnapshotInfo(shard_id, replica_id, index))
 
 
 def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:

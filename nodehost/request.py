@@ -28,6 +28,20 @@ from statemachine import Result
 
 
 class ResultCode(IntEnum):
+    """How a request ended; `RequestResult.raise_for_code` turns each failure into its error.
+
+    TIMEOUT (Timeout): not done within its timeout; a proposal may still be applied.
+    COMPLETED: done; a proposal's `result` is what the state machine returned.
+    TERMINATED (ShardClosed; StateMachineFailed or ReplicaRemoved when that is why):
+      the replica stopped, failed or was removed while the request was pending.
+    REJECTED (Rejected): refused for good (a removed id, a stale change id, a snapshot
+      that exists already, an expired session).
+    DROPPED (ShardNotReady): no leader, or leadership moving; nothing was done, retry.
+    ABORTED (Aborted): a snapshot request given up before it took effect (its disk
+      write failed); the replica goes on, a later request may succeed.
+    COMMITTED: with notify_commit, `wait_committed` saw the entry committed.
+    """
+
     TIMEOUT = 0
     COMPLETED = 1
     TERMINATED = 2
@@ -45,6 +59,10 @@ class RequestResult:
     result: Result = field(default_factory=Result)
     snapshot_index: int = 0
     reason: str = ""
+    # A more precise error than the code's own, for `raise_for_code`: a TERMINATED
+    # request raises StateMachineFailed when the user's state machine stopped the
+    # replica, ReplicaRemoved when the replica was removed from its shard.
+    error: type[errors.RaftError] | None = None
 
     def completed(self) -> bool:
         return self.code is ResultCode.COMPLETED
@@ -71,7 +89,7 @@ class RequestResult:
         """Raise the error matching a failed outcome (what every sync_* call does)."""
         if self.code is ResultCode.COMPLETED or self.code is ResultCode.COMMITTED:
             return
-        error = _ERRORS[self.code]
+        error = self.error or _ERRORS[self.code]
         raise error(self.reason or _DEFAULT_REASONS[self.code])
 
 
@@ -106,6 +124,7 @@ class RequestState:
         "deadline",
         "key",
         "notify_commit",
+        "on_done",
         "shard_id",
     )
 
@@ -122,6 +141,8 @@ class RequestState:
         self._event: threading.Event | None = None
         self._committed_event: threading.Event | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[RequestResult]]] = []
+        # Told the outcome's code once, on the completing thread (the metrics of proposals).
+        self.on_done: Callable[[ResultCode], None] | None = None
 
     def done(self) -> bool:
         return self._result is not None
@@ -193,6 +214,8 @@ class RequestState:
             self._result = result
             event, committed_event = self._event, self._committed_event
             waiters, self._waiters = self._waiters, []
+        if self.on_done is not None:
+            self.on_done(result.code)
         if event is not None:
             event.set()
         if committed_event is not None:
@@ -311,12 +334,14 @@ class PendingRequests:
             rs.complete(RequestResult(ResultCode.TIMEOUT))
         return len(expired)
 
-    def fail_all(self, code: ResultCode, reason: str = "") -> None:
+    def fail_all(
+        self, code: ResultCode, reason: str = "", error: type[errors.RaftError] | None = None
+    ) -> None:
         with self._lock:
             pending, self._by_key = list(self._by_key.values()), {}
             self._deadlines.clear()
         for rs in pending:
-            rs.complete(RequestResult(code, reason=reason))
+            rs.complete(RequestResult(code, reason=reason, error=error))
 
 
 def check_timeout(timeout: float) -> None:

@@ -3,10 +3,15 @@
 Runs on the engine loop. A message for a shard or replica not hosted here is dropped
 (the transport already counts and logs what it rejects); an incoming snapshot is checked
 and moved into the replica's store on its apply worker before the core sees it.
+
+Snapshots streamed out are remembered per target (shard, replica) from the moment they
+leave until the transport reports their outcome (exactly once per stream, except when
+it closes), so the send_snapshot_* events carry the index of the snapshot they are about.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -23,6 +28,8 @@ class TransportRouter:
 
     def __init__(self, nh: NodeHost) -> None:
         self._nh = nh
+        # (shard, target replica) -> (index, from_id) of each snapshot on its way there.
+        self._sending: dict[tuple[int, int], deque[tuple[int, int]]] = {}
 
     def _engine(self) -> Engine:
         engine = self._nh._engine
@@ -54,14 +61,30 @@ class TransportRouter:
             node.local_calls.append(lambda peer: peer.report_unreachable(replica_id))
             engine.wake(node)
 
+    def snapshot_send_started(self, message: pb.Message) -> None:
+        """A snapshot is handed to the transport to stream to `message.to`."""
+        key = (message.shard_id, message.to)
+        self._sending.setdefault(key, deque()).append((message.snapshot.index, message.from_id))
+        self._nh._events.system_event(
+            "send_snapshot_started",
+            SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
+        )
+
     def on_snapshot_status(self, shard_id: int, replica_id: int, failed: bool) -> None:
         engine = self._engine()
         node = engine.nodes.get(shard_id)
         if node is not None:
             node.local_calls.append(lambda peer: peer.report_snapshot_status(replica_id, failed))
             engine.wake(node)
+        index = from_id = 0
+        sending = self._sending.get((shard_id, replica_id))
+        if sending:
+            index, from_id = sending.popleft()
+            if not sending:
+                del self._sending[(shard_id, replica_id)]
         event = "send_snapshot_aborted" if failed else "send_snapshot_completed"
-        self._nh._events.system_event(event, SnapshotInfo(shard_id, replica_id, 0))
+        self._nh._metrics.snapshot("send_aborted" if failed else "sent")
+        self._nh._events.system_event(event, SnapshotInfo(shard_id, replica_id, index, from_id))
 
     def on_snapshot_received(self, message: pb.Message) -> None:
         engine = self._engine()

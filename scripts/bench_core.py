@@ -10,7 +10,7 @@ committed. Also: ticks per second over 10,000 idle replicas.
 
 Rates are per CPU-second of this process (time.process_time), so that other work on a
 shared machine does not count against the core; "one core" in the targets means this.
-Prints figures beside the raw ceilings of this machine kind (shared/research/limits.md).
+Prints figures beside the raw ceilings of this machine kind (docs/limits.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     uv run python scripts/bench_logdb.py [--seconds 3] [--dir DIR]
 
 Every write is synced; commands are 16 bytes. Figures (the raw ceilings of this
-machine kind are in /work/shared/research/limits.md):
+machine kind are in docs/limits.md):
 1. single-entry `save` calls/s, beside a raw synced rocksdict put of the same bytes;
 2. entries/s when 64 shards each append 16 entries per `save`, beside a raw synced
    WriteBatch of the same 1,024 pre-encoded entries;

@@ -9,7 +9,7 @@ linearizable GETs and stale GETs spread over every node, then the same PUTs agai
 bare aiohttp server (the HTTP stack's own ceiling here), and prints throughput and
 latency. The load generator shares the machine's cores with the nodes, so read the
 figures as a floor. The ceilings printed beside them come from
-shared/research/limits.md (etcd 3.4 and PySyncObj on the same kind of machine).
+docs/limits.md (etcd 3.4 and PySyncObj on the same kind of machine).
 """
 
 from __future__ import annotations

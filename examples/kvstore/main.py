@@ -2,7 +2,8 @@
 
 Start-up, in order: check STATE_DIR belongs to this node; start the NodeHost; if this
 node is new and not an initial member, ask the JOIN member to add it (retrying while
-that member is unreachable or has no leader); start a replica of every shard (a
+that member is unreachable or has no leader), or, with DISCO_MODE, let discovery find
+or found its cluster (examples/kvstore/discovery.py); start a replica of every shard (a
 restart passes no members: the log remembers them); serve HTTP. SIGTERM or SIGINT
 stops HTTP first, then the NodeHost, and exits 0. Exit codes: 2 bad settings, 1 a
 start-up failure (the message says which).
@@ -23,6 +24,7 @@ from aiohttp import web
 
 from examples.kvstore.api import make_app
 from examples.kvstore.commands import MAX_KEY_BYTES
+from examples.kvstore.discovery import DiscoveryFailed, KVDiscovery, settle_node_id
 from examples.kvstore.disk import DiskKV
 from examples.kvstore.memory import MemoryKV
 from examples.kvstore.metrics import ServiceMetrics
@@ -77,22 +79,34 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
+        settings = settle_node_id(settings)  # NODE_ID=auto
         state = claim(settings)
         nh = await asyncio.to_thread(NodeHost, _nodehost_config(settings, state))
-    except (StateDirError, RaftError, OSError) as exc:
+    except (StateDirError, RaftError, OSError, DiscoveryFailed) as exc:
         log.error("cannot start node %d: %s", settings.node_id, exc)
         return 1
     runner: web.AppRunner | None = None
+    disco = KVDiscovery(settings) if settings.discovery is not None else None
+    maintenance: asyncio.Task[None] | None = None
     try:
         joining = settings.wants_join and not nh.has_node_info(1, settings.node_id)
         if joining and not await _unless_stopped(ask_to_join(settings), stop):
             return 0
+        if disco is not None and not nh.has_node_info(1, settings.node_id):
+            if not await _unless_stopped(disco.find(), stop):
+                return 0
+            joining = disco.joining
         await asyncio.to_thread(start_replicas, nh, settings, state, joining)
         service = KVService(nh, settings, ServiceMetrics(), ELECTION_RTT)
-        runner = web.AppRunner(make_app(service), access_log=None, handle_signals=False)
+        app = make_app(service)
+        if disco is not None:
+            disco.install(app, nh)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, port = settings.http_host_port
         await web.TCPSite(runner, host, port, shutdown_timeout=settings.timeout).start()
+        if disco is not None:
+            maintenance = asyncio.create_task(disco.maintain(nh))
         log.info(
             "node %d serving http://%s (raft %s, store %s, %d shard(s), members %s)",
             settings.node_id,
@@ -105,12 +119,17 @@ async def serve(settings: Settings) -> int:
         await stop.wait()
         log.info("node %d stopping", settings.node_id)
         return 0
-    except (StartupError, RaftError, OSError) as exc:
+    except (StartupError, RaftError, OSError, DiscoveryFailed) as exc:
         log.error("cannot start node %d: %s", settings.node_id, exc)
         return 1
     finally:
+        if maintenance is not None:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
+        if disco is not None:
+            await disco.close()
         await asyncio.to_thread(nh.close)
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nodehost import InvalidConfig
 from nodehost.config import parse_address
+from nodehost.discovery import DiscoveryConfig, DiscoveryConfigError, load_config
 
 MiB = 1024 * 1024
 STORES = ("memory", "disk")
@@ -44,7 +45,13 @@ class Option:
 
 
 OPTIONS = (
-    Option("node_id", ("--id", "--node-id"), "NODE_ID", "1", "this node's id, a positive integer"),
+    Option(
+        "node_id",
+        ("--id", "--node-id"),
+        "NODE_ID",
+        "1",
+        "this node's id, a positive integer; auto (with DISCO_MODE): a random one, kept",
+    ),
     Option(
         "state_dir",
         ("--dir", "--state-dir"),
@@ -118,6 +125,27 @@ OPTIONS = (
         "largest value accepted, in bytes of canonical JSON",
     ),
     Option("log_level", ("--log-level",), "LOG_LEVEL", "info", "debug, info, warning or error"),
+    Option(
+        "disco_mode",
+        ("--disco-mode",),
+        "DISCO_MODE",
+        "",
+        "find the cluster automatically: etcd-kv, dns, dns-srv or static (instead of PEERS)",
+    ),
+    Option(
+        "disco_config",
+        ("--disco-config",),
+        "DISCO_CONFIG",
+        "",
+        "the discovery config: a JSON object, or the path of a file holding one",
+    ),
+    Option(
+        "disco_key",
+        ("--disco-key",),
+        "DISCO_KEY",
+        "kvstore",
+        "names this cluster in the discovery store; clusters sharing one use different keys",
+    ),
 )
 
 
@@ -138,6 +166,7 @@ class Settings:
     snapshot_entries: int = 10000
     max_value_bytes: int = 4 * MiB
     log_level: str = "info"
+    discovery: DiscoveryConfig | None = None  # DISCO_MODE: the members are found, not listed
 
     @property
     def http_host_port(self) -> tuple[str, int]:
@@ -200,7 +229,19 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str] | None 
             raise SettingsError(str(exc)) from None
         return raw
 
-    node_id = number("node_id", 1, 2**64 - 1)
+    auto_id = text("node_id").lower() == "auto"  # 0 until examples.kvstore.discovery picks
+    node_id = 0 if auto_id else number("node_id", 1, 2**64 - 1)
+    discovery = _discovery(given, text)
+    if auto_id and discovery is None:
+        raise SettingsError(
+            "--id/NODE_ID=auto needs --disco-mode/DISCO_MODE: without discovery a node must "
+            "be told its id"
+        )
+    if discovery is not None and ("peers" in given or "join" in given):
+        raise SettingsError(
+            "--disco-mode/DISCO_MODE finds the members itself: set neither --peers/PEERS "
+            "nor --join/JOIN with it"
+        )
     peers = parse_peers(given["peers"]) if "peers" in given else {}
     raft_addr = given.get("raft_addr", "")
     if raft_addr:
@@ -241,7 +282,9 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str] | None 
         raise SettingsError(f"--timeout/REQUEST_TIMEOUT: {timeout} is not in (0, 300] seconds")
     return Settings(
         node_id=node_id,
-        state_dir=given.get("state_dir", os.path.join(".", "kvstore-data", str(node_id))),
+        state_dir=given.get(
+            "state_dir", os.path.join(".", "kvstore-data", "auto" if auto_id else str(node_id))
+        ),
         http_addr=address("http_addr", text("http_addr")),
         raft_addr=raft_addr,
         raft_listen=address("raft_listen", given.get("raft_listen", raft_addr)),
@@ -255,7 +298,28 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str] | None 
         snapshot_entries=number("snapshot_entries", 0, 2**32),
         max_value_bytes=number("max_value_bytes", 16, 64 * MiB),
         log_level=log_level,
+        discovery=discovery,
     )
+
+
+def _discovery(given: Mapping[str, str], text: Callable[[str], str]) -> DiscoveryConfig | None:
+    if "disco_mode" not in given:
+        if "disco_config" in given:
+            raise SettingsError(
+                "--disco-config/DISCO_CONFIG is set but --disco-mode/DISCO_MODE is not"
+            )
+        return None
+    try:
+        return load_config(given["disco_mode"], given.get("disco_config", ""), text("disco_key"))
+    except DiscoveryConfigError as exc:
+        message = str(exc)
+        if message.startswith("mode "):
+            name = "--disco-mode/DISCO_MODE"
+        elif message.startswith("key "):
+            name = "--disco-key/DISCO_KEY"
+        else:
+            name = "--disco-config/DISCO_CONFIG"
+        raise SettingsError(f"{name}: {message}") from None
 
 
 def parse_peers(text: str) -> dict[int, str]:

@@ -18,8 +18,9 @@ Rules:
 - Creating the store cleans up after a crash: temporary directories are removed, and
   a `.replaced` directory goes back to its place if its replacement never arrived.
   Create the store before the replica can receive snapshots.
-- Only the newest KEEP_SNAPSHOTS complete snapshots are kept. Exported snapshots live
-  outside the store and are never touched by it.
+- Only the newest KEEP_SNAPSHOTS complete snapshots are kept (`on_removed` hears of
+  each one deleted). Exported snapshots live outside the store and are never touched
+  by it.
 - Metadata on disk names files relative to their directory, so a data directory can
   move; the pb.Snapshot values handed out carry absolute paths.
 """
@@ -34,6 +35,7 @@ import shutil
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nodehost.rsm.errors import SnapshotCorrupt, SnapshotError, SnapshotOutOfDate
@@ -105,9 +107,16 @@ class PendingSnapshot:
 class SnapshotStore:
     """The snapshot directory of one replica. Thread-safe."""
 
-    def __init__(self, root: str, shard_id: int, replica_id: int) -> None:
+    def __init__(
+        self,
+        root: str,
+        shard_id: int,
+        replica_id: int,
+        on_removed: Callable[[int], None] | None = None,
+    ) -> None:
         self.shard_id = shard_id
         self.replica_id = replica_id
+        self._on_removed = on_removed
         self.dir = os.path.join(os.path.abspath(root), f"snapshot-{shard_id}-{replica_id}")
         self._lock = threading.Lock()
         removing = self.dir + _DELETING
@@ -232,6 +241,8 @@ class SnapshotStore:
             path = os.path.join(self.dir, snapshot_dir_name(index))
             os.replace(path, path + _DELETING)
             shutil.rmtree(path + _DELETING)
+            if self._on_removed is not None:
+                self._on_removed(index)
 
     def _recover_dirs(self) -> None:
         """Undo what a crash left behind (see the module rules)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from examples.kvstore.discovery import advertised_api_addr
 from examples.kvstore.settings import OPTIONS, Settings, load_settings
+from nodehost.discovery import DnsConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "kvstore"
@@ -124,17 +125,6 @@ def container_env(container: dict[str, Any], pod_name: str) -> dict[str, str]:
     return env
 
 
-def node_id_of(container: dict[str, Any], pod_name: str) -> int:
-    """Run the container's own shell line, with `exec example-kvstore` swapped for an echo."""
-    command = container["command"]
-    assert command[:2] == ["sh", "-c"] and command[2].endswith("exec example-kvstore")
-    line = command[2].replace("$$", "$").replace("exec example-kvstore", 'echo "$NODE_ID"')
-    out = subprocess.run(
-        ["sh", "-c", line], env={"HOSTNAME": pod_name}, capture_output=True, text=True, timeout=10
-    )
-    return int(out.stdout)
-
-
 def test_statefulset_is_served_by_a_headless_service(manifests: dict[str, dict[str, Any]]) -> None:
     sts = manifests["StatefulSet/kvstore"]
     headless = manifests[f"Service/{sts['spec']['serviceName']}"]
@@ -156,11 +146,16 @@ def test_statefulset_is_served_by_a_headless_service(manifests: dict[str, dict[s
     assert pdb["spec"]["maxUnavailable"] < (sts["spec"]["replicas"] + 1) // 2, "keeps a quorum"
 
 
-def test_every_pod_gets_consistent_settings(manifests: dict[str, dict[str, Any]]) -> None:
+def test_every_pod_gets_identical_discovery_settings(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    """Pods differ only by name: NODE_ID=auto, DNS discovery on the headless Service,
+    bootstrap_expect = the initial replicas, and a removal delay longer than a restart."""
     sts = manifests["StatefulSet/kvstore"]
     service = sts["spec"]["serviceName"]
     pod = sts["spec"]["template"]["spec"]
     (container,) = pod["containers"]
+    assert "command" not in container and "args" not in container, "the image's entrypoint"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
@@ -168,27 +163,29 @@ def test_every_pod_gets_consistent_settings(manifests: dict[str, dict[str, Any]]
     known = {o.env for o in OPTIONS} | {"POD_NAME"}
 
     def settings_of(ordinal: int) -> Settings:
-        name = f"{sts['metadata']['name']}-{ordinal}"
-        env = container_env(container, name)
+        env = container_env(container, f"{sts['metadata']['name']}-{ordinal}")
         assert set(env) <= known, f"unknown variables: {set(env) - known}"
-        env["NODE_ID"] = str(node_id_of(container, name))
         return load_settings([], env)
 
-    first = settings_of(0)
-    assert first.node_id == 1 and len(first.peers) == replicas
-    for ordinal in range(replicas):
+    for ordinal in range(replicas + 2):  # the initial pods and two added by scaling up
         s = settings_of(ordinal)
-        assert s.node_id == ordinal + 1 and not s.wants_join, "an initial member bootstraps"
+        assert s.node_id == 0, "NODE_ID=auto: a new id per volume, never an ordinal"
+        assert not s.peers_given and not s.join
         assert s.raft_addr == f"{sts['metadata']['name']}-{ordinal}.{service}:{ports['raft']}"
-        assert s.peers[s.node_id] == s.raft_addr
         assert port_of(s.http_addr) == ports["http"] and port_of(s.raft_listen) == ports["raft"]
         assert s.state_dir in mounts.values()
         assert {n for n, p in mounts.items() if p == s.state_dir} <= claims, "data on a claim"
-    scaled = settings_of(replicas)
-    assert scaled.wants_join, "a pod past the initial members joins"
-    assert scaled.join == f"http://{first.raft_addr.split(':')[0]}:{ports['http']}"
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+        disco = s.discovery
+        assert disco is not None and disco.mode == "dns"
+        assert isinstance(disco.backend, DnsConfig)
+        assert disco.backend.name == service and disco.backend.port == ports["http"]
+        assert disco.backend.bootstrap_expect == replicas
+        assert disco.remove_after > 5 * pod["terminationGracePeriodSeconds"]
+        assert advertised_api_addr(s) == f"{sts['metadata']['name']}-{ordinal}.{service}:11000"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # A pod waiting for its peers is alive though not ready: liveness asks /discovery.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/discovery", "port": "http"}
 
 
 def test_the_readme_section_lists_every_setting() -> None:

@@ -29,7 +29,7 @@ from statemachine import (
 from .machines import ConcurrentKV, Counter, never
 
 BATCH = 512
-# From /work/shared/research/limits.md (same machine kind): what feeds the apply layer.
+# From docs/limits.md (same machine kind): what feeds the apply layer.
 CEILINGS = (
     "limits.md: RocksDB WriteBatch of 1,024 entries with sync 793 k entries/s; "
     "gRPC stream, 64 items per message 445-558 k items/s"
