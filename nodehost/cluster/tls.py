@@ -10,6 +10,10 @@ Rules:
   the context built for the current set (an SNI callback, which OpenSSL calls for every
   handshake, with or without a server name), so a removed member is refused from the
   next connection on.
+- The listener speaks TLS 1.2 (forward-secret AEAD ciphers only): in TLS 1.3 the server
+  checks a client certificate after the client has finished its handshake and sent its
+  request, so a refusal races the request and the caller sees a reset; in 1.2 the
+  refusal is part of the handshake, and a member that is no longer trusted is told so.
 - A member calling another presents its own certificate and accepts only the cluster
   certificate (or one the cluster key signed) from the other side: the one it checked
   by fingerprint when it joined. A joiner, which knows only the fingerprint, connects
@@ -43,6 +47,8 @@ class ServerTLS:
     def _base(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
         context.load_cert_chain(self._certificate_file, self._key_file)
         context.verify_mode = ssl.CERT_OPTIONAL
         return context
