@@ -68,8 +68,20 @@ def render(
     if form == "json":
         return json.dumps(records, indent=2) + "\n"
     if form == "yaml":
-        return str(yaml.safe_dump(records, sort_keys=False))
+        return str(yaml.dump(records, Dumper=_BlockDumper, sort_keys=False))
     raise ValueError(f"unknown format {form!r}")
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (certificates) as literal blocks."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _string)
 
 
 def cell(value: Any) -> str:

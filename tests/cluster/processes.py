@@ -101,7 +101,9 @@ class DaemonProcess:
         def answering() -> dict[str, object]:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"the daemon exited with {self.process.returncode}:\n{self.logs()}")
+                raise RuntimeError(
+                    f"the daemon exited with {self.process.returncode}:\n{self.logs()}"
+                )
             return client.status()
 
         return wait_for(answering, timeout, f"{self.state_dir} to answer")
@@ -125,7 +127,9 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(30)
-                raise AssertionError(f"{self.state_dir}: no exit {timeout} s after SIGTERM") from None
+                raise AssertionError(
+                    f"{self.state_dir}: no exit {timeout} s after SIGTERM"
+                ) from None
         return int(process.returncode)
 
     def kill(self) -> None:
@@ -142,7 +146,9 @@ class DaemonProcess:
 
 
 def microd(state_dir: Path, *flags: str) -> DaemonProcess:
-    return DaemonProcess(state_dir, [str(BIN / "example-microd"), *flags], state_dir.parent / f"{state_dir.name}.log")
+    return DaemonProcess(
+        state_dir, [str(BIN / "example-microd"), *flags], state_dir.parent / f"{state_dir.name}.log"
+    )
 
 
 def program(state_dir: Path, *flags: str) -> DaemonProcess:
@@ -154,7 +160,9 @@ def program(state_dir: Path, *flags: str) -> DaemonProcess:
     )
 
 
-def ctl(state_dir: Path, *arguments: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+def ctl(
+    state_dir: Path, *arguments: str, timeout: float = 180.0
+) -> subprocess.CompletedProcess[str]:
     """example-microctl --state-dir STATE_DIR ARGUMENTS..., as a user types it."""
     return subprocess.run(
         [str(BIN / "example-microctl"), "--state-dir", str(state_dir), *arguments],

@@ -117,7 +117,9 @@ def main() -> None:
     parser.add_argument("--standbys", type=int, default=3)
     parser.add_argument("--heartbeat", type=float, default=1.0)
     arguments = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     state_dir = Path(arguments.state_dir)
     Daemon(
         str(state_dir),

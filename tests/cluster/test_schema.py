@@ -26,8 +26,16 @@ def cursor() -> sqlite3.Cursor:
 
 
 def member(name: str, versions: Versions, role: Role = Role.VOTER) -> Member:
-    return Member(name, f"10.0.0.{sum(map(ord, name)) % 250}:9001", f"cert-{name}", f"fp-{name}", str(role),
-                  versions.internal, versions.external, now_text())
+    return Member(
+        name,
+        f"10.0.0.{sum(map(ord, name)) % 250}:9001",
+        f"cert-{name}",
+        f"fp-{name}",
+        str(role),
+        versions.internal,
+        versions.external,
+        now_text(),
+    )
 
 
 NEW, OLD = Versions(1, 2), Versions(1, 1)
@@ -45,7 +53,9 @@ NEW, OLD = Versions(1, 2), Versions(1, 1)
         (Versions(2, 1), Versions(1, 2), {}, Verdict.BEHIND),  # newer core, older user code
     ],
 )
-def test_decisions(ours: Versions, applied: Versions, members: dict[str, Versions], verdict: Verdict) -> None:
+def test_decisions(
+    ours: Versions, applied: Versions, members: dict[str, Versions], verdict: Verdict
+) -> None:
     assert decide(ours, applied, members).verdict is verdict
 
 
@@ -77,7 +87,10 @@ def test_a_fresh_database_gets_every_update_in_order() -> None:
 
 def test_ensure_applies_when_every_member_is_ready_and_only_once() -> None:
     c = cursor()
-    old, new = Schema(["CREATE TABLE one (x)"]), Schema(["CREATE TABLE one (x)", "CREATE TABLE two (x)"])
+    old, new = (
+        Schema(["CREATE TABLE one (x)"]),
+        Schema(["CREATE TABLE one (x)", "CREATE TABLE two (x)"]),
+    )
     old.apply(c, Versions(0, 0), now_text())
     for name in ("a", "b"):
         insert_member(c, member(name, old.versions))

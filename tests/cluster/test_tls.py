@@ -60,7 +60,9 @@ class Listener:
         self.server.server_close()
 
 
-def member_state(directory: Path, name: str, cluster: identity.KeyPair) -> tuple[StateDir, identity.KeyPair]:
+def member_state(
+    directory: Path, name: str, cluster: identity.KeyPair
+) -> tuple[StateDir, identity.KeyPair]:
     layout = StateDir(directory / name)
     layout.create()
     pair = identity.generate_member(name, "127.0.0.1")
@@ -83,13 +85,17 @@ def listener(tmp_path: Path, cluster: identity.KeyPair) -> Generator[Listener, N
         server.close()
 
 
-def test_a_trusted_member_is_known_by_its_certificate(tmp_path: Path, cluster: identity.KeyPair, listener: Listener) -> None:
+def test_a_trusted_member_is_known_by_its_certificate(
+    tmp_path: Path, cluster: identity.KeyPair, listener: Listener
+) -> None:
     layout, pair = member_state(tmp_path, "mc2", cluster)
     listener.tls.trust([pair.certificate])
     assert Client.remote(layout.root, listener.address).request("GET", "/") == pair.fingerprint
 
 
-def test_an_untrusted_member_is_refused_at_the_handshake(tmp_path: Path, cluster: identity.KeyPair, listener: Listener) -> None:
+def test_an_untrusted_member_is_refused_at_the_handshake(
+    tmp_path: Path, cluster: identity.KeyPair, listener: Listener
+) -> None:
     layout, _ = member_state(tmp_path, "mc2", cluster)
     _, other = member_state(tmp_path, "mc3", cluster)
     listener.tls.trust([other.certificate])
@@ -111,7 +117,9 @@ def test_a_member_removed_from_the_trust_set_is_refused_from_the_next_connection
     assert len(listener.requests) == 1
 
 
-def test_a_joiner_without_certificate_gets_in_anonymously(cluster: identity.KeyPair, listener: Listener) -> None:
+def test_a_joiner_without_certificate_gets_in_anonymously(
+    cluster: identity.KeyPair, listener: Listener
+) -> None:
     assert Client.pinned(listener.address, cluster.fingerprint).request("GET", "/") is None
     assert listener.requests == [None]
 
@@ -132,7 +140,11 @@ def test_a_member_refuses_another_clusters_listener(tmp_path: Path, listener: Li
     assert listener.requests == []
 
 
-def test_the_client_context_presents_the_member_certificate(tmp_path: Path, cluster: identity.KeyPair) -> None:
+def test_the_client_context_presents_the_member_certificate(
+    tmp_path: Path, cluster: identity.KeyPair
+) -> None:
     layout, _ = member_state(tmp_path, "mc2", cluster)
-    context = member_client_context(layout.cluster_certificate, layout.server_certificate, layout.server_key)
+    context = member_client_context(
+        layout.cluster_certificate, layout.server_certificate, layout.server_key
+    )
     assert context.check_hostname is False

@@ -79,7 +79,16 @@ def test_secrets_are_stored_as_digests_and_compared_whole() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("3h", 10800), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("500ms", 0.5), ("2d", 172800), ("1.5h", 5400), ("0", 0)],
+    [
+        ("3h", 10800),
+        ("90m", 5400),
+        ("1h30m", 5400),
+        ("45s", 45),
+        ("500ms", 0.5),
+        ("2d", 172800),
+        ("1.5h", 5400),
+        ("0", 0),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
