@@ -53,13 +53,14 @@ async def remove(host: RemovalHost, name: str, force: bool, *, forwarded: bool) 
             f"cannot remove {name!r}: it is the cluster's last member and its last voter "
             "(a cluster cannot be left without one)"
         )
-    if name == host.name or not host.database.has_replica():
+    itself = name == host.name  # asked now: once reset, this member has no name
+    if itself or not host.database.has_replica():
         if forwarded:
             raise Unavailable(
                 "this member cannot carry out the removal now: its database hears no leader"
             )
         await _forward(host, name, force, [m for m in others if m.name != host.name])
-        if name == host.name and not await host.wait_reset(30.0):
+        if itself and not await host.wait_reset(30.0):
             raise ClusterError(f"{name!r} was removed, but this member did not reset in time")
         return
     await _carry_out(host, target, force)
