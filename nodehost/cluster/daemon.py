@@ -401,18 +401,25 @@ class Daemon:
             "schema_internal": self.schema.versions.internal,
             "schema_external": self.schema.versions.external,
         }
-        problems = []
+        problems: list[str] = []
+        foreign = 0
         for join_address in token.join_addresses:
             client = Client.pinned(join_address, token.fingerprint, timeout=60.0)
             try:
                 answer = await self.in_thread(client.request, "POST", "/core/internal/join", body)
             except (Unreachable, Unavailable, WrongCluster) as exc:
-                problems.append(f"{join_address}: {exc}")
+                foreign += isinstance(exc, WrongCluster)
+                problems.append(str(exc) if join_address in str(exc) else f"{join_address}: {exc}")
                 continue
             return answer, join_address
+        detail = "; ".join(problems)
+        if foreign == len(problems):
+            raise WrongCluster(
+                "no member the token lists presented the cluster certificate it names, so "
+                f"nothing was sent (is the token for another cluster?): {detail}"
+            )
         raise Unreachable(
-            "could not join through any member the token lists (nothing was changed): "
-            + "; ".join(problems)
+            f"could not join through any member the token lists (nothing was changed): {detail}"
         )
 
     def _check_admission(
