@@ -33,8 +33,8 @@ from nodehost.cluster.errors import (
     Unreachable,
     error_for_status,
 )
-from nodehost.cluster.identity import fingerprint_der
 from nodehost.cluster.names import check_address
+from nodehost.cluster.pem import fingerprint_der
 from nodehost.cluster.statedir import StateDir
 from nodehost.cluster.tls import member_client_context, unverified_client_context
 

@@ -59,6 +59,7 @@ from nodehost.cluster.members import (
     statuses,
 )
 from nodehost.cluster.names import check_address, check_name, database_address, raft_address
+from nodehost.cluster.pem import KeyPair
 from nodehost.cluster.rest import Endpoint
 from nodehost.cluster.schema import Decision, Schema, SchemaError, SchemaUpdate, Verdict
 from nodehost.cluster.server import Dispatcher, Listener, port_free, serve_control, serve_network
@@ -391,7 +392,7 @@ class Daemon:
         await self._hook_reporting("on_start")
 
     async def _ask_to_join(
-        self, token: JoinToken, name: str, address: str, member: identity.KeyPair
+        self, token: JoinToken, name: str, address: str, member: KeyPair
     ) -> tuple[Any, str]:
         body = {
             "name": name,
@@ -422,12 +423,10 @@ class Daemon:
             f"could not join through any member the token lists (nothing was changed): {detail}"
         )
 
-    def _check_admission(
-        self, answer: Any, token: JoinToken
-    ) -> tuple[identity.KeyPair, list[Remote]]:
+    def _check_admission(self, answer: Any, token: JoinToken) -> tuple[KeyPair, list[Remote]]:
         if not isinstance(answer, dict):
             raise Forbidden("the member's answer to the join request is malformed")
-        cluster = identity.KeyPair(
+        cluster = KeyPair(
             str(answer.get("cluster_certificate", "")), str(answer.get("cluster_key", ""))
         )
         identity.check_pair(cluster)
@@ -438,9 +437,7 @@ class Daemon:
             raise Forbidden("the member's answer lists no members")
         return cluster, [Remote.from_json(item) for item in members]
 
-    def _save_identity(
-        self, member: identity.KeyPair, cluster: identity.KeyPair, name: str, host: str
-    ) -> None:
+    def _save_identity(self, member: KeyPair, cluster: KeyPair, name: str, host: str) -> None:
         layout = self.state_dir
         layout.save_pair(member, layout.server_certificate, layout.server_key)
         layout.save_pair(cluster, layout.cluster_certificate, layout.cluster_key)

@@ -18,9 +18,7 @@ Rules:
 from __future__ import annotations
 
 import datetime
-import hashlib
 import ipaddress
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nodehost.cluster.errors import BadRequest
+from nodehost.cluster.pem import KeyPair, fingerprint_der
 
 VALIDITY = datetime.timedelta(days=3650)
 # A clock a little behind the issuer's must not see a fresh certificate as not yet valid.
@@ -35,27 +34,11 @@ BACKDATE = datetime.timedelta(hours=1)
 MAX_CERTIFICATE_LENGTH = 16_384
 
 
-@dataclass(frozen=True, slots=True)
-class KeyPair:
-    """A PEM certificate and its PEM private key (PKCS#8, unencrypted: files are 0600)."""
-
-    certificate: str
-    key: str
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.certificate)
-
-
 def fingerprint(certificate_pem: str) -> str:
-    """SHA-256 of the certificate's DER encoding, lowercase hex (as LXD and Microcluster)."""
+    """The fingerprint of a certificate checked to be one valid certificate."""
     return fingerprint_der(
         load_certificate(certificate_pem).public_bytes(serialization.Encoding.DER)
     )
-
-
-def fingerprint_der(der: bytes) -> str:
-    return hashlib.sha256(der).hexdigest()
 
 
 def load_certificate(certificate_pem: str) -> x509.Certificate:

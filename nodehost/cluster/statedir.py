@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nodehost.cluster.errors import ClusterError
-from nodehost.cluster.identity import KeyPair
+from nodehost.cluster.pem import KeyPair
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 

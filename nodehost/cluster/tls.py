@@ -25,7 +25,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from nodehost.cluster.identity import fingerprint_der
+from nodehost.cluster.pem import fingerprint_der
 
 
 class ServerTLS:

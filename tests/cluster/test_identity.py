@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from nodehost.cluster import identity
 from nodehost.cluster.errors import BadRequest
+from nodehost.cluster.pem import KeyPair
 
 
 def test_a_member_certificate_names_the_member_and_its_host() -> None:
@@ -52,7 +53,7 @@ def test_the_database_certificate_is_signed_by_the_cluster_key() -> None:
 def test_a_key_of_another_certificate_is_refused() -> None:
     one, two = identity.generate_member("a", "h"), identity.generate_member("b", "h")
     with pytest.raises(BadRequest, match="does not belong"):
-        identity.check_pair(identity.KeyPair(one.certificate, two.key))
+        identity.check_pair(KeyPair(one.certificate, two.key))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,204 @@
+"""example-microctl and example-microd as a user runs them: --help everywhere, and bad
+input answered with "Error: ..." (exit 1) while nothing is left half-done."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nodehost.cluster import BadRequest, Conflict, JoinToken, NotFound, Unavailable
+from tests.cluster.conftest import Daemons
+from tests.cluster.forming import Node
+from tests.cluster.processes import BIN, ROOT, ctl, fails, free_addresses, ok
+
+HELP = [
+    ["example-microd", "--help"],
+    ["example-microctl", "--help"],
+    *(
+        ["example-microctl", "--state-dir", "x", *command, "--help"]
+        for command in (
+            ["init"],
+            ["cluster"],
+            ["cluster", "list"],
+            ["cluster", "remove"],
+            ["tokens"],
+            ["tokens", "add"],
+            ["tokens", "list"],
+            ["tokens", "remove"],
+            ["sql"],
+            ["extended"],
+            ["waitready"],
+            ["shutdown"],
+        )
+    ),
+]
+
+
+def test_every_command_has_help() -> None:
+    def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / command[0]), *command[1:]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, HELP))
+    for command, result in zip(HELP, results, strict=True):
+        assert result.returncode == 0, (command, result.stderr)
+        assert result.stdout.startswith("usage: "), (command, result.stdout)
+    listing = results[
+        HELP.index(["example-microctl", "--state-dir", "x", "cluster", "list", "--help"])
+    ]
+    assert "{table,csv,json,yaml}" in listing.stdout
+    assert (
+        "--force"
+        in results[
+            HELP.index(["example-microctl", "--state-dir", "x", "cluster", "remove", "--help"])
+        ].stdout
+    )
+
+
+def test_a_daemon_that_is_not_running(tmp_path: Path) -> None:
+    fails(
+        ctl(tmp_path / "nothing", "cluster", "list"), "the daemon is not running", "control.socket"
+    )
+    fails(ctl(tmp_path / "nothing", "extended", "127.0.0.1:1"), "holds no cluster membership")
+
+
+def test_bad_daemon_flags(tmp_path: Path) -> None:
+    heartbeat = subprocess.run(
+        [str(BIN / "example-microd"), "--state-dir", str(tmp_path / "d"), "--heartbeat", "often"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert heartbeat.returncode == 1 and "Error: 'often' is not a duration" in heartbeat.stderr
+    missing = subprocess.run(
+        [str(BIN / "example-microd")], capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode == 2 and "--state-dir" in missing.stderr
+    usage = ctl(tmp_path / "d", "init", "mc1", "127.0.0.1:9001")
+    assert usage.returncode == 2 and "one of the arguments --bootstrap --token" in usage.stderr
+
+
+@pytest.mark.timeout(900)
+def test_bad_input_changes_nothing(daemons: Daemons) -> None:
+    """Through example-microctl where the words matter, through the client elsewhere
+    (the same daemon code answers both)."""
+    mc1_address, mc2_address, dead = free_addresses(3)
+    node1 = Node("mc1", mc1_address, daemons.microd("mc1"))
+    node1.process.wait_answering()
+    directory = node1.process.state_dir
+    client = node1.client
+
+    # a second daemon on the same directory
+    second = daemons.microd("mc1")
+    assert second.process is not None and second.process.wait(120) == 1
+    assert "another daemon is running with the state directory" in second.logs()
+
+    # init mistakes, each leaving the daemon uninitialized
+    fails(
+        ctl(directory, "init", "c/1", mc1_address, "--bootstrap"), "member name 'c/1' is not valid"
+    )
+    with pytest.raises(BadRequest, match="is not host:port"):
+        client.bootstrap("mc1", "nowhere")
+    with pytest.raises(BadRequest, match="must be below 63536"):
+        client.bootstrap("mc1", "127.0.0.1:64000")
+    with pytest.raises(BadRequest, match="not a wildcard"):
+        client.bootstrap("mc1", "0.0.0.0:9001")
+    with pytest.raises(BadRequest, match="exactly one of --bootstrap and --token"):
+        client.request("POST", "/core/control/init", {"name": "mc1", "address": mc1_address})
+    host, port = mc1_address.rsplit(":", 1)
+    held = socket.socket()
+    held.bind((host, int(port) + 1000))  # the database port of that address is taken
+    try:
+        with pytest.raises(Conflict, match="the database cannot use"):
+            client.bootstrap("mc1", mc1_address)
+    finally:
+        held.close()
+    with pytest.raises(Unavailable, match="database is uninitialized"):
+        client.members()
+    assert sorted(p.name for p in directory.iterdir()) == ["control.socket", "daemon.lock"]
+
+    ok(ctl(directory, "init", "mc1", mc1_address, "--bootstrap", "--config", "zone=a"))
+    fails(
+        ctl(directory, "init", "mc1", mc1_address, "--bootstrap"),
+        "already initialized as member 'mc1'",
+    )
+    token = ok(ctl(directory, "tokens", "add", "mc2")).strip()
+    with pytest.raises(Conflict, match="already initialized"):
+        client.join("mc2", mc2_address, token)
+    fails(ctl(directory, "tokens", "add", "bad_name"), "token name 'bad_name' is not valid")
+    with pytest.raises(BadRequest, match="is not a duration"):
+        client.add_token("mc5", expire_after="soon")
+    with pytest.raises(NotFound, match="no join token for 'nobody'"):
+        client.revoke_token("nobody")
+    with pytest.raises(NotFound, match="no member named 'nobody'"):
+        client.remove_member("nobody")
+    tokens = json.loads(ok(ctl(directory, "tokens", "list", "--format", "json")))
+    assert [t["name"] for t in tokens] == ["mc2"] and tokens[0]["expires_at"].endswith("Z")
+
+    # members unreachable during a join: every one listed is tried, in order
+    node2 = Node("mc2", mc2_address, daemons.microd("mc2"))
+    node2.process.wait_answering()
+    real = JoinToken.decode(token)
+    unreachable = dataclasses.replace(real, join_addresses=(dead,)).encode()
+    message = fails(
+        ctl(node2.process.state_dir, "init", "mc2", mc2_address, "--token", unreachable),
+        "could not join through any member",
+        dead,
+        "nothing was changed",
+    )
+    assert "connection refused" in message
+    assert sorted(p.name for p in node2.process.state_dir.iterdir()) == [
+        "control.socket",
+        "daemon.lock",
+    ]
+    assert [t["name"] for t in client.tokens()] == ["mc2"]  # not used up
+    detour = dataclasses.replace(real, join_addresses=(dead, mc1_address)).encode()
+    node2.client.join("mc2", mc2_address, detour)
+    members = yaml.safe_load(
+        ok(ctl(node2.process.state_dir, "cluster", "list", "--format", "yaml"))
+    )
+    assert [m["name"] for m in members] == ["mc1", "mc2"]
+    assert members[0]["certificate"].startswith("-----BEGIN CERTIFICATE-----\n")
+
+    # SQL: errors name the problem, and a failing batch applies nothing
+    fails(ctl(directory, "sql", "SELEC 1"), 'near "SELEC": syntax error')
+    with pytest.raises(BadRequest, match="no such table: missing"):
+        client.sql("SELECT * FROM missing")
+    with pytest.raises(BadRequest, match="the query is empty"):
+        client.sql("   ")
+    with pytest.raises(BadRequest, match=r"unknown command '\.tables'"):
+        client.sql(".tables")
+    batch = (
+        "INSERT INTO extended_table (key, value) VALUES ('a', '1');"
+        "INSERT INTO extended_table (key) VALUES ('b')"
+    )
+    with pytest.raises(BadRequest, match=r"NOT NULL constraint failed.*\(statement 2\)"):
+        client.sql(batch)
+    count = node2.client.sql("SELECT count(*) FROM extended_table")
+    assert count["results"][0]["rows"] == [[0]]
+    client.sql("INSERT INTO extended_table (key, value) VALUES ('a', '1')")
+    with pytest.raises(BadRequest, match=r"UNIQUE constraint failed: extended_table\.key"):
+        client.sql("INSERT INTO extended_table (key, value) VALUES ('a', '2')")
+    schema = ok(ctl(node2.process.state_dir, "sql", ".schema"))
+    assert "CREATE TABLE core_cluster_members" in schema and "_nodehost_" not in schema
+    dump = node2.client.sql(".dump")["dump"]
+    assert dump.startswith("BEGIN TRANSACTION;")
+    assert "INSERT INTO \"extended_table\" VALUES(1, 'a', '1');" in dump
+
+    # the example's endpoint through the control socket, and a clean shutdown
+    assert ok(ctl(directory, "extended")).startswith(f'cluster member at address "{mc2_address}"')
+    ok(ctl(node2.process.state_dir, "shutdown"))
+    assert node2.process.process is not None and node2.process.process.wait(60) == 0
