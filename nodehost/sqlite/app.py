@@ -49,6 +49,7 @@ from nodehost import (
     Membership,
     NodeHost,
     NodeHostConfig,
+    NodeHostInfoOption,
     PayloadTooBig,
     RaftError,
     ShardNotReady,
@@ -622,6 +623,8 @@ class App:
         """A member that hears no leader for long asks the others whether it still
         belongs; one that was removed while away (its vote given to a stand-by) drops
         its old replica and joins again under a new id, as a spare."""
+        if not self._believes_member():
+            return  # a spare: it never had a replica in the shard, nothing was taken away
         rows = members.read_rows(self.state.reads.get(MEMBERS_DATABASE).connection)
         others = sorted(
             {address for address, _ in rows.values()} | set(self._static) - {self.address}
@@ -657,6 +660,17 @@ class App:
         self.nodehost.start_on_disk_replica(
             {}, True, lambda s, r: self.state, self._replica_config()
         )
+
+    def _believes_member(self) -> bool:
+        """Whether this member's own (possibly stale) view of the shard lists it."""
+        try:
+            info = self.nodehost.get_node_host_info(NodeHostInfoOption(skip_log_info=True))
+        except RaftError:
+            return False
+        for shard in info.shard_info_list:
+            if shard.shard_id == SHARD_ID:
+                return self.id in shard.nodes or shard.is_non_voting
+        return False
 
     def _adjust_roles(self) -> None:
         timeout = 3.0

@@ -22,7 +22,7 @@ import concurrent.futures
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nodehost import NodeHost, PayloadTooBig, RaftError, Session
 from nodehost.sqlite import errors
@@ -39,11 +39,26 @@ from nodehost.sqlite.command import (
 
 @dataclass(slots=True)
 class _Write:
+    """One queued write; a thread waits on `future`, a coroutine on `waiter`."""
+
     data: bytes
     deadline: float
-    future: concurrent.futures.Future[CommandResult] = field(
-        default_factory=concurrent.futures.Future
-    )
+    future: concurrent.futures.Future[CommandResult] | None = None
+    waiter: asyncio.Future[CommandResult] | None = None
+
+    def done(self) -> bool:
+        target = self.future if self.future is not None else self.waiter
+        return target is not None and target.done()
+
+    def settle(self, result: CommandResult | None, error: BaseException | None = None) -> None:
+        target = self.future if self.future is not None else self.waiter
+        if target is None or target.done():
+            return
+        if error is not None:
+            target.set_exception(error)
+        else:
+            assert result is not None
+            target.set_result(result)
 
 
 class Batcher:
@@ -77,8 +92,27 @@ class Batcher:
     # ------------------------------------------------------------------ submitting
 
     def write(self, command: Command, timeout: float) -> CommandResult:
-        """From any thread but the loop's: propose with others, wait for the answer."""
-        write = self._enqueue(command, timeout)
+        """From any thread but the loop's: propose with others, wait for the answer.
+
+        When nothing waits and a proposal slot is free, the write is proposed from this
+        thread at once: a lone writer pays no hand-off to the loop and back."""
+        with self._lock:
+            direct = not self._queue and self._outstanding < self.max_outstanding
+            if direct:
+                self._outstanding += 1
+        if direct:
+            try:
+                return self._write_here(command, timeout)
+            finally:
+                with self._lock:
+                    self._outstanding -= 1
+                    schedule = bool(self._queue) and not self._kick_scheduled
+                    if schedule:
+                        self._kick_scheduled = True
+                if schedule:
+                    self.loop.call_soon_threadsafe(self._kick)
+        write = self._enqueue(command, timeout, None)
+        assert write.future is not None
         try:
             return write.future.result(timeout + 1.0)
         except concurrent.futures.TimeoutError:
@@ -86,15 +120,59 @@ class Batcher:
                 "Timeout: the write was not answered in time; it may or may not be applied"
             ) from None
 
+    def _write_here(self, command: Command, timeout: float) -> CommandResult:
+        data = encode_command(command)
+        if len(data) > self.nodehost.config.max_entry_size:
+            raise errors.DataError(
+                f"the statement is too large to replicate: {len(data)} bytes is more "
+                f"than max_entry_size ({self.nodehost.config.max_entry_size})"
+            )
+        deadline = time.monotonic() + timeout
+        self.entries += 1
+        self.writes += 1
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.OperationalError(
+                    "Timeout: the write was not answered in time; it may or may not be applied"
+                )
+            attempt = min(self.attempt_timeout, remaining)
+            try:
+                outcome = self.nodehost.propose(self.session, data, attempt).wait(attempt + 0.5)
+            except PayloadTooBig as exc:
+                raise errors.DataError(f"the statement is too large to replicate: {exc}") from None
+            except RaftError as exc:
+                raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            if outcome.completed():
+                result = decode_result(outcome.result.data)
+                if result.outcome is Outcome.REJECTED:
+                    raise errors.InterfaceError(result.message)
+                return result
+            if outcome.dropped():
+                time.sleep(self.retry_pause)
+            elif not outcome.timeout():
+                try:
+                    outcome.raise_for_code()
+                except RaftError as exc:
+                    raise errors.OperationalError(f"{type(exc).__name__}: {exc}") from None
+            # A timed-out attempt is proposed again: the session applies it once.
+
     async def write_async(self, command: Command, timeout: float) -> CommandResult:
         """On the loop: the same, awaited."""
-        write = self._enqueue(command, timeout)
-        return await asyncio.wrap_future(write.future)
+        write = self._enqueue(command, timeout, self.loop.create_future())
+        assert write.waiter is not None
+        return await write.waiter
 
-    def _enqueue(self, command: Command, timeout: float) -> _Write:
+    def _enqueue(
+        self, command: Command, timeout: float, waiter: asyncio.Future[CommandResult] | None
+    ) -> _Write:
         if not command.client_id:
             raise ValueError("only commands of a client session are batched")
         write = _Write(encode_command(command), time.monotonic() + timeout)
+        if waiter is None:
+            write.future = concurrent.futures.Future()
+        else:
+            write.waiter = waiter  # on the loop: answered there, no cross-thread wake-up
         if len(write.data) > self.nodehost.config.max_entry_size:
             raise errors.DataError(
                 f"the statement is too large to replicate: {len(write.data)} bytes is more "
@@ -105,7 +183,10 @@ class Batcher:
             schedule = not self._kick_scheduled
             self._kick_scheduled = True
         if schedule:
-            self.loop.call_soon_threadsafe(self._kick)
+            if waiter is not None:
+                self.loop.call_soon(self._kick)
+            else:
+                self.loop.call_soon_threadsafe(self._kick)
         return write
 
     # ------------------------------------------------------------------ on the loop
@@ -137,10 +218,7 @@ class Batcher:
             await self._settle(batch)
         except BaseException as exc:  # nothing may leave a client waiting
             for write in batch:
-                if not write.future.done():
-                    write.future.set_exception(
-                        errors.OperationalError(f"the write failed: {exc!r}")
-                    )
+                write.settle(None, errors.OperationalError(f"the write failed: {exc!r}"))
         finally:
             self._outstanding -= 1
             self._kick()
@@ -162,12 +240,13 @@ class Batcher:
         while batch:
             now = time.monotonic()
             for write in [w for w in batch if w.deadline <= now]:
-                write.future.set_exception(
+                write.settle(
+                    None,
                     errors.OperationalError(
                         "Timeout: the write was not answered in time; it may or may not be applied"
-                    )
+                    ),
                 )
-            waiting = [w for w in batch if not w.future.done()]
+            waiting = [w for w in batch if not w.done()]
             if not waiting:
                 return
             attempt = min(self.attempt_timeout, max(w.deadline for w in waiting) - now)
@@ -200,15 +279,12 @@ class Batcher:
             self._fail(batch, errors.InternalError("a batch answered with the wrong count"))
             return
         for write, result in zip(batch, results, strict=True):
-            if write.future.done():
-                continue
             if result.outcome is Outcome.REJECTED:
-                write.future.set_exception(errors.InterfaceError(result.message))
+                write.settle(None, errors.InterfaceError(result.message))
             else:
-                write.future.set_result(result)
+                write.settle(result)
 
     @staticmethod
     def _fail(batch: list[_Write], error: errors.Error) -> None:
         for write in batch:
-            if not write.future.done():
-                write.future.set_exception(error)
+            write.settle(None, error)

@@ -11,16 +11,14 @@ Rules:
   named parameters, a transaction begun implicitly before INSERT, UPDATE, DELETE and
   REPLACE unless `isolation_level` is None, `with conn:` commits or rolls back, rows are
   tuples of int, float, str, bytes and None.
-- Requests go to the leader. It is found with LEADER requests, starting with the
-  addresses given and then every member CLUSTER lists; when it changes (a "not leader"
-  answer, a dropped connection) the client finds the new one and resends what is safe to
-  resend, all within the call's timeout.
-- Safe to resend: a read-only statement, always; a statement that was never sent, always;
-  a write outside a transaction or a COMMIT whose answer was lost, only to a server that
-  deduplicates by session (see wire/README.md), with the same sequence number, so it is
-  applied once. Otherwise the caller gets OperationalError saying that the outcome is
+- Requests go to the leader, found and followed by wire/channel.py, which also decides
+  what may be resent after a failure: reads always; a write outside a transaction or a
+  COMMIT whose answer was lost only to a server that deduplicates by session, so it is
+  applied once; otherwise the caller gets OperationalError saying that the outcome is
   unknown. A transaction whose connection to the leader is lost is rolled back, and the
   caller is told so (OperationalError) by its next statement or commit.
+- The statement kind (query or not, certainly read-only or not) and the parameter
+  numbering come from sqlscan.py, as SQLite would decide them.
 - One request at a time per connection, as the protocol requires. Rows arrive in
   batches; a cursor reads them as it is fetched from, and another request on the same
   connection first reads the rest of an unfinished result into its cursor, so nothing
@@ -33,18 +31,15 @@ from __future__ import annotations
 
 import datetime
 import secrets
-import select
-import socket
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from enum import Enum
 from types import TracebackType
 
 import apsw
 
-from nodehost.sqlite import errors, policy
+from nodehost.sqlite import errors
 from nodehost.sqlite.errors import (
     DatabaseError,
     DataError,
@@ -59,7 +54,13 @@ from nodehost.sqlite.errors import (
 )
 from nodehost.sqlite.members import NodeInfo, Role
 from nodehost.sqlite.sqlscan import Scan, scan, split
-from nodehost.sqlite.wire import codec
+from nodehost.sqlite.wire import channel, codec
+from nodehost.sqlite.wire.channel import (
+    DEFAULT_TIMEOUT,
+    NoLeader,
+    client_tls,
+    parse_addresses,
+)
 
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
@@ -106,15 +107,6 @@ NUMBER = _TypeObject("INTEGER", "REAL", "FLOAT", "NUMERIC")
 DATETIME = _TypeObject("DATETIME", "DATE", "TIMESTAMP")
 ROWID = _TypeObject("ROWID")
 
-#: SQLite result codes the client acts on.
-SQLITE_ERROR = 1
-SQLITE_NOTFOUND = 12
-NOT_LEADER_CODES = frozenset({10250, 8202})  # SQLITE_IOERR_NOT_LEADER, and its legacy value
-LEADERSHIP_LOST_CODES = frozenset({10506, 8458})  # SQLITE_IOERR_LEADERSHIP_LOST, legacy
-
-DEFAULT_TIMEOUT = 10.0
-_BACKOFF_FIRST = 0.02
-_BACKOFF_MAX = 0.5
 _ISOLATION_LEVELS = ("", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
 _CONSISTENCY = {
     "strong": codec.Consistency.STRONG,
@@ -125,383 +117,6 @@ _CONSISTENCY = {
 Value = None | int | float | str | bytes
 Row = tuple[Value, ...]
 Description = tuple[tuple[str, None, None, None, None, None, None], ...]
-
-
-def parse_addresses(addresses: str | Sequence[str]) -> list[str]:
-    """Member addresses from "host:port,host:port" or a sequence of "host:port"."""
-    items = addresses.split(",") if isinstance(addresses, str) else list(addresses)
-    result: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise InterfaceError(f"a member address is a str, not {type(item).__name__}")
-        address = item.strip()
-        if not address:
-            continue
-        _split_address(address)
-        if address not in result:
-            result.append(address)
-    if not result:
-        raise InterfaceError("no member address given (expected host:port[,host:port...])")
-    return result
-
-
-def _split_address(address: str) -> tuple[str, int]:
-    host, separator, port_text = address.rpartition(":")
-    if not separator or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise InterfaceError(f"{address!r} is not a member address (host:port)")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
-
-
-def client_tls(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
-    """A TLS context for a cluster using mutual TLS: the members' certificates are checked
-    against the cluster's CA (not against a host name: members are known by address)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(ca_file)
-    context.load_cert_chain(cert_file, key_file)
-    return context
-
-
-_CLASSES: dict[int, type[Error]] = {
-    codec.ErrorClass.INTERFACE: InterfaceError,
-    codec.ErrorClass.DATABASE: DatabaseError,
-    codec.ErrorClass.DATA: DataError,
-    codec.ErrorClass.OPERATIONAL: OperationalError,
-    codec.ErrorClass.INTEGRITY: IntegrityError,
-    codec.ErrorClass.INTERNAL: InternalError,
-    codec.ErrorClass.PROGRAMMING: ProgrammingError,
-    codec.ErrorClass.NOT_SUPPORTED: NotSupportedError,
-}
-
-
-def _error_for(failure: codec.FailureResponse) -> Error:
-    """The exception the server named (nodehost), else the one sqlite3 would raise for the
-    code (dqlite)."""
-    cls = _CLASSES.get(failure.error_class)
-    if cls is not None:
-        return cls(failure.message, failure.code)
-    return policy.error_for(failure.code, failure.message)
-
-
-# -- one connection to one member ---------------------------------------------------------
-
-
-class _Gone(Exception):
-    """The link failed. `sent` is True when the request may have reached the member."""
-
-    def __init__(self, reason: str, sent: bool) -> None:
-        super().__init__(reason)
-        self.sent = sent
-
-
-def _remaining(deadline: float) -> float:
-    return deadline - time.monotonic()
-
-
-class _Link:
-    """A socket to one member, after the handshake; requests strictly one at a time."""
-
-    def __init__(self, address: str, sock: socket.socket, max_body: int) -> None:
-        self.address = address
-        self._socket = sock
-        self._max_body = max_body
-        self.features = 0
-        self.closed = False
-
-    @classmethod
-    def open(
-        cls, address: str, deadline: float, tls: ssl.SSLContext | None, max_body: int
-    ) -> _Link:
-        host, port = _split_address(address)
-        budget = _remaining(deadline)
-        if budget <= 0:
-            raise _Gone("no time left to connect", sent=False)
-        try:
-            sock = socket.create_connection((host, port), timeout=budget)
-        except OSError as error:
-            raise _Gone(_describe(error), sent=False) from None
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls is not None:
-                sock.settimeout(max(_remaining(deadline), 0.001))
-                sock = tls.wrap_socket(sock, server_hostname=host)
-            sock.settimeout(max(_remaining(deadline), 0.001))
-            sock.sendall(codec.encode_handshake())
-        except (OSError, ssl.SSLError) as error:
-            sock.close()
-            raise _Gone(_describe(error), sent=False) from None
-        return cls(address, sock, max_body)
-
-    def send(self, request: codec.Request, deadline: float) -> None:
-        data = codec.encode_request(request)
-        try:
-            self._socket.settimeout(max(_remaining(deadline), 0.001))
-            self._socket.sendall(data)
-        except OSError as error:
-            self.close()
-            raise _Gone(_describe(error), sent=True) from None
-
-    def receive(
-        self, deadline: float, cluster_format: int = codec.ClusterFormat.V1
-    ) -> codec.Response:
-        try:
-            header = codec.Header.decode(self._read(codec.HEADER_SIZE, deadline), self._max_body)
-            body = self._read(header.body_size, deadline)
-            return codec.decode_response(header, body, cluster_format=cluster_format)
-        except codec.DecodeError as error:
-            self.close()
-            raise _Gone(f"{self.address} sent a malformed message: {error}", sent=True) from None
-
-    def call(
-        self,
-        request: codec.Request,
-        deadline: float,
-        cluster_format: int = codec.ClusterFormat.V1,
-    ) -> codec.Response:
-        self.send(request, deadline)
-        return self.receive(deadline, cluster_format)
-
-    def _read(self, size: int, deadline: float) -> bytes:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        received = 0
-        while received < size:
-            budget = _remaining(deadline)
-            if budget <= 0:
-                self.close()
-                raise _Gone(f"no answer from {self.address} in time", sent=True)
-            try:
-                self._socket.settimeout(budget)
-                count = self._socket.recv_into(view[received:])
-            except OSError as error:
-                self.close()
-                raise _Gone(_describe(error), sent=True) from None
-            if count == 0:
-                self.close()
-                raise _Gone(f"{self.address} closed the connection", sent=True)
-            received += count
-        return bytes(buffer)
-
-    def alive(self) -> bool:
-        """False when the member closed the connection while it was idle (a crashed
-        member's kernel does): a request sent now would never reach it. A member never
-        speaks unasked, so anything readable on an idle link means it is finished."""
-        if self.closed:
-            return False
-        try:
-            readable, _, _ = select.select([self._socket], [], [], 0)
-            if not readable:
-                return True
-            if isinstance(self._socket, ssl.SSLSocket):
-                self._socket.setblocking(False)
-                try:
-                    self._socket.recv(1)  # TLS records that carry no data are fine
-                except ssl.SSLWantReadError:
-                    return True
-                finally:
-                    self._socket.setblocking(True)
-            else:
-                self._socket.recv(1, socket.MSG_PEEK)
-        except (OSError, ValueError):
-            pass
-        self.close()
-        return False
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self._socket.close()
-            except OSError:
-                pass
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS: {error.reason or error}"
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror.lower()
-    return str(error) or type(error).__name__
-
-
-# -- finding the leader ------------------------------------------------------------------
-
-
-class _Channel:
-    """The link this client uses: to the leader, found and found again when it moves.
-
-    It registers the session (CLIENT) and, for a SQL connection, opens the database on
-    every new link, and remembers every member address it learns.
-    """
-
-    def __init__(
-        self,
-        seeds: list[str],
-        *,
-        tls: ssl.SSLContext | None,
-        max_body: int,
-        session_id: int,
-        database: str | None,
-    ) -> None:
-        self.known = list(seeds)
-        self.tls = tls
-        self.max_body = max_body
-        self.session_id = session_id
-        self.database = database
-        self.link: _Link | None = None
-        self.on_leader = False
-        self.db_id = 0
-        self.leader_address = ""
-
-    def drop(self) -> None:
-        if self.link is not None:
-            self.link.close()
-        self.link = None
-
-    def ensure(self, deadline: float, *, follower_ok: bool = False) -> _Link:
-        """A live link to the leader, or, with `follower_ok`, to any member when no
-        leader answers. OperationalError names each member's failure when time runs out."""
-        link = self.link
-        if link is not None and link.alive() and (self.on_leader or follower_ok):
-            return link
-        self.drop()
-        link, on_leader = self._search(deadline, follower_ok)
-        self.link, self.on_leader = link, on_leader
-        return link
-
-    def _search(self, deadline: float, follower_ok: bool) -> tuple[_Link, bool]:
-        failures: dict[str, str] = {}
-        reachable = False  # some member answered: there is a cluster, without a leader now
-        pause = _BACKOFF_FIRST
-        while True:
-            fallback: _Link | None = None
-            order = ([self.leader_address] if self.leader_address else []) + self.known
-            tried: set[str] = set()
-            queue = deque(dict.fromkeys(a for a in order if a))
-            while queue:
-                address = queue.popleft()
-                if address in tried:
-                    continue
-                tried.add(address)
-                if _remaining(deadline) <= 0:
-                    break
-                try:
-                    link = _Link.open(address, deadline, self.tls, self.max_body)
-                except _Gone as gone:
-                    failures[address] = str(gone)
-                    continue
-                reachable = True
-                try:
-                    answer = link.call(codec.LeaderRequest(), deadline)
-                    leader = _leader_address(answer, address)
-                    if leader == address:
-                        self._register(link, deadline)
-                        if fallback is not None:
-                            fallback.close()
-                        self.leader_address = address
-                        return link, True
-                    if leader and leader not in tried:
-                        queue.appendleft(leader)
-                        self._learn([leader])
-                    failures[address] = (
-                        f"not the leader (it names {leader})" if leader else "no leader known"
-                    )
-                    if follower_ok and fallback is None:
-                        self._register(link, deadline, learn=False)
-                        fallback = link
-                    else:
-                        link.close()
-                except _Gone as gone:
-                    link.close()
-                    failures[address] = str(gone)
-                except _Refused as refused:
-                    link.close()
-                    if refused.final:
-                        if fallback is not None:
-                            fallback.close()
-                        raise refused.error from None
-                    failures[address] = str(refused.error)
-            if fallback is not None:
-                return fallback, False
-            if _remaining(deadline) <= pause:
-                details = "; ".join(f"{a}: {reason}" for a, reason in failures.items())
-                if not failures:
-                    raise NoLeader("no time left to find the leader", reachable=reachable)
-                what = "no leader found in time" if reachable else "no member reachable"
-                raise NoLeader(f"{what} ({details})", reachable=reachable)
-            time.sleep(pause)
-            pause = min(pause * 2, _BACKOFF_MAX)
-
-    def _register(self, link: _Link, deadline: float, learn: bool = True) -> None:
-        """CLIENT, then OPEN for a SQL connection; with `learn`, the members from CLUSTER
-        (asked of a leader only: a member cut off from its quorum may not answer it)."""
-        welcome = link.call(codec.ClientRequest(self.session_id), deadline)
-        if isinstance(welcome, codec.FailureResponse):
-            raise _Refused(_error_for(welcome), final=False)
-        if not isinstance(welcome, codec.WelcomeResponse):
-            raise _Gone(f"{link.address} answered CLIENT with {type(welcome).__name__}", True)
-        link.features = welcome.features
-        if self.database is not None:
-            opened = link.call(codec.OpenRequest(self.database), deadline)
-            if isinstance(opened, codec.FailureResponse):
-                error = _error_for(opened)
-                not_leader = opened.code in NOT_LEADER_CODES
-                raise _Refused(
-                    OperationalError(f"cannot open database {self.database!r}: {error}", error.code)
-                    if not not_leader
-                    else error,
-                    final=not not_leader,
-                )
-            if not isinstance(opened, codec.DbResponse):
-                raise _Gone(f"{link.address} answered OPEN with {type(opened).__name__}", True)
-            self.db_id = opened.db_id
-        if not learn:
-            return
-        members = link.call(codec.ClusterRequest(codec.ClusterFormat.V1), deadline)
-        if isinstance(members, codec.ServersResponse):
-            self._learn([server.address for server in members.servers])
-
-    def _learn(self, addresses: Iterable[str]) -> None:
-        for address in addresses:
-            try:
-                _split_address(address)
-            except InterfaceError:
-                continue  # a member with an address we cannot dial is no candidate
-            if address not in self.known:
-                self.known.append(address)
-
-
-class NoLeader(OperationalError):
-    """No leader could be found in time; `reachable` says whether any member answered
-    (a cluster electing, or without quorum) or none did (all down, or a wrong address)."""
-
-    def __init__(self, message: str, reachable: bool) -> None:
-        super().__init__(message)
-        self.reachable = reachable
-
-
-class _Refused(Exception):
-    """A member refused to register us; `final` when no other member would do better."""
-
-    def __init__(self, error: Error, final: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.final = final
-
-
-def _leader_address(answer: codec.Response, asked: str) -> str:
-    if isinstance(answer, codec.ServerResponse):
-        return answer.address
-    if isinstance(answer, codec.FailureResponse):
-        return ""
-    raise _Gone(f"{asked} answered LEADER with {type(answer).__name__}", sent=True)
 
 
 # -- values -----------------------------------------------------------------------------
@@ -580,115 +195,6 @@ def _python_value(value: codec.Value) -> Value:
     return value
 
 
-# -- requests and their retries ------------------------------------------------------------
-
-
-class _Resend(Enum):
-    ALWAYS = "always"  # a read: resending changes nothing
-    SESSION = "session"  # a write: resend after a lost answer only with a session
-    UNSENT = "unsent"  # a write whose answer a session does not keep (rows): resend only
-    # what never reached the server
-    NEVER = "never"  # inside a transaction: it lives on this link and dies with it
-
-
-class _Conversation:
-    """Sends one request at a time over a channel, finding the leader again and resending
-    when that is safe; the part shared by SQL connections and the admin client."""
-
-    def __init__(self, channel: _Channel, timeout: float) -> None:
-        self.channel = channel
-        self.timeout = timeout
-        self._sequence = 0
-
-    def next_sequence(self) -> int:
-        self._sequence += 1
-        return self._sequence
-
-    def request(
-        self,
-        build: Callable[[codec.RequestTag], codec.Request],
-        *,
-        resend: _Resend,
-        consistency: codec.Consistency = codec.Consistency.STRONG,
-        follower_ok: bool = False,
-        cluster_format: int = codec.ClusterFormat.V1,
-    ) -> codec.Response:
-        deadline = time.monotonic() + self.timeout
-        sequence: int | None = None
-        maybe_applied = False  # an earlier attempt's answer was lost
-        reasons: list[str] = []  # why the attempts failed, each once, first first
-        while True:
-            current = self.channel.link
-            if resend is _Resend.NEVER and (current is None or not current.alive()):
-                raise _LinkLost("the connection to the leader closed")
-            try:
-                link = self.channel.ensure(deadline, follower_ok=follower_ok)
-            except NoLeader as error:
-                if not reasons:
-                    raise
-                raise NoLeader(f"{'; '.join(reasons)}; then {error}", error.reachable) from None
-            sessions = bool(link.features & codec.SERVER_FEATURE_SESSIONS)
-            if maybe_applied and resend is _Resend.SESSION and not sessions:
-                raise _unknown_outcome(link.address, "it does not deduplicate retried writes")
-            if sequence is None and sessions:
-                sequence = self.next_sequence()
-            tag = codec.RequestTag(consistency, sequence if sessions else None)
-            try:
-                response = link.call(build(tag), deadline, cluster_format)
-            except _Gone as gone:
-                self.channel.drop()
-                if resend is _Resend.NEVER:
-                    raise _LinkLost(str(gone)) from None
-                if gone.sent and resend is _Resend.UNSENT:
-                    raise _unknown_outcome(link.address, str(gone)) from None
-                if gone.sent and resend is _Resend.SESSION:
-                    if not sessions:
-                        raise _unknown_outcome(link.address, str(gone)) from None
-                    maybe_applied = True
-                self._pause_or_fail(deadline, reasons, str(gone))
-                continue
-            if isinstance(response, codec.FailureResponse):
-                if response.code in NOT_LEADER_CODES:
-                    self.channel.drop()
-                    self.channel.leader_address = ""
-                    if resend is _Resend.NEVER:
-                        raise _LinkLost(f"{link.address} is no longer the leader")
-                    self._pause_or_fail(deadline, reasons, f"{link.address} is not the leader")
-                    continue
-                if response.code in LEADERSHIP_LOST_CODES:
-                    self.channel.drop()
-                    self.channel.leader_address = ""
-                    if resend is _Resend.NEVER:
-                        raise _LinkLost(f"{link.address} lost its leadership")
-                    if resend is _Resend.UNSENT:
-                        raise _unknown_outcome(link.address, "leadership was lost")
-                    if resend is _Resend.SESSION:
-                        if not sessions:
-                            raise _unknown_outcome(link.address, "leadership was lost")
-                        maybe_applied = True
-                    self._pause_or_fail(deadline, reasons, f"{link.address} lost its leadership")
-                    continue
-            return response
-
-    @staticmethod
-    def _pause_or_fail(deadline: float, reasons: list[str], reason: str) -> None:
-        if reason not in reasons:
-            reasons.append(reason)
-        if _remaining(deadline) <= 0:
-            raise OperationalError(f"no answer in time ({'; '.join(reasons[:4])})")
-        time.sleep(min(_BACKOFF_FIRST, max(_remaining(deadline), 0)))
-
-
-class _LinkLost(Exception):
-    """The link died inside a transaction: the transaction is gone with it."""
-
-
-def _unknown_outcome(address: str, reason: str) -> OperationalError:
-    return OperationalError(
-        f"the answer from {address} was lost ({reason}): the write may or may not have been applied"
-    )
-
-
 # -- the PEP 249 connection ------------------------------------------------------------------
 
 
@@ -755,14 +261,14 @@ class Connection:
         self.consistency = consistency
         self._isolation_level: str | None = ""
         self.isolation_level = isolation_level
-        self._channel = _Channel(
+        self._channel = channel.Channel(
             addresses,
             tls=tls,
             max_body=max_message_size,
             session_id=secrets.randbits(63) + 1,
             database=database,
         )
-        self._conversation = _Conversation(self._channel, timeout)
+        self._conversation = channel.Conversation(self._channel, timeout)
         self._in_transaction = False
         self._savepoints: list[str] = []
         self._begun_by_savepoint = False
@@ -885,18 +391,18 @@ class Connection:
     def cluster(self) -> list[NodeInfo]:
         """Every member with its role, as the leader sees them."""
         answer = self._admin(codec.ClusterRequest(codec.ClusterFormat.V1))
-        return _members(answer)
+        return channel.members_of(answer)
 
     def _admin(self, request: codec.Request) -> codec.Response:
         self._check()
         self._finish_streaming()
-        resend = _Resend.NEVER if self._in_transaction else _Resend.ALWAYS
+        resend = channel.Resend.NEVER if self._in_transaction else channel.Resend.ALWAYS
         try:
             answer = self._conversation.request(lambda _tag: request, resend=resend)
-        except _LinkLost as lost:
+        except channel.LinkLost as lost:
             raise self._lose_transaction(str(lost)) from None
         if isinstance(answer, codec.FailureResponse):
-            raise _error_for(answer)
+            raise channel.error_for(answer)
         return answer
 
     # ------------------------------------------------------------------ statements
@@ -923,12 +429,12 @@ class Connection:
         if self._isolation_level is not None and not self._in_transaction and info.dml:
             self._transaction_statement(f"BEGIN {self._isolation_level}".strip(), scan("BEGIN"))
         if self._in_transaction:
-            return self._send(sql, info, values, _Resend.NEVER)
+            return self._send(sql, info, values, channel.Resend.NEVER)
         if info.read_only:
             level = _parse_consistency(consistency or self._consistency)
-            return self._send(sql, info, values, _Resend.ALWAYS, level)
+            return self._send(sql, info, values, channel.Resend.ALWAYS, level)
         # A write that yields rows (RETURNING) cannot be answered again from a session.
-        resend = _Resend.UNSENT if info.returns_rows else _Resend.SESSION
+        resend = channel.Resend.UNSENT if info.returns_rows else channel.Resend.SESSION
         return self._send(sql, info, values, resend)
 
     def _send(
@@ -936,7 +442,7 @@ class Connection:
         sql: str,
         info: Scan,
         values: tuple[codec.Value, ...],
-        resend: _Resend,
+        resend: channel.Resend,
         level: codec.Consistency = codec.Consistency.STRONG,
     ) -> codec.Response:
         self._finish_streaming()
@@ -955,10 +461,10 @@ class Connection:
                 consistency=level,
                 follower_ok=level is codec.Consistency.NONE and info.read_only,
             )
-        except _LinkLost as lost:
+        except channel.LinkLost as lost:
             raise self._lose_transaction(str(lost)) from None
         if isinstance(answer, codec.FailureResponse):
-            raise _error_for(answer)
+            raise channel.error_for(answer)
         return answer
 
     def _transaction_statement(
@@ -979,11 +485,11 @@ class Connection:
             return codec.EmptyResponse()
         starting = not self._in_transaction and keyword in ("BEGIN", "SAVEPOINT")
         if starting:
-            resend = _Resend.ALWAYS  # nothing to lose yet
+            resend = channel.Resend.ALWAYS  # nothing to lose yet
         elif keyword in ("COMMIT", "END"):
-            resend = _Resend.SESSION
+            resend = channel.Resend.SESSION
         else:
-            resend = _Resend.NEVER
+            resend = channel.Resend.NEVER
         try:
             answer = self._send(sql, info, values, resend)
         except _TransactionLost:
@@ -1050,21 +556,6 @@ def _parse_consistency(value: object) -> codec.Consistency:
     return level
 
 
-def _members(answer: codec.Response) -> list[NodeInfo]:
-    if not isinstance(answer, codec.ServersResponse):
-        raise InterfaceError(f"CLUSTER was answered with {type(answer).__name__}")
-    members = []
-    for server in answer.servers:
-        try:
-            role = Role(server.role if server.role is not None else Role.VOTER)
-        except ValueError:
-            raise InterfaceError(
-                f"member {server.node_id} has unknown role {server.role}"
-            ) from None
-        members.append(NodeInfo(server.node_id, server.address, role))
-    return members
-
-
 # -- cursors and their rows ----------------------------------------------------------------
 
 
@@ -1091,9 +582,9 @@ class _Rows:
         link = connection._channel.link
         try:
             if link is None or link.closed:
-                raise _Gone("the connection closed", sent=True)
+                raise channel.Gone("the connection closed", sent=True)
             answer = link.receive(time.monotonic() + connection.timeout)
-        except _Gone as gone:
+        except channel.Gone as gone:
             connection._channel.drop()
             self._stop()
             error = (
@@ -1105,7 +596,7 @@ class _Rows:
             raise error from None
         if isinstance(answer, codec.FailureResponse):
             self._stop()
-            self.failure = _error_for(answer)
+            self.failure = channel.error_for(answer)
             raise self.failure
         if not isinstance(answer, codec.RowsResponse):
             connection._channel.drop()
@@ -1142,7 +633,7 @@ class _Rows:
                 link.receive(deadline), codec.EmptyResponse | codec.FailureResponse
             ):
                 pass
-        except _Gone as gone:
+        except channel.Gone as gone:
             connection._channel.drop()
             if connection.in_transaction:
                 connection._lose_transaction(str(gone))
@@ -1344,14 +835,14 @@ class ClusterClient:
     ) -> None:
         self._tls = tls
         self._max_body = max_message_size
-        self._channel = _Channel(
+        self._channel = channel.Channel(
             parse_addresses(addresses),
             tls=tls,
             max_body=max_message_size,
             session_id=0,
             database=None,
         )
-        self._conversation = _Conversation(self._channel, timeout)
+        self._conversation = channel.Conversation(self._channel, timeout)
         self.timeout = timeout
 
     def close(self) -> None:
@@ -1378,7 +869,7 @@ class ClusterClient:
 
     def cluster(self) -> list[NodeInfo]:
         """Every member with its role, as the leader sees them."""
-        return _members(self._call(codec.ClusterRequest(codec.ClusterFormat.V1)))
+        return channel.members_of(self._call(codec.ClusterRequest(codec.ClusterFormat.V1)))
 
     def add(self, node_id: int, address: str, role: Role = Role.SPARE) -> None:
         """Add a member (as a spare, as dqlite adds every member), then give it `role`."""
@@ -1434,14 +925,14 @@ class ClusterClient:
     # ------------------------------------------------------------------ internals
 
     def _call(self, request: codec.Request) -> codec.Response:
-        answer = self._conversation.request(lambda _tag: request, resend=_Resend.ALWAYS)
+        answer = self._conversation.request(lambda _tag: request, resend=channel.Resend.ALWAYS)
         if isinstance(answer, codec.FailureResponse):
-            raise _error_for(answer)
+            raise channel.error_for(answer)
         return answer
 
     def _change(self, request: codec.Request, done: Callable[[list[NodeInfo]], bool]) -> None:
         try:
-            answer = self._conversation.request(lambda _tag: request, resend=_Resend.SESSION)
+            answer = self._conversation.request(lambda _tag: request, resend=channel.Resend.SESSION)
         except OperationalError as error:
             if "may or may not have been applied" not in str(error):
                 raise
@@ -1449,24 +940,26 @@ class ClusterClient:
                 return
             raise
         if isinstance(answer, codec.FailureResponse):
-            raise _error_for(answer)
+            raise channel.error_for(answer)
         if not isinstance(answer, codec.EmptyResponse):
             raise InterfaceError(f"{type(request).__name__} was answered with {answer}")
 
     def _direct(self, address: str, request: codec.Request) -> codec.Response:
         deadline = time.monotonic() + self.timeout
         try:
-            link = _Link.open(parse_addresses(address)[0], deadline, self._tls, self._max_body)
-        except _Gone as gone:
+            link = channel.Link.open(
+                parse_addresses(address)[0], deadline, self._tls, self._max_body
+            )
+        except channel.Gone as gone:
             raise OperationalError(f"{address}: {gone}") from None
         try:
             answer = link.call(request, deadline)
-        except _Gone as gone:
+        except channel.Gone as gone:
             raise OperationalError(f"{address}: {gone}") from None
         finally:
             link.close()
         if isinstance(answer, codec.FailureResponse):
-            raise _error_for(answer)
+            raise channel.error_for(answer)
         return answer
 
 
@@ -1501,5 +994,6 @@ __all__ = [
     "client_tls",
     "connect",
     "paramstyle",
+    "parse_addresses",
     "threadsafety",
 ]

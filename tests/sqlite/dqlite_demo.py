@@ -80,6 +80,7 @@ class DqliteDemoCluster:
 
 
 def start_dqlite_demo(directory: Path, size: int = 3) -> DqliteDemoCluster:
+    directory.mkdir(parents=True, exist_ok=True)
     cluster = DqliteDemoCluster(directory, free_addresses(size))
     try:
         cluster.start(cluster.addresses[0])

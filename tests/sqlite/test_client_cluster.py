@@ -213,6 +213,47 @@ def test_a_lost_read_answer_is_resent(cluster: WireCluster) -> None:
         proxy.close()
 
 
+def test_leadership_transfer_through_the_admin_client(cluster: WireCluster) -> None:
+    with ClusterClient(cluster.addresses, timeout=15) as admin:
+        leader = admin.leader()
+        assert leader is not None
+        target = next(m for m in admin.cluster() if m.id != leader.id)
+        admin.transfer(target.id)
+        now = admin.leader()
+        assert now is not None and now.id == target.id
+
+
+def test_a_write_and_a_commit_whose_answers_are_lost_are_applied_once(
+    cluster: WireCluster,
+) -> None:
+    if cluster.kind != "nodehost":
+        pytest.skip("dqlite has no sessions: test_client_dqlite.py checks what happens there")
+    proxy = WireProxy(cluster.addresses)
+    try:
+        conn = connect(proxy.addresses, database=database(), timeout=15, isolation_level=None)
+        conn.execute("CREATE TABLE once (v INTEGER)")
+        inserts = proxy.lose_answer(
+            lambda r: isinstance(r, codec.ExecSqlRequest) and r.sql.startswith("INSERT")
+        )
+        conn.execute("INSERT INTO once VALUES (1)")  # resent with its sequence: applied once
+        assert inserts.hits == 1
+        assert conn.execute("SELECT count(*) FROM once").fetchone() == (1,)
+
+        commits = proxy.lose_answer(
+            lambda r: isinstance(r, codec.ExecSqlRequest) and r.sql == "COMMIT"
+        )
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO once VALUES (2)")
+        conn.execute("INSERT INTO once VALUES (3)")
+        conn.commit()  # its answer is lost; the resent COMMIT finds it applied
+        assert commits.hits == 1
+        assert not conn.in_transaction
+        assert conn.execute("SELECT v FROM once ORDER BY v").fetchall() == [(1,), (2,), (3,)]
+        conn.close()
+    finally:
+        proxy.close()
+
+
 # -- failover --------------------------------------------------------------------------------
 
 
@@ -247,36 +288,7 @@ def test_a_transaction_whose_leader_dies_is_reported_rolled_back(fresh: WireClus
     conn.close()
 
 
-# -- nodehost's sessions and consistency --------------------------------------------------------
-
-
-def test_a_write_and_a_commit_whose_answers_are_lost_are_applied_once(
-    nodehost: NodehostCluster,
-) -> None:
-    proxy = WireProxy(nodehost.addresses)
-    try:
-        conn = connect(proxy.addresses, database=database(), timeout=15, isolation_level=None)
-        conn.execute("CREATE TABLE once (v INTEGER)")
-        inserts = proxy.lose_answer(
-            lambda r: isinstance(r, codec.ExecSqlRequest) and r.sql.startswith("INSERT")
-        )
-        conn.execute("INSERT INTO once VALUES (1)")  # resent with its sequence: applied once
-        assert inserts.hits == 1
-        assert conn.execute("SELECT count(*) FROM once").fetchone() == (1,)
-
-        commits = proxy.lose_answer(
-            lambda r: isinstance(r, codec.ExecSqlRequest) and r.sql == "COMMIT"
-        )
-        conn.execute("BEGIN")
-        conn.execute("INSERT INTO once VALUES (2)")
-        conn.execute("INSERT INTO once VALUES (3)")
-        conn.commit()  # its answer is lost; the resent COMMIT finds it applied
-        assert commits.hits == 1
-        assert not conn.in_transaction
-        assert conn.execute("SELECT v FROM once ORDER BY v").fetchall() == [(1,), (2,), (3,)]
-        conn.close()
-    finally:
-        proxy.close()
+# -- consistency none ----------------------------------------------------------------------------
 
 
 def test_reads_at_consistency_none_survive_the_loss_of_quorum(nodehost: NodehostCluster) -> None:
@@ -299,13 +311,3 @@ def test_reads_at_consistency_none_survive_the_loss_of_quorum(nodehost: Nodehost
     with pytest.raises(client.OperationalError):
         relaxed.execute("INSERT INTO q VALUES ('lost')")
     relaxed.close()
-
-
-def test_leadership_transfer_through_the_admin_client(nodehost: NodehostCluster) -> None:
-    with ClusterClient(nodehost.addresses, timeout=15) as admin:
-        leader = admin.leader()
-        assert leader is not None
-        target = next(m for m in admin.cluster() if m.id != leader.id)
-        admin.transfer(target.id)
-        now = admin.leader()
-        assert now is not None and now.id == target.id

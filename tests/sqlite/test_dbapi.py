@@ -194,3 +194,33 @@ def test_executescript_and_raft_address_default(app: App, tmp_path: Path) -> Non
     )
     assert conn.execute("SELECT sum(v) FROM a2").fetchone() == (6,)
     assert default_raft_address("127.0.0.1:9001") == "127.0.0.1:10001"
+
+
+def test_concurrent_writers_share_raft_entries_and_none_fails(app: App) -> None:
+    import threading
+
+    setup = app.open("group", isolation_level=None)
+    setup.execute("CREATE TABLE IF NOT EXISTS g (id INTEGER PRIMARY KEY, who INTEGER)")
+    entries, writes = app.batcher.entries, app.batcher.writes
+    failures: list[BaseException] = []
+    start = threading.Barrier(32)
+
+    def writer(number: int) -> None:
+        connection = app.open("group")  # PEP 249 mode: each INSERT is a transaction
+        start.wait()
+        try:
+            for _ in range(10):
+                connection.execute("INSERT INTO g (who) VALUES (?)", (number,))
+                connection.commit()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures[:3]
+    assert setup.execute("SELECT count(*) FROM g").fetchone() == (320,)
+    made, carried = app.batcher.entries - entries, app.batcher.writes - writes
+    assert carried == 320 and made < carried, (made, carried)
