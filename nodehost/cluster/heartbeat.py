@@ -6,7 +6,8 @@ Rules:
   each refreshes whom it trusts; the members that answer within the interval get their
   `heartbeat` time set (the leader's too), and every member's `role` is set from the
   database's membership (voter, stand-by, spare; PENDING until the database knows it).
-  Expired join tokens are deleted in the same transaction.
+  Join tokens expired for long (tokenrecords.PURGE_AFTER) are deleted in the same
+  transaction.
 - A member that is in the database's membership but in no row of the member table is a
   stray (a member removed with --force that came back, a join that failed half-way).
   The leader removes it from the database once it has stayed a stray for
@@ -25,9 +26,10 @@ from typing import Any
 
 from nodehost.cluster.errors import BadRequest, ClusterError
 from nodehost.cluster.hooks import RoleChange
-from nodehost.cluster.members import Cursor, Member, Role, now_text, read_members
+from nodehost.cluster.members import Cursor, Member, Role, now_text, parse_time, read_members
 from nodehost.cluster.names import database_address
 from nodehost.cluster.state import Host
+from nodehost.cluster.tokenrecords import purge_expired
 from nodehost.cluster.truststore import Remote
 from nodehost.sqlite import NodeInfo
 from nodehost.sqlite import Role as DatabaseRole
@@ -116,10 +118,9 @@ def record(
                 (str(role), heartbeat, member.name),
             )
         changes[member.name] = RoleChange(member.role, str(role))
-    cursor.execute(
-        "DELETE FROM core_token_records WHERE expiry_date IS NOT NULL AND expiry_date <= ?",
-        (now,),
-    )
+    moment = parse_time(now)
+    assert moment is not None
+    purge_expired(cursor, moment)
     return changes
 
 

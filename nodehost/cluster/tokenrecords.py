@@ -8,8 +8,11 @@ Rules:
   (compared in constant time), be for the joiner's name and not be expired; it is deleted
   in the same transaction, so a token admits one member at most, even when two joiners
   race with copies of it (the loser's commit conflicts and finds it gone).
-- An expired record is deleted when found; expiry is checked against the clock of the
-  member that checks it.
+- An expired record is deleted when it is presented, so the joiner hears "expired"
+  rather than "invalid". Records nobody presented are purged by the leader's heartbeat
+  once they have been expired for PURGE_AFTER, and issuing a token for a name replaces
+  that name's expired record. Expiry is checked against the clock of the member that
+  checks it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from nodehost.cluster.errors import Conflict, Forbidden, NotFound
 from nodehost.cluster.members import Cursor, now_text, parse_time
 from nodehost.cluster.tokens import new_secret, same_digest, secret_digest
+
+PURGE_AFTER = datetime.timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +54,11 @@ def issue(cursor: Cursor, name: str, lifetime: float, now: datetime.datetime) ->
     cursor.execute("SELECT count(*) FROM core_cluster_members WHERE name = ?", (name,))
     if int(cursor.fetchone()[0]):
         raise Conflict(f"{name!r} is already a member of the cluster")
-    delete_expired(cursor, now)
+    cursor.execute(
+        "DELETE FROM core_token_records WHERE name = ? AND expiry_date IS NOT NULL "
+        "AND expiry_date <= ?",
+        (name, now_text(now)),
+    )
     cursor.execute("SELECT count(*) FROM core_token_records WHERE name = ?", (name,))
     if int(cursor.fetchone()[0]):
         raise Conflict(f"a join token for {name!r} exists already (remove it to issue another)")
@@ -68,10 +77,11 @@ def revoke(cursor: Cursor, name: str) -> None:
         raise NotFound(f"no join token for {name!r}")
 
 
-def delete_expired(cursor: Cursor, now: datetime.datetime) -> None:
+def purge_expired(cursor: Cursor, now: datetime.datetime) -> None:
+    """Delete the records expired for longer than PURGE_AFTER."""
     cursor.execute(
         "DELETE FROM core_token_records WHERE expiry_date IS NOT NULL AND expiry_date <= ?",
-        (now_text(now),),
+        (now_text(now - PURGE_AFTER),),
     )
 
 
@@ -87,7 +97,7 @@ def redeem(cursor: Cursor, secret: str, name: str, now: datetime.datetime) -> To
     if record is None:
         raise Forbidden(
             "invalid join token: it was never issued by this cluster, was already used, "
-            "or was revoked"
+            "was revoked, or expired over an hour ago"
         )
     if record.name != name:
         raise Forbidden(f"this join token was issued for member {record.name!r}, not {name!r}")

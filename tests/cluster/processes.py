@@ -115,13 +115,13 @@ class DaemonProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM and wait; SIGKILL if it does not exit in `timeout`."""
+    def stop(self, timeout: float = 60.0, how: signal.Signals = signal.SIGTERM) -> int:
+        """SIGTERM (or `how`) and wait; SIGKILL if it does not exit in `timeout`."""
         process = self.process
         if process is None:
             return 0
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(how)
             try:
                 return process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -14,6 +14,11 @@ from tests.cluster.processes import wait_for
 @pytest.mark.timeout(600)
 def test_a_killed_member_goes_offline_and_comes_back_online(daemons: Daemons) -> None:
     mc1, mc2, mc3 = form(3, lambda name: daemons.program(name, "--heartbeat", "1"))
+    # the hooks of forming the cluster ran where they should, by the time init answered
+    assert mc1.hooks()[:2] == ["on_bootstrap mc1 []", "on_start mc1"]
+    assert {"on_new_member mc1 mc2", "on_new_member mc1 mc3"} <= set(mc1.hooks())
+    assert mc2.hooks()[:3] == ["on_join mc2 []", "on_start mc2", "on_new_member mc2 mc3"]
+    assert mc3.hooks()[:2] == ["on_join mc3 []", "on_start mc3"]
     fingerprint = mc1.members()["mc3"]["fingerprint"]
     before = parse_time(mc1.members()["mc3"]["heartbeat"])
     wait_for(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import stat
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -137,6 +138,29 @@ def test_names_addresses_and_certificates_are_unique(daemons: Daemons) -> None:
             {**request, "address": "127.0.0.1:1", "schema_external": 1},
         )
     assert "mc4" in [t["name"] for t in mc1.client.tokens()]  # none of those used it up
+    assert sorted(mc1.members()) == ["mc1", "mc2"]
+
+    # two joiners race with copies of one token, through two members: one gets in
+    racers = [generate_member("mc4", "127.0.0.1") for _ in range(2)]
+    targets = [Client.pinned(mc1.address, token.fingerprint), pinned]
+    requests = [
+        {**request, "address": address, "certificate": racer.certificate}
+        for racer, address in zip(racers, free_addresses(2), strict=True)
+    ]
+
+    def attempt(index: int) -> str:
+        try:
+            targets[index].request("POST", "/core/internal/join", requests[index])
+        except Forbidden as exc:
+            return f"refused: {exc}"
+        return "admitted"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(pool.map(attempt, range(2)))
+    assert outcomes[0] == "admitted" and "already used" in outcomes[1], outcomes
+    pending = [m for m in mc1.members().values() if m["name"] == "mc4"]
+    assert len(pending) == 1 and pending[0]["role"] == "PENDING"
+    mc1.client.remove_member("mc4", force=True)  # it never came: --force clears it
     assert sorted(mc1.members()) == ["mc1", "mc2"]
 
 

@@ -17,6 +17,7 @@ from nodehost.cluster.members import (
     statuses,
 )
 from nodehost.cluster.schema import Schema, Versions
+from nodehost.cluster.tokenrecords import PURGE_AFTER
 from nodehost.sqlite import NodeInfo
 from nodehost.sqlite import Role as DatabaseRole
 
@@ -88,8 +89,13 @@ def test_a_heartbeat_records_times_for_those_who_answered_and_roles_from_the_dat
     ):
         insert_member(cursor, row)
     cursor.execute(
-        "INSERT INTO core_token_records (name, secret, expiry_date) VALUES ('old', 's1', ?), ('new', 's2', ?), ('ever', 's3', NULL)",
-        (now_text(T0 - datetime.timedelta(seconds=1)), now_text(T0 + datetime.timedelta(hours=1))),
+        "INSERT INTO core_token_records (name, secret, expiry_date) VALUES "
+        "('old', 's1', ?), ('recent', 's2', ?), ('new', 's3', ?), ('ever', 's4', NULL)",
+        (
+            now_text(T0 - PURGE_AFTER - datetime.timedelta(seconds=1)),
+            now_text(T0 - datetime.timedelta(seconds=1)),
+            now_text(T0 + datetime.timedelta(hours=1)),
+        ),
     )
     now = now_text(T0)
     roles = {"127.0.0.1:10001": Role.VOTER, "127.0.0.1:10002": Role.STANDBY}
@@ -100,7 +106,8 @@ def test_a_heartbeat_records_times_for_those_who_answered_and_roles_from_the_dat
     assert rows["m3"].role == "PENDING" and rows["m3"].heartbeat == now
     assert changes["m2"].changed and not changes["m1"].changed
     cursor.execute("SELECT name FROM core_token_records ORDER BY name")
-    assert [r[0] for r in cursor.fetchall()] == ["ever", "new"]
+    # long expired: purged; just expired: kept, so presenting it still says "expired"
+    assert [r[0] for r in cursor.fetchall()] == ["ever", "new", "recent"]
 
 
 def test_a_stray_is_removed_only_after_several_rounds_in_a_row() -> None:
