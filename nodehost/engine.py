@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from logdb import ILogDB
 from nodehost.errors import Closed, Timeout
+from nodehost.limits import DEFAULT_MAX_MESSAGE_SIZE
 from nodehost.metrics import Metrics
 from nodehost.mutations import ACK_BEFORE_FSYNC, LazySaves
 from nodehost.raft import Peer, Update
+from nodehost.receive import ReceiveQueue
 from nodehost.request import ResultCode, batched_wakeups
 from protos import raft_pb2 as pb
 from transport import ITransport
@@ -63,12 +65,15 @@ class Engine:
         notify_commit: bool,
         metrics: Metrics,
         use_uvloop: bool = True,
+        receive_queue: ReceiveQueue | None = None,
     ) -> None:
         self.logdb = logdb
         self.rtt = rtt_millisecond / 1000.0
         self.notify_commit = notify_commit
         self.metrics = metrics
         self.transport: ITransport | None = None
+        # Messages from peers waiting for a pass, bounded in bytes (receive.py).
+        self.receive_queue = receive_queue or ReceiveQueue(2 * DEFAULT_MAX_MESSAGE_SIZE)
         self.nodes: dict[int, Node] = {}
         self.listener: EngineListener | None = None
         self.lazy_saves: LazySaves | None = None  # test-only, see mutations.py
@@ -259,6 +264,7 @@ class Engine:
         work: list[tuple[Node, Update]] = []
         for node in ready:
             if node.stopped or node.failed is not None:
+                node.discard_inbox()
                 continue
             ticks = tick - node.last_tick
             node.last_tick = tick
@@ -462,6 +468,7 @@ class Engine:
         node = self.nodes.pop(shard_id, None)
         if node is not None:
             node.stopped = True
+            node.discard_inbox()
             self._ready.discard(node)
             self._awake.discard(node)
             self._expiring.discard(node)

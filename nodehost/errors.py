@@ -32,7 +32,8 @@ class ShardNotReady(RaftError):
 
 
 class SystemBusy(RaftError):
-    """Too much unapplied log in memory (max_in_mem_log_size) or too many requests queued."""
+    """A bound on pending work was reached (pending proposals or reads, how long a new
+    one would wait, or the unapplied log in memory); nothing was done: retry later."""
 
     temporary = True
 

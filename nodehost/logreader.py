@@ -1,8 +1,11 @@
 """The core's LogReader over LogDB, with the newest entries cached in memory.
 
 A leader replicates entries it has just saved, so nearly every read hits the cache; only
-a follower far behind makes the core read RocksDB. The cache keeps a bounded number of
-bytes per replica, always a contiguous run ending at the last saved entry.
+a follower far behind makes the core read RocksDB. The cache keeps a bounded amount of
+memory per replica, always a contiguous run ending at the last saved entry. An entry
+counts its encoded size plus what a protobuf object costs beyond it
+(ENTRY_MEMORY_OVERHEAD): counted by encoded size alone, a cache of small entries held
+twenty times its bound, and a host of many busy replicas grew without a useful one.
 
 Rules: the engine loop is the only thread that calls this object; LogDB is the source of
 truth, this is a view of what `save` has already made durable.
@@ -14,9 +17,12 @@ from collections import deque
 
 from logdb import ILogDB
 from nodehost.raft import CompactedError, UnavailableError
+from nodehost.raft.messages import ENTRY_MEMORY_OVERHEAD
 from protos import raft_pb2 as pb
 
-DEFAULT_CACHE_BYTES = 16 * 1024 * 1024
+# Seconds of a busy shard's entries (thousands of small ones, or half of one 8 MiB
+# command: the newest entry always stays), for each replica a host runs.
+DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
 
 
 class CachedLogReader:
@@ -127,16 +133,16 @@ class CachedLogReader:
         if first <= self._last:
             # A conflicting suffix was overwritten in LogDB; drop it here too.
             while cache and cache[-1].index >= first:
-                self._cache_bytes -= cache.pop().ByteSize()
+                self._cache_bytes -= _cost(cache.pop())
         if cache and cache[-1].index + 1 != first:
             cache.clear()
             self._cache_bytes = 0
         for entry in entries:
             cache.append(entry)
-            self._cache_bytes += entry.ByteSize()
+            self._cache_bytes += _cost(entry)
         self._last = entries[-1].index
         while len(cache) > 1 and self._cache_bytes > self._cache_limit:
-            self._cache_bytes -= cache.popleft().ByteSize()
+            self._cache_bytes -= _cost(cache.popleft())
 
     def set_state(self, state: pb.State) -> None:
         self._state.CopyFrom(state)
@@ -167,4 +173,8 @@ class CachedLogReader:
         self._first = index + 1
         cache = self._cache
         while cache and cache[0].index <= index:
-            self._cache_bytes -= cache.popleft().ByteSize()
+            self._cache_bytes -= _cost(cache.popleft())
+
+
+def _cost(entry: pb.Entry) -> int:
+    return entry.ByteSize() + ENTRY_MEMORY_OVERHEAD

@@ -81,6 +81,12 @@ class Metrics:
             ["shard"],
             registry=r,
         )
+        self._busy = Counter(
+            "nodehost_system_busy",
+            "Calls refused with SystemBusy (a bound on pending work was reached)",
+            ["kind"],
+            registry=r,
+        )
 
     def watch_transport(self, stats: Callable[[], dict[str, int]]) -> None:
         """Export the transport's counters (drops, rejections, bytes) as they are."""
@@ -91,6 +97,16 @@ class Metrics:
         """Export each replica's leadership as it is when scraped."""
         if self.enabled:
             self.registry.register(_LeadershipCollector(replicas))
+
+    def watch_receive_queue(self, stats: Callable[[], dict[str, int]]) -> None:
+        """Export the receive queue's drops (counters) and bytes (gauges)."""
+        if self.enabled:
+            gauges = frozenset({"bytes", "peak_bytes", "limit_bytes"})
+            self.registry.register(_StatsCollector("nodehost_receive_queue", stats, gauges))
+
+    def system_busy(self, kind: str) -> None:
+        if self.enabled:
+            self._busy.labels(kind).inc()
 
     def proposal(self, shard_id: int) -> None:
         if self.enabled:
@@ -204,13 +220,20 @@ class _LeadershipCollector(Collector):
 
 
 class _StatsCollector(Collector):
-    def __init__(self, prefix: str, stats: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        stats: Callable[[], dict[str, int]],
+        gauges: frozenset[str] = frozenset(),
+    ) -> None:
         self._prefix = prefix
         self._stats = stats
+        self._gauges = gauges
 
     def collect(self) -> Iterable[Metric]:
         for name, value in sorted(self._stats().items()):
-            metric = CounterMetricFamily(f"{self._prefix}_{name}", f"transport counter {name}")
+            family = GaugeMetricFamily if name in self._gauges else CounterMetricFamily
+            metric = family(f"{self._prefix}_{name}", f"{self._prefix} {name}")
             metric.add_metric([], float(value))
             yield metric
 

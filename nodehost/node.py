@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nodehost.admission import DelayGate
 from nodehost.config import Config
 from nodehost.errors import RaftError, ReplicaRemoved, ShardClosed, StateMachineFailed
 from nodehost.logreader import CachedLogReader
@@ -135,6 +136,7 @@ class Node:
         self.apply_worker = apply_worker
         # Inputs, appended from any thread, drained by the engine loop.
         self.inbox: deque[pb.Message] = deque()
+        self.inbox_bytes = 0  # of the host's receive queue (on the loop only)
         self.local_calls: deque[Callable[[Peer], None]] = deque()
         self.proposals: deque[pb.Entry] = deque()
         self.reads: deque[RequestState] = deque()
@@ -144,8 +146,17 @@ class Node:
         self.quiesced = False
         self.reported_applied = 0
         # Requests.
-        self.pending_proposals = PendingRequests()
-        self.pending_reads = PendingRequests()
+        # Bounded (Config.max_pending_*, max_queue_delay_ms): past a bound a call gets
+        # SystemBusy.
+        delay = config.max_queue_delay_ms / 1000.0
+        self.pending_proposals = PendingRequests(
+            config.max_pending_proposals,
+            config.max_pending_proposal_bytes,
+            DelayGate(delay) if delay else None,
+        )
+        self.pending_reads = PendingRequests(
+            config.max_pending_reads, gate=DelayGate(delay) if delay else None
+        )
         self.pending_config_changes = PendingRequests()
         self.pending_snapshots = PendingRequests()
         self.read_tracker = ReadTracker()
@@ -199,6 +210,9 @@ class Node:
         inbox = self.inbox
         while inbox:
             peer.step(inbox.popleft())
+        if self.inbox_bytes:
+            self.engine.receive_queue.release(self.inbox_bytes)
+            self.inbox_bytes = 0
         calls = self.local_calls
         while calls:
             calls.popleft()(peer)
@@ -272,7 +286,7 @@ class Node:
         for ctx in update.dropped_reads:
             for rs in self.read_tracker.dropped(ctx):
                 reads += 1
-                self.pending_reads.pop(rs.key)
+                self.pending_reads.discard(rs.key)  # frees its place at once
                 rs.complete(result)
         self.engine.dropped(self, proposals, reads)
 
@@ -285,6 +299,13 @@ class Node:
             ),
             error=ReplicaRemoved,
         )
+
+    def discard_inbox(self) -> None:
+        """On the loop, for a replica that stopped: what it received is never stepped."""
+        self.inbox.clear()
+        if self.inbox_bytes:
+            self.engine.receive_queue.release(self.inbox_bytes)
+            self.inbox_bytes = 0
 
     def expire(self, now: float) -> None:
         self.pending_proposals.expire(now)

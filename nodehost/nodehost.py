@@ -19,9 +19,11 @@ from typing import Any
 
 from logdb import LogDBError, RocksLogDB
 from nodehost import errors
+from nodehost.addressing import check_target
+from nodehost.admin.server import AdminServer, start_admin
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
-from nodehost.config import Config, NodeHostConfig, parse_address
+from nodehost.config import Config, NodeHostConfig
 from nodehost.engine import Engine, EngineListener
 from nodehost.env import Env
 from nodehost.events import (
@@ -38,11 +40,13 @@ from nodehost.info import (
     ShardInfo,
     SnapshotOption,
 )
+from nodehost.limits import queue_bytes, replicate_bytes
 from nodehost.logreader import CachedLogReader
 from nodehost.membership_api import MembershipAPI
 from nodehost.metrics import Metrics, ReplicaLeadership
 from nodehost.node import Node, SnapshotRequest
 from nodehost.raft import Mutation, Peer, RaftConfig
+from nodehost.receive import ReceiveQueue
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.routing import TransportRouter
 from nodehost.rsm import (
@@ -84,10 +88,16 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._keys = itertools.count(self._rng.getrandbits(62) + 1)
         self._stale_read_warned = False
         self._env = Env(
-            config.node_host_dir, config.wal_dir, config.raft_address, config.deployment_id
+            config.node_host_dir,
+            config.wal_dir,
+            config.raft_address,
+            config.deployment_id,
+            node_host_id=config.node_host_id,
+            address_by_node_host_id=config.address_by_node_host_id,
         )
         self._logdb: RocksLogDB | None = None
         self._engine: Engine | None = None
+        self._admin: AdminServer | None = None
         try:
             self._logdb = RocksLogDB(
                 str(self._env.logdb_dir), deployment_id=config.deployment_id, fsync=config.fsync
@@ -101,6 +111,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 config.notify_commit,
                 self._metrics,
                 use_uvloop=config.use_uvloop,
+                receive_queue=ReceiveQueue(
+                    queue_bytes(config.max_receive_queue_size, config.max_message_size)
+                ),
             )
             self._engine.listener = self
             self._router = TransportRouter(self)
@@ -113,7 +126,13 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     ca_file=config.ca_file,
                     cert_file=config.cert_file,
                     key_file=config.key_file,
-                    max_send_queue_size=config.max_send_queue_size,
+                    max_send_queue_size=queue_bytes(
+                        config.max_send_queue_size, config.max_message_size
+                    ),
+                    max_message_size=config.max_message_size,
+                    address_by_node_host_id=config.address_by_node_host_id,
+                    node_host_id=self._env.node_host_id,
+                    seeds=tuple(config.seeds),
                 ),
                 self._router,
             )
@@ -121,6 +140,8 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
             self._metrics.watch_replicas(self._leadership)
+            self._metrics.watch_receive_queue(self._engine.receive_queue.as_dict)
+            self._admin = start_admin(self)  # hook: issue 18, the admin service
         except (LogDBError, TransportError) as exc:
             self._release()
             raise errors.InvalidConfig(_open_error(config, exc)) from exc
@@ -146,6 +167,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             if self._closed:
                 return
             self._closed = True
+        if self._admin is not None:  # first: no operator call reaches a closing host
+            self._admin.close()
+            self._admin = None
         self._events.system_event("node_host_shutting_down")
         engine = self._engine
         if engine is not None:
@@ -158,6 +182,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._release()
 
     def _release(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         if self._engine is not None:
             self._engine.close()
         if self._logdb is not None:
@@ -228,10 +255,11 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if not isinstance(config, Config):
             raise errors.InvalidConfig("config must be a nodehost.Config")
         members = dict(initial_members or {})
+        config_by_id = self.config.address_by_node_host_id
         for rid, address in members.items():
             if isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0:
                 raise errors.InvalidConfig(f"initial_members: bad replica id {rid!r}")
-            parse_address(address, f"initial_members[{rid}]")
+            check_target(address, f"initial_members[{rid}]", config_by_id)
         if len(set(members.values())) != len(members):
             raise errors.InvalidConfig("initial_members: two replicas share an address")
         shard_id, replica_id = config.shard_id, config.replica_id
@@ -243,7 +271,14 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     f"shard {shard_id} replica {replica_id} was removed; use a new replica id"
                 )
             assert self._logdb is not None
-            check_bootstrap(self._logdb, members, join, config, kind)
+            new = check_bootstrap(self._logdb, members, join, config, kind)
+            if not new:
+                # A restart resumes as first started, whatever the arguments: a replica
+                # stopped before it saved any entry (a joiner the leader had not reached
+                # yet) still joins, or still founds the shard with its first members.
+                first = self._logdb.get_bootstrap(shard_id, replica_id)
+                assert first is not None
+                members, join = dict(first.addresses), first.join
             try:
                 node = self._build_node(engine, members, join, create, config, kind)
             except StateMachineError as exc:
@@ -334,16 +369,16 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     raise errors.ReplicaRemoved(
                         f"shard {shard_id} replica {replica_id} was removed"
                     )
+                self._metrics.snapshot("recovered")
+                self._events.system_event(
+                    "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
+                )
         except BaseException:
             try:
                 rsm.close()
             except StateMachineError:
                 log.warning("shard %d replica %d: close failed", shard_id, replica_id)
             raise
-            self._metrics.snapshot("recovered")
-            self._events.system_event(
-                "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
-            )
         recorded = self._logdb.get_bootstrap(shard_id, replica_id)
         founding = dict(recorded.addresses) if recorded is not None else members
         peer = Peer(
@@ -359,6 +394,11 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 is_non_voting=config.is_non_voting,
                 is_witness=config.is_witness,
                 quiesce=config.quiesce,
+                max_replicate_bytes=replicate_bytes(
+                    self.config.max_message_size,
+                    self.config.raft_address,
+                    self.config.deployment_id,
+                ),
                 mutations=frozenset(Mutation(m) for m in config._mutations),
             ),
             reader,
@@ -444,17 +484,46 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
 
     def remove_data(self, shard_id: int, replica_id: int) -> None:
-        """Delete a stopped replica's log and snapshots; the id can never start here again."""
+        """Delete a stopped replica's log and snapshots; the id can never start here again.
+
+        Only for a replica already deleted from its shard (request_delete_replica):
+        removing the data of a member that the shard still counts on loses its votes
+        and its copy of the log. ShardNotStopped while the replica runs here.
+        """
         engine = self._check_open()
-        node = engine.nodes.get(shard_id)
-        if node is not None and node.replica_id == replica_id:
-            raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
-        assert self._logdb is not None
-        tombstone = self._env.tombstone(shard_id, replica_id)
-        tombstone.write_text("removed\n")
-        self._logdb.remove_node_data(shard_id, replica_id)
-        shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
+        with self._lock:  # against a start_* of the same replica meanwhile
+            node = engine.nodes.get(shard_id)
+            if node is not None and node.replica_id == replica_id:
+                raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
+            assert self._logdb is not None
+            tombstone = self._env.tombstone(shard_id, replica_id)
+            tombstone.write_text("removed\n")
+            self._logdb.remove_node_data(shard_id, replica_id)
+            shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
         self._events.system_event("node_deleted", NodeInfo(shard_id, replica_id))
+
+    def sync_remove_data(self, shard_id: int, replica_id: int, timeout: float) -> None:
+        """remove_data once the replica has fully left this NodeHost (Dragonboat's
+        SyncRemoveData): a replica being stopped is waited for, up to `timeout`
+        (Timeout past it); one still running raises ShardNotStopped at once."""
+        engine = self._check_open()
+        check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            node = engine.nodes.get(shard_id)
+            if node is None or node.replica_id != replica_id:
+                break
+            if not node.stopped:
+                raise errors.ShardNotStopped(
+                    f"shard {shard_id} replica {replica_id} is running: stop it first"
+                )
+            if time.monotonic() >= deadline:
+                raise errors.Timeout(
+                    f"shard {shard_id} replica {replica_id} did not finish stopping in {timeout:g}s"
+                )
+            time.sleep(0.01)
+            self._check_open()
+        self.remove_data(shard_id, replica_id)
 
     def has_node_info(self, shard_id: int, replica_id: int) -> bool:
         """True when this host has started that replica before (its bootstrap record)."""
@@ -537,14 +606,23 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if node.rsm.kind is StateMachineType.ON_DISK and not session.is_noop():
             raise errors.InvalidSession("on-disk state machines need the no-op session")
         if node.rate_limited:
+            self._metrics.system_busy("proposal")
             raise errors.SystemBusy(
-                f"shard {session.shard_id}: too much unapplied log in memory; retry later"
+                f"shard {session.shard_id}: too much unapplied log in memory "
+                f"(max_in_mem_log_size {node.config.max_in_mem_log_size}); retry later"
             )
         key = next(self._keys)
-        rs = RequestState(key, time.monotonic() + timeout, self.config.notify_commit)
+        now = time.monotonic()
+        rs = RequestState(key, now + timeout, self.config.notify_commit, size=len(cmd), started=now)
         if self._metrics.enabled:
             rs.on_done = self._metrics.proposal_result
-        node.pending_proposals.add(rs)
+        refused = node.pending_proposals.try_add(rs)
+        if refused is not None:
+            self._metrics.system_busy("proposal")
+            raise errors.SystemBusy(
+                f"shard {session.shard_id}: {refused} (max_pending_proposals, "
+                "max_pending_proposal_bytes, max_queue_delay_ms); retry later"
+            )
         node.proposals.append(
             pb.Entry(
                 key=key,
@@ -567,8 +645,14 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         node = self._serving_node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
-        rs = RequestState(next(self._keys), time.monotonic() + timeout, shard_id=shard_id)
-        node.pending_reads.add(rs)
+        now = time.monotonic()
+        rs = RequestState(next(self._keys), now + timeout, shard_id=shard_id, started=now)
+        refused = node.pending_reads.try_add(rs)
+        if refused is not None:
+            self._metrics.system_busy("read")
+            raise errors.SystemBusy(
+                f"shard {shard_id}: {refused} (max_pending_reads, max_queue_delay_ms); retry later"
+            )
         node.reads.append(rs)
         self._metrics.read()
         engine.wake_from_thread(node)
@@ -594,7 +678,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             raise errors.InvalidOperation("a witness has no state machine to read")
         if not self._stale_read_warned:
             self._stale_read_warned = True
-            log.warning("stale_read may return data older than acknowledged writes")
+            # Once, for whoever reads the logs; using the documented behaviour is no
+            # reason for a warning.
+            log.info("stale_read may return data older than acknowledged writes")
         return node.rsm.lookup(query)
 
     # ---------------------------------------------------------------- snapshots
@@ -646,6 +732,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         engine = self._check_open()
         option = option or NodeHostInfoOption()
         info = NodeHostInfo(self.id, self.raft_address)
+        hosts = self._transport.hosts
+        if hosts is not None:
+            info.hosts = hosts.known()
         for node in list(engine.nodes.values()):
             m = node.membership
             info.shard_info_list.append(
@@ -662,6 +751,10 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     state_machine_type=node.rsm.kind,
                     applied_index=node.applied_index,
                     failed=node.failed,
+                    is_removed=node.replica_id in m.removed,
+                    non_votings=dict(m.non_votings),
+                    witnesses=dict(m.witnesses),
+                    removed=set(m.removed),
                 )
             )
         if not option.skip_log_info and self._logdb is not None:

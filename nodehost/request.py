@@ -24,6 +24,7 @@ from enum import IntEnum
 from typing import Any
 
 from nodehost import errors
+from nodehost.admission import DelayGate
 from statemachine import Result
 
 
@@ -126,13 +127,23 @@ class RequestState:
         "notify_commit",
         "on_done",
         "shard_id",
+        "size",
+        "started",
     )
 
     def __init__(
-        self, key: int, deadline: float, notify_commit: bool = False, shard_id: int = 0
+        self,
+        key: int,
+        deadline: float,
+        notify_commit: bool = False,
+        shard_id: int = 0,
+        size: int = 0,
+        started: float = 0.0,
     ) -> None:
         self.key = key
         self.shard_id = shard_id
+        self.size = size  # bytes it holds while pending (a proposal's command)
+        self.started = started  # time.monotonic() when made, for admission by delay
         self.deadline = deadline
         self.notify_commit = notify_commit
         self._lock = threading.Lock()
@@ -289,32 +300,86 @@ def _resolve_all(resolutions: list[_Resolution]) -> None:
 class PendingRequests:
     """Requests of one kind for one replica, by key, expired by deadline.
 
-    Thread-safe: the engine adds and sweeps on its loop, apply workers complete.
+    Bounded: `try_add` refuses a request past `max_count` requests or `max_bytes`
+    (summed over their `size`; one bigger request is taken when none is pending), or
+    that `gate` expects to wait too long (admission.py), so the caller can answer
+    SystemBusy before doing anything. The deadline heap keeps an item per request until
+    its deadline even when the request finished early; it is rebuilt from the live
+    requests when it grows past twice their number, so a fast stream of short requests
+    with long timeouts cannot grow it.
+
+    Thread-safe: user threads add, the engine sweeps on its loop, apply workers complete.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, max_count: int = 0, max_bytes: int = 0, gate: DelayGate | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._by_key: dict[int, RequestState] = {}
         self._deadlines: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
+        self.max_count = max_count  # 0: no bound
+        self.max_bytes = max_bytes  # 0: no bound
+        self.gate = gate
+        self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._by_key)
 
     def add(self, rs: RequestState) -> None:
+        """Register `rs`, whatever the bounds (requests that are not bounded)."""
         with self._lock:
-            self._by_key[rs.key] = rs
-            heapq.heappush(self._deadlines, (rs.deadline, next(self._seq), rs.key))
+            self._add_locked(rs)
+
+    def try_add(self, rs: RequestState) -> str | None:
+        """Register `rs`, or say which bound refuses it (nothing registered then)."""
+        gate = self.gate
+        if gate is not None and not gate.admit(rs.started, len(self._by_key)):
+            wait = gate.expected_wait(len(self._by_key))
+            return (
+                f"{len(self._by_key)} requests pending would hold a new one about "
+                f"{wait:.1f} s, more than {gate.target:g} s"
+            )
+        with self._lock:
+            if self.max_count and len(self._by_key) >= self.max_count:
+                return f"{len(self._by_key)} requests pending, the bound"
+            if self.max_bytes and self.bytes and self.bytes + rs.size > self.max_bytes:
+                return f"{self.bytes} bytes pending, {rs.size} more would pass {self.max_bytes}"
+            self._add_locked(rs)
+            return None
+
+    def _add_locked(self, rs: RequestState) -> None:
+        by_key = self._by_key
+        by_key[rs.key] = rs
+        self.bytes += rs.size
+        heap = self._deadlines
+        heapq.heappush(heap, (rs.deadline, next(self._seq), rs.key))
+        if len(heap) > 2 * len(by_key) + 64:
+            heap[:] = [(r.deadline, next(self._seq), k) for k, r in by_key.items()]
+            heapq.heapify(heap)
 
     def get(self, key: int) -> RequestState | None:
         return self._by_key.get(key)
 
     def pop(self, key: int) -> RequestState | None:
+        """Take a request that finished (applied, released): it counts in the rate."""
+        rs = self.discard(key)
+        gate = self.gate
+        if rs is not None and gate is not None:
+            gate.finished(time.monotonic(), len(self._by_key))
+        return rs
+
+    def discard(self, key: int) -> RequestState | None:
+        """Take a request that did not go through (dropped): not counted in the rate."""
         with self._lock:
-            return self._by_key.pop(key, None)
+            rs = self._by_key.pop(key, None)
+            if rs is not None:
+                self.bytes -= rs.size
+            return rs
 
     def complete(self, key: int, result: RequestResult) -> bool:
-        rs = self.pop(key)
+        """Finish a request that did not go through (dropped, rejected early)."""
+        rs = self.discard(key)
         return rs is not None and rs.complete(result)
 
     def expire(self, now: float) -> int:
@@ -327,6 +392,7 @@ class PendingRequests:
                 rs = self._by_key.get(key)
                 if rs is not None and rs.deadline <= now:
                     del self._by_key[key]
+                    self.bytes -= rs.size
                     expired.append(rs)
             if not self._by_key:
                 heap.clear()
@@ -340,6 +406,7 @@ class PendingRequests:
         with self._lock:
             pending, self._by_key = list(self._by_key.values()), {}
             self._deadlines.clear()
+            self.bytes = 0
         for rs in pending:
             rs.complete(RequestResult(code, reason=reason, error=error))
 

@@ -40,10 +40,15 @@ class TransportRouter:
         engine = self._engine()
         nodes = engine.nodes
         registry = self._nh._transport.registry
+        admit = engine.receive_queue.admit
         for m in messages:
             node = nodes.get(m.shard_id)
-            if node is None or node.replica_id != m.to or node.stopped:
+            if node is None or node.replica_id != m.to or node.stopped or node.failed:
                 continue
+            size = admit(m)
+            if not size:
+                continue
+            node.inbox_bytes += size
             if source_address and registry.resolve(m.shard_id, m.from_id) is None:
                 # A replica that joined learns its peers' addresses from their first
                 # messages; a known address is never redirected this way.
@@ -105,6 +110,11 @@ class TransportRouter:
         return node.snapshots.receive_dir(index)
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool:
+        if self._nh._closed:
+            # Peers keep sending until they notice we left: while closing, messages for
+            # the replicas just stopped are expected, so they pass here unlogged and
+            # on_messages drops them.
+            return True
         node = self._engine().nodes.get(shard_id)
         return node is not None and node.replica_id == replica_id
 

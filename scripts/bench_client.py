@@ -10,7 +10,9 @@ Loads, each through one connection per client thread, autocommit (one write = on
 entry), every statement waiting for its answer:
 1. sequential single-row INSERTs, one client: p50, p99, operations/s;
 2. single-row INSERTs from `--clients` threads (default 8): operations/s;
-3. point SELECTs at consistency strong (linearizable), one client: p50, p99.
+3. point SELECTs at consistency strong (linearizable), one client: p50, p99;
+4. the same at consistency weak (the leader's copy, no quorum round: what dqlite's
+   server does for every read, whatever the client asks).
 Shared machines give noisy figures: compare within one run.
 """
 
@@ -34,7 +36,12 @@ from tests.sqlite.wire_clusters import NodehostCluster  # noqa: E402
 
 
 def measure(
-    addresses: list[str], database: str, clients: int, seconds: float, work: Callable[..., None]
+    addresses: list[str],
+    database: str,
+    clients: int,
+    seconds: float,
+    work: Callable[..., None],
+    consistency: str = "strong",
 ) -> tuple[list[float], float, int]:
     """Latencies (ms) of every operation that succeeded, those per second, and how many
     failed (dqlite fails concurrent writers as busy), from `clients` threads each with
@@ -46,7 +53,13 @@ def measure(
     errors: list[BaseException] = []
 
     def run(number: int) -> None:
-        conn = client.connect(addresses, database=database, isolation_level=None, timeout=10)
+        conn = client.connect(
+            addresses,
+            database=database,
+            isolation_level=None,
+            timeout=10,
+            consistency=consistency,
+        )
         mine: list[float] = []
         try:
             sequence = 0
@@ -100,13 +113,14 @@ def run_loads(addresses: list[str], clients: int, seconds: float) -> list[str]:
     with client.connect(addresses, database="bench", isolation_level=None) as setup:
         setup.execute("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT)")
     loads = [
-        ("sequential INSERT, 1 client", 1, inserter("sequential")),
-        (f"INSERT, {clients} clients", clients, inserter("concurrent")),
-        ("point SELECT (strong), 1 client", 1, select),
+        ("sequential INSERT, 1 client", 1, inserter("sequential"), "strong"),
+        (f"INSERT, {clients} clients", clients, inserter("concurrent"), "strong"),
+        ("point SELECT (strong), 1 client", 1, select, "strong"),
+        ("point SELECT (weak), 1 client", 1, select, "weak"),
     ]
     lines = []
-    for name, threads, work in loads:
-        latencies, rate, failed = measure(addresses, "bench", threads, seconds, work)
+    for name, threads, work, consistency in loads:
+        latencies, rate, failed = measure(addresses, "bench", threads, seconds, work, consistency)
         median = statistics.median(latencies) if latencies else 0.0
         lines.append(
             f"  {name:32s} p50 {median:7.2f} ms  p99 {percentile(latencies, 0.99):7.2f} ms"

@@ -28,9 +28,10 @@ from typing import Protocol
 from protos import raft_pb2 as pb
 from transport.breaker import Breaker
 from transport.config import TransportConfig
-from transport.errors import NotStarted, TransportError, describe
+from transport.errors import NotStarted, TransportConfigError, TransportError, describe
 from transport.faults import FaultHook
 from transport.frames import batch_header, message_records
+from transport.hosts import HostRegistry
 from transport.inbound import Inbound
 from transport.interface import TransportHandler
 from transport.registry import Registry
@@ -74,7 +75,27 @@ class BaseTransport(abc.ABC):
     def __init__(self, config: TransportConfig, handler: TransportHandler) -> None:
         self.config = config
         self.handler = handler
-        self.registry = Registry()
+        # Hosts addressed by NodeHost id: where each id answers (hosts.py).
+        self.hosts: HostRegistry | None = None
+        if config.address_by_node_host_id:
+            if type(self)._identify is BaseTransport._identify:
+                raise TransportConfigError(
+                    f"{type(self).__name__} cannot address hosts by NodeHost id"
+                )
+            self.hosts = HostRegistry(
+                config.node_host_id,
+                config.raft_address,
+                config.deployment_id,
+                config.seeds,
+                self._identify,
+                self._host_moved,
+                lambda: self.registry.host_ids(),
+            )
+        self.registry = Registry(
+            config.address_by_node_host_id,
+            self.hosts.address_of if self.hosts is not None else None,
+            self.hosts.wake if self.hosts is not None else None,
+        )
         self.stats = TransportStats()
         self._hook: FaultHook | None = None
         self._inbound = Inbound(config, handler, self.stats, lambda: self._hook)
@@ -82,6 +103,8 @@ class BaseTransport(abc.ABC):
         self._header = batch_header(config.deployment_id, config.raft_address)
         self._queue_limit = config.send_queue_bytes
         self._max_record = config.max_message_size - len(self._header)
+        # A frame of several messages stays within the limit whatever batch_bytes says.
+        self._batch_budget = min(config.batch_bytes, self._max_record)
         self._peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()  # jitter only; nothing replayable depends on it
@@ -98,6 +121,9 @@ class BaseTransport(abc.ABC):
             raise TransportError("transport already started")
         self._loop = asyncio.get_running_loop()
         await self._serve()
+        if self.hosts is not None:
+            task = self._loop.create_task(self.hosts.run(), name="transport-hosts")
+            self._tasks.add(task)
 
     async def close(self) -> None:
         if self._closed or self._loop is None:
@@ -224,10 +250,10 @@ class BaseTransport(abc.ABC):
         return peer
 
     def _take(self, peer: _Peer) -> tuple[bytes, int]:
-        """One frame of queued messages: at most batch_bytes of them (at least one) and
-        at most MAX_BATCH_MESSAGES."""
+        """One frame of queued messages: at most batch_bytes of them (at least one, and
+        never past max_message_size) and at most MAX_BATCH_MESSAGES."""
         records = peer.records
-        budget = self.config.batch_bytes
+        budget = self._batch_budget
         if peer.queued <= budget and len(records) <= MAX_BATCH_MESSAGES:
             count, peer.records, peer.queued = len(records), deque(), 0
             return self._header + b"".join(records), count
@@ -292,7 +318,10 @@ class BaseTransport(abc.ABC):
         peer.accepting = False
         self._loop.call_later(delay, _reopen, peer)
         if peer.breaker.failures % _LOG_FAILURE_EVERY == 1:
-            log.warning(
+            # A first failure is most often a peer that closed or restarts normally: a
+            # note, not an operator's concern. Still failing ten tries later, it is.
+            log.log(
+                logging.INFO if peer.breaker.failures == 1 else logging.WARNING,
                 "%s is unreachable (%s failure(s) in a row: %s); next try in %.2f s",
                 peer.address,
                 peer.breaker.failures,
@@ -300,6 +329,8 @@ class BaseTransport(abc.ABC):
                 delay,
             )
         self._report_unreachable(self.registry.replicas_at(peer.address))
+        if self.hosts is not None:
+            self.hosts.address_down(peer.address)
         self._connection_event(peer.address, established=False)
 
     def _connection_event(self, address: str, established: bool) -> None:
@@ -316,6 +347,15 @@ class BaseTransport(abc.ABC):
             except Exception:
                 self.stats.handler_errors += 1
                 log.exception("the engine failed on unreachable (%d, %d)", shard_id, replica_id)
+
+    # ------------------------------------------------------------------ hosts by id
+
+    def _host_moved(self, node_host_id: str, address: str) -> None:
+        self.registry.host_moved(node_host_id, address)
+
+    async def _identify(self, address: str, hello: pb.HostHello, timeout: float) -> pb.HostHello:
+        """Ask the host at `address` who it is (hosts addressed by NodeHost id)."""
+        raise TransportError(f"{type(self).__name__} cannot address hosts by NodeHost id")
 
     # ------------------------------------------------------------------ snapshots
 

@@ -12,6 +12,9 @@ the membership; `exit`, Ctrl-D or Ctrl-C quit. Each replica keeps its data in
 example-data/helloworld-data/node<N> under the working directory: the same command
 restarts it where it stopped, and deleting example-data starts over.
 
+This module reads the flags; replica.py holds every call to the library, console.py
+the prompt and what is printed when, advice.py what to tell a person who is stuck.
+
 Rules:
 - Built on the public API only (`nodehost`, `statemachine`), as a user's program is.
 - Replicas 1, 2 and 3 live at localhost:63001, :63002 and :63003. The environment
@@ -35,6 +38,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+SHARD_ID = 128
 DEFAULT_ADDRESSES = {1: "localhost:63001", 2: "localhost:63002", 3: "localhost:63003"}
 ADDRESSES_VARIABLE = "HELLOWORLD_ADDRESSES"
 
@@ -50,6 +54,7 @@ class Options:
     join: bool
     members: dict[int, str]  # the initial members: empty when joining
     verbose: bool
+    builtin: dict[int, str]  # replicas 1, 2 and 3 and their addresses
 
     @property
     def data_dir(self) -> str:
@@ -117,6 +122,7 @@ def options_from(argv: list[str], environ: Mapping[str, str]) -> Options:
         join=args.join,
         members={} if args.join else addresses,
         verbose=args.verbose,
+        builtin=addresses,
     )
 
 
@@ -170,7 +176,7 @@ def run(argv: list[str]) -> int:
     # it runs): the NodeHost is closed and the exit code is 0, whenever it arrives.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        from examples.helloworld.replica import serve
+        from examples.helloworld.console import serve
 
         return serve(options)
     except KeyboardInterrupt:

@@ -7,10 +7,14 @@
                                 <json> (null: missing)  200 {"key": k, "ok": true} or
                                 409 {"error": ..., "current": <value>}
     GET    /cluster             members, leader, terms, this node
-    POST   /join                body {"id": 4, "addr": "host:raftport"}: add a node
+    POST   /join                body {"id": 4, "addr": "host:raftport"}: add a node as a
+                                non-voting member; with "voting": true, make it voting
     DELETE /cluster/<id>        remove a node
     GET    /metrics             Prometheus text: the NodeHost's metrics, then the service's
     GET    /healthz             200 while every shard's replica runs here, else 503
+
+A node removed from the cluster answers 410 to every key and membership request, 503 to
+/healthz, and says so in /cluster and /metrics: it can never serve again.
 
 Keys are taken from the raw path, percent-decoded as UTF-8, so `a/../b` is a key and
 not a path to normalise. `?timeout=<seconds>` bounds any request (default --timeout).
@@ -31,7 +35,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from examples.kvstore.commands import BadInput, canonical_json, check_key
 from examples.kvstore.metrics import ServiceMetrics
-from examples.kvstore.service import Conflict, KVService, NotFound, TooLarge, Unavailable
+from examples.kvstore.service import (
+    Conflict,
+    Gone,
+    KVService,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from examples.kvstore.settings import Settings
 from nodehost import InvalidConfig
 from nodehost.config import parse_address
@@ -96,6 +107,8 @@ async def _answer_in_json(request: web.Request, handler: Handler) -> web.StreamR
         response = _error(413, str(exc))
     except Unavailable as exc:
         response = _error(503, str(exc), {"Retry-After": "1"})
+    except Gone as exc:
+        response = _error(410, str(exc))
     except web.HTTPException as exc:  # aiohttp's own: unknown route, wrong method, ...
         keep = {
             k: v
@@ -208,7 +221,9 @@ async def join(request: web.Request) -> web.Response:
         ) from None
     if not isinstance(body, dict):
         raise BadInput('the body must be a JSON object: {"id": 4, "addr": "host:port"}')
-    node_id, addr = body.get("id"), body.get("addr")
+    node_id, addr, voting = body.get("id"), body.get("addr"), body.get("voting", False)
+    if not isinstance(voting, bool):
+        raise BadInput(f"voting must be true or false, got {voting!r}")
     if isinstance(node_id, bool) or not isinstance(node_id, int) or node_id < 1:
         raise BadInput(f"id must be a positive integer, got {node_id!r}")
     if not isinstance(addr, str):
@@ -222,11 +237,14 @@ async def join(request: web.Request) -> web.Response:
             raise Conflict(
                 f"this cluster runs {name}={ours}; start node {node_id} with that setting"
             )
-    added = await service.add_member(node_id, addr, _timeout(request))
+    if service.removed():
+        raise Gone(service.removed_text())
+    added = await service.add_member(node_id, addr, _timeout(request), voting=voting)
     return _json(
         {
             "id": node_id,
             "addr": addr,
+            "voting": voting,
             "added": added,
             "store": settings.store,
             "shards": settings.shards,
@@ -238,12 +256,16 @@ async def remove_member(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
     if not raw.isdigit() or int(raw) < 1:
         raise BadInput(f"{raw!r} is not a node id")
-    await request.app[_SERVICE].remove_member(int(raw), _timeout(request))
+    service = request.app[_SERVICE]
+    if service.removed():
+        raise Gone(service.removed_text())
+    await service.remove_member(int(raw), _timeout(request))
     return _json({"id": int(raw), "removed": True})
 
 
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[_SERVICE]
+    service.metrics.removed.set(1 if service.removed() else 0)
     body = service.nh.write_health_metrics() + service.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -11,8 +11,10 @@ Rules:
 - While it looks for its cluster the node serves GET /discovery (who it is, not yet a
   member) on its HTTP address, and answers every other path 503, so peers can see it
   and Kubernetes does not send it clients.
-- It asks to be added with the same POST /join as --join does; a refusal (a removed id,
-  another store kind or shard count) is final, anything else is retried by the agent.
+- It asks to be added with the same POST /join as --join does, as a non-voting member,
+  and is made a voting one by the same promotion step once it has caught up; a refusal
+  (a removed id, another store kind or shard count) is final, anything else is retried
+  by the agent.
 - NODE_ID=auto picks a random id the first time and keeps it in STATE_DIR/kvstore.json:
   ids are never reused, so a StatefulSet scaled down and up again gets new ones.
 - The API address published and probed is HTTP_ADDR, or, when that binds every
@@ -26,7 +28,9 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import secrets
+import socket
 
 import aiohttp
 from aiohttp import web
@@ -48,6 +52,7 @@ from nodehost.discovery.etcd import describe_failure
 log = logging.getLogger("kvstore.discovery")
 
 PATH = "/discovery"
+_JOINED_THROUGH = "joined-through"  # in STATE_DIR: the member that added this node
 _PROBE_SECONDS = 2.0
 _MAX_AUTO_ID = 2**31 - 1  # small enough to read, large enough never to meet twice
 
@@ -102,7 +107,7 @@ class KVDiscovery:
         )
         self._http: aiohttp.ClientSession | None = None
         self._nh: NodeHost | None = None
-        self.joining = False
+        self.joined_through = ""  # the API address of the member that added this node
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -143,6 +148,7 @@ class KVDiscovery:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise PeerUnavailable(f"join through {address}: {describe_failure(exc)}") from None
         if status == 200:
+            self.joined_through = address
             return
         problem = f"{status} {_error_of(text)}"
         if status in (400, 404, 409):
@@ -151,21 +157,35 @@ class KVDiscovery:
 
     # ------------------------------------------------------------ start-up
 
-    async def find(self) -> None:
-        """Serve GET /discovery while the agent looks; sets `joining` (else bootstrap)."""
+    async def find(self, http_socket: socket.socket) -> None:
+        """Serve GET /discovery on the node's bound HTTP socket while the agent looks;
+        sets `joined_through` when a cluster added this node (else it bootstraps)."""
         app = web.Application()
         app.router.add_get(PATH, self._answer)
         app.router.add_route("*", "/{tail:.*}", self._not_yet)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            host, port = self.settings.http_host_port
-            await web.TCPSite(runner, host, port).start()
-            self.joining = await self.agent.find_cluster()
+            # A duplicate: the temporary server closes its socket when it stops, and the
+            # service serves on the original afterwards without letting the port go.
+            await web.SockSite(runner, http_socket.dup()).start()
+            await self.agent.find_cluster()
         except DiscoveryError as exc:
             raise DiscoveryFailed(str(exc)) from None
         finally:
             await runner.cleanup()
+
+    def remember_join(self, state: StateDir) -> None:
+        """Keep the address that added this node, for a restart before its promotion."""
+        with open(os.path.join(state.root, _JOINED_THROUGH), "w", encoding="utf-8") as f:
+            f.write(self.joined_through + "\n")
+
+    def remembered_join(self, state: StateDir) -> str:
+        try:
+            with open(os.path.join(state.root, _JOINED_THROUGH), encoding="utf-8") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return ""
 
     def install(self, app: web.Application, nh: NodeHost) -> None:
         """Add GET /discovery to the service's app (before it starts)."""

@@ -6,7 +6,7 @@ collide; `/metrics` renders the NodeHost's registry and then this one.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class ServiceMetrics:
@@ -28,6 +28,11 @@ class ServiceMetrics:
         self.retries = Counter(
             "kvstore_retries",
             "Attempts repeated within a request's timeout (no leader yet, or a lost read)",
+            registry=self.registry,
+        )
+        self.removed = Gauge(
+            "kvstore_node_removed",
+            "1 once this node was removed from the cluster (it can never serve again)",
             registry=self.registry,
         )
 

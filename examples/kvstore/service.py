@@ -6,8 +6,10 @@ Rules:
 - Every call has a deadline (the request's timeout). "No leader yet" is retried with
   back-off until then, since nothing was done. A timed-out read is retried too; a
   timed-out write is not, as it may still be applied. Whatever stops a call, the
-  caller gets Unavailable, with a message that says why, by the deadline (plus one
-  guard second at most): a request never hangs.
+  caller gets Unavailable by the deadline (plus one guard second at most): a request
+  never hangs. Its message tells a leader change (retry now) from a lost quorum
+  (bring nodes back) as far as this node can know (diagnosis.py).
+- A node removed from the cluster answers Gone to everything, saying so.
 - Nothing here blocks the event loop: writes and reads await the library's request
   states; lookups are dict or RocksDB point reads.
 - Membership changes touch every shard in turn and are idempotent, so a failed
@@ -24,6 +26,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from examples.kvstore.commands import Command, Op, Status, encode
+from examples.kvstore.diagnosis import ClusterWatch, Leader, removed_text, unavailable
 from examples.kvstore.metrics import ServiceMetrics
 from examples.kvstore.settings import Settings
 from nodehost import (
@@ -33,6 +36,7 @@ from nodehost import (
     NodeHost,
     NodeHostInfoOption,
     PayloadTooBig,
+    RaftError,
     Rejected,
     ReplicaRemoved,
     RequestState,
@@ -58,6 +62,10 @@ class Unavailable(Exception):
     """No quorum, no leader or no replica in time: HTTP 503, worth retrying later."""
 
 
+class Gone(Exception):
+    """This node was removed from the cluster: it can never serve again (HTTP 410)."""
+
+
 class Conflict(Exception):
     """The request contradicts the cluster's state (HTTP 409)."""
 
@@ -77,11 +85,18 @@ def shard_for(key: str, shards: int) -> int:
 
 class KVService:
     def __init__(
-        self, nh: NodeHost, settings: Settings, metrics: ServiceMetrics, election_rtt: int
+        self,
+        nh: NodeHost,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        election_rtt: int,
+        watch: ClusterWatch | None = None,
     ) -> None:
         self.nh = nh
         self.settings = settings
         self.metrics = metrics
+        self.watch = watch or ClusterWatch()
+        self._removed = False
         self.shard_ids = list(range(1, settings.shards + 1))
         # A read attempt outlasting two election timeouts went to a leader that is gone.
         self.attempt_seconds = max(0.5, 2 * election_rtt * settings.rtt_ms / 1000)
@@ -96,9 +111,15 @@ class KVService:
         """The canonical JSON under `key` (None when missing): linearizable unless stale."""
         shard = self.shard_for(key)
         if stale:
-            return await self._call("stale read", lambda _: self._stale(shard, key), timeout)
+            return await self._call(
+                "stale read", lambda _: self._stale(shard, key), timeout, shard=shard
+            )
         value: bytes | None = await self._call(
-            "read", lambda left: self.nh.aio_read(shard, key, left), timeout, repeatable=True
+            "read",
+            lambda left: self.nh.aio_read(shard, key, left),
+            timeout,
+            shard=shard,
+            repeatable=True,
         )
         return value
 
@@ -128,7 +149,7 @@ class KVService:
         data = encode(cmd)
         session = self._sessions[shard]
         result = await self._call(
-            "write", lambda left: self.nh.aio_propose(session, data, left), timeout
+            "write", lambda left: self.nh.aio_propose(session, data, left), timeout, shard=shard
         )
         status = Status(result.value)
         if status is Status.BAD_COMMAND:
@@ -143,6 +164,7 @@ class KVService:
         attempt: Callable[[float], Awaitable[T]],
         timeout: float,
         *,
+        shard: int,
         repeatable: bool = False,
     ) -> T:
         """Run `attempt(seconds it may take)` until it succeeds or the deadline passes.
@@ -152,36 +174,85 @@ class KVService:
         lost, and the next one finds the new leader. A write never is: it may still be
         applied, and applying it twice could undo a later write.
         """
+        if self.removed():
+            raise Gone(removed_text(self.settings.node_id, self.settings.state_dir))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         backoff = _FIRST_BACKOFF
+        before = self._leader(shard)
+        busy: SystemBusy | None = None
         while True:
             left = deadline - loop.time()
             if left <= 0:
-                raise Unavailable(
-                    f"{what} failed: no leader was known within {timeout:g}s "
-                    "(is a quorum of nodes up and reachable?)"
-                )
+                if busy is not None:
+                    raise Unavailable(
+                        f"{what} failed: the shard stayed busy for {timeout:g}s ({busy})"
+                    )
+                raise Unavailable(self._why(what, timeout, shard, before, timed_out_write=False))
             if repeatable:
                 left = min(left, self.attempt_seconds)
             try:
                 async with asyncio.timeout(left + _GUARD_SECONDS):
                     return await attempt(left)
-            except (ShardNotReady, SystemBusy):
-                pass  # nothing was done: try again
+            except ShardNotReady:
+                busy = None  # nothing was done: try again
+            except SystemBusy as exc:
+                busy = exc  # nothing was done either: back off, try again
             except (Timeout, TimeoutError):
                 if not repeatable:
                     raise Unavailable(
-                        f"{what} timed out after {timeout:g}s: no quorum answered "
-                        "(the write may still be applied)"
+                        self._why(what, timeout, shard, before, timed_out_write=True)
                     ) from None
             except PayloadTooBig as exc:
                 raise TooLarge(str(exc)) from None
-            except (ShardClosed, ShardNotFound, ReplicaRemoved, Closed, Aborted) as exc:
+            except ReplicaRemoved:
+                raise Gone(removed_text(self.settings.node_id, self.settings.state_dir)) from None
+            except (ShardClosed, ShardNotFound, Closed, Aborted) as exc:
                 raise Unavailable(f"{what} failed: {exc}") from None
+            if self.removed():
+                raise Gone(removed_text(self.settings.node_id, self.settings.state_dir))
             self.metrics.retries.inc()
             await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
             backoff = min(2 * backoff, _MAX_BACKOFF)
+
+    def _leader(self, shard: int) -> Leader:
+        try:
+            leader_id, term, _ = self.nh.get_leader_id(shard)
+        except RaftError:
+            return Leader(0, 0)
+        return Leader(leader_id, term)
+
+    def _why(
+        self, what: str, timeout: float, shard: int, before: Leader, *, timed_out_write: bool
+    ) -> str:
+        members: dict[int, str] = {}
+        info = self.nh.get_node_host_info(NodeHostInfoOption(skip_log_info=True))
+        for s in info.shard_info_list:
+            if s.shard_id == shard:
+                members = dict(s.nodes)
+        return unavailable(
+            what=what,
+            timeout=timeout,
+            timed_out_write=timed_out_write,
+            node_id=self.settings.node_id,
+            before=before,
+            now=self._leader(shard),
+            members=members,
+            reached=self.watch.reached(),
+        )
+
+    def removed(self) -> bool:
+        """True once any shard's replica here learnt it was removed (never false again)."""
+        if not self._removed and self.watch.take_membership_change():
+            try:
+                info = self.nh.get_node_host_info(NodeHostInfoOption(skip_log_info=True))
+            except RaftError:
+                return False
+            self._removed = any(s.is_removed for s in info.shard_info_list)
+        return self._removed
+
+    def removed_text(self) -> str:
+        return removed_text(self.settings.node_id, self.settings.state_dir)
 
     # ------------------------------------------------------------ cluster
 
@@ -208,6 +279,8 @@ class KVService:
                     "leader_id": s.leader_id,
                     "term": s.term,
                     "is_leader": s.is_leader,
+                    "is_non_voting": s.is_non_voting,
+                    "is_removed": s.is_removed,
                     "members": {str(k): v for k, v in sorted(s.nodes.items())},
                     "applied_index": s.applied_index,
                     "state_hash": state_hash,
@@ -221,6 +294,7 @@ class KVService:
                 "raft_addr": self.settings.raft_addr,
             },
             "store": self.settings.store,
+            "removed": self.removed(),
             "leader": first.get("leader_id", 0),
             "term": first.get("term", 0),
             "members": first.get("members", {}),
@@ -230,6 +304,12 @@ class KVService:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy when every shard's replica runs here (a leader is not required:
         a restart would not bring back a lost quorum)."""
+        if self.removed():
+            return False, {
+                "status": "removed",
+                "node_id": self.settings.node_id,
+                "error": self.removed_text(),
+            }
         info = self.nh.get_node_host_info(NodeHostInfoOption(skip_log_info=True))
         running = {s.shard_id: s for s in info.shard_info_list}
         problems = []
@@ -245,29 +325,42 @@ class KVService:
             body["problems"] = problems
         return not problems, body
 
-    async def add_member(self, node_id: int, address: str, timeout: float) -> bool:
-        """Add node `node_id` at Raft `address` to every shard; False if it already was."""
+    async def add_member(
+        self, node_id: int, address: str, timeout: float, *, voting: bool = False
+    ) -> bool:
+        """Add node `node_id` at Raft `address` to every shard, as a non-voting member, or
+        with `voting` as a voting one (promoting a non-voting one); False if nothing
+        changed. A node that is not running yet is added as non-voting, so that it cannot
+        cost the cluster its quorum: it is promoted once it runs and caught up."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        added = False
+        changed = False
         for shard in self.shard_ids:
             m = await self._membership(shard, deadline - loop.time())
             if node_id in m.removed:
                 raise Conflict(f"node {node_id} was removed and can never return; use a new id")
-            if node_id in m.nodes:
-                if m.nodes[node_id] != address:
-                    raise Conflict(f"node {node_id} is already a member at {m.nodes[node_id]}")
+            known = m.nodes.get(node_id) or m.non_votings.get(node_id) or m.witnesses.get(node_id)
+            if known is not None and known != address:
+                raise Conflict(f"node {node_id} is already a member at {known}")
+            if node_id in m.nodes or (node_id in m.non_votings and not voting):
                 continue
-            owner = [n for n, a in m.nodes.items() if a == address]
+            owner = [
+                n
+                for group in (m.nodes, m.non_votings, m.witnesses)
+                for n, a in group.items()
+                if a == address and n != node_id
+            ]
             if owner:
                 raise Conflict(f"{address} is already the address of node {owner[0]}")
+            add = self.nh.request_add_replica if voting else self.nh.request_add_non_voting
             await self._config_change(
                 "join",
-                partial(self.nh.request_add_replica, shard, node_id, address, 0),
+                partial(add, shard, node_id, address, 0),
                 deadline - loop.time(),
+                shard=shard,
             )
-            added = True
-        return added
+            changed = True
+        return changed
 
     async def remove_member(self, node_id: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -284,6 +377,7 @@ class KVService:
                 "remove",
                 partial(self.nh.request_delete_replica, shard, node_id, 0),
                 deadline - loop.time(),
+                shard=shard,
             )
         if not found:
             raise NotFound(f"node {node_id} is not a member")
@@ -293,16 +387,17 @@ class KVService:
             "membership read",
             lambda left: self.nh.aio_get_shard_membership(shard, left),
             max(timeout, 0.001),
+            shard=shard,
             repeatable=True,
         )
 
     async def _config_change(
-        self, what: str, request: Callable[[float], RequestState], timeout: float
+        self, what: str, request: Callable[[float], RequestState], timeout: float, *, shard: int
     ) -> None:
         async def attempt(left: float) -> None:
             (await request(left)).raise_for_code()
 
         try:
-            await self._call(what, attempt, max(timeout, 0.001))
+            await self._call(what, attempt, max(timeout, 0.001), shard=shard)
         except Rejected as exc:
             raise Conflict(f"{what} refused: {exc}") from None

@@ -31,13 +31,16 @@ class RaftConfig:
     check_quorum: bool = False
     pre_vote: bool = False
     ordered_config_change: bool = False
-    # Bytes of entries in memory not yet applied, past which proposals are refused.
+    # Bytes of memory held by entries not yet applied (pacing.py counts each entry as
+    # its command plus ENTRY_MEMORY_OVERHEAD), past which proposals are refused; 0: off.
     max_in_mem_log_size: int = 0
     is_non_voting: bool = False
     is_witness: bool = False
     quiesce: bool = False
-    # Flow control: bytes of entries per REPLICATE message, and REPLICATE messages
-    # in flight per follower before the leader waits for acknowledgements.
+    # Flow control: bytes of entries (commands plus ENTRY_OVERHEAD each) per REPLICATE
+    # or PROPOSE_FORWARD message (one bigger entry goes alone), and REPLICATE messages
+    # in flight per follower before the leader waits for acknowledgements. The host
+    # derives the first from its transport's message limit, so no message is too big.
     max_replicate_bytes: int = 4 * 1024 * 1024
     max_inflight: int = 256
     mutations: frozenset[Mutation] = field(default_factory=frozenset)

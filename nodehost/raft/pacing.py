@@ -13,20 +13,34 @@ from __future__ import annotations
 from protos import raft_pb2 as pb
 
 from .core import RaftCore, Role
+from .messages import ENTRY_MEMORY_OVERHEAD, ENTRY_OVERHEAD
 
 # Kinds that do not count as activity for quiesce: a live idle shard makes them itself.
 _QUIET_TYPES: frozenset[int] = frozenset({pb.LOCAL_TICK, pb.QUIESCE, pb.RATE_LIMIT})
+# `in_mem_bytes` already counts ENTRY_OVERHEAD per entry.
+_EXTRA_PER_ENTRY = ENTRY_MEMORY_OVERHEAD - ENTRY_OVERHEAD
 
 
 class Pacing(RaftCore):
     # ------------------------------------------------------------------ rate limiting
 
     def rate_limited(self) -> bool:
-        return self.limiter.limited(self.log.in_mem_bytes())
+        return self.limiter.limited(self._in_mem_size())
+
+    def _in_mem_size(self) -> int:
+        """The memory the in-memory log holds: commands plus each entry's own cost."""
+        log = self.log
+        return log.in_mem_bytes() + len(log.mem) * _EXTRA_PER_ENTRY
 
     def _report_rate(self) -> bool:
         if self.leader_id and self.leader_id != self.replica_id:
-            self._send(pb.RATE_LIMIT, self.leader_id, hint=self.log.in_mem_bytes())
+            size = self._in_mem_size()
+            if size == 0 and self.limiter.last_report == 0:
+                # Nothing to tell, again: an idle shard sends no reports (the limit is
+                # on by default, and a host may run thousands of idle shards).
+                return False
+            self.limiter.last_report = size
+            self._send(pb.RATE_LIMIT, self.leader_id, hint=size)
             return True
         return False
 

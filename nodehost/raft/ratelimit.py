@@ -1,9 +1,10 @@
 """Rate limiting by the size of the in-memory log (dragonboat's MaxInMemLogSize).
 
 Rules:
-- Enabled when `max_bytes` > 0. The size that counts is the largest of this replica's
-  in-memory, not yet applied entries and, on a leader, the sizes its followers
-  reported within the last `3 * period` ticks: a slow follower limits the shard.
+- Enabled when `max_bytes` > 0. The size that counts is the largest of the memory
+  this replica's in-memory, not yet applied entries hold (pacing.py sizes it) and, on
+  a leader, the sizes its followers reported within the last `3 * period` ticks: a
+  slow follower limits the shard.
 - Limited once that size passes max_bytes; released only below 70% of it, and the
   state changes at most once per `period` ticks, so proposals do not flap.
 - A follower also honours the leader's verdict (sent back in RATE_LIMIT), so a
@@ -23,6 +24,7 @@ class RateLimiter:
         "_follower_sizes",
         "_leader_limited_at",
         "_limited",
+        "last_report",
         "max_bytes",
         "period",
         "tick_count",
@@ -36,6 +38,7 @@ class RateLimiter:
         self._changed_at = -self.period
         self._follower_sizes: dict[int, tuple[int, int]] = {}
         self._leader_limited_at = -1
+        self.last_report = 0  # the size this follower last reported to its leader
 
     @property
     def enabled(self) -> bool:
@@ -56,6 +59,7 @@ class RateLimiter:
         """Leadership changed: reports and verdicts about the old one are void."""
         self._follower_sizes.clear()
         self._leader_limited_at = -1
+        self.last_report = -1  # the new leader hears our size at the next report
 
     def limited(self, own_size: int) -> bool:
         if self.max_bytes <= 0:

@@ -24,11 +24,13 @@ from protos import raft_pb2 as pb
 from .config import Mutation
 from .core import RaftCore, Role
 from .logreader import CompactedError
+from .messages import ENTRY_OVERHEAD
 from .progress import Progress, ProgressState
 from .quorum import committed_index
 
 CONFIG_CHANGE = pb.CONFIG_CHANGE
 _TYPE = attrgetter("type")
+_CMD = attrgetter("cmd")
 
 
 class ProposalResult(IntEnum):
@@ -52,14 +54,15 @@ class Replication(RaftCore):
         if role is Role.LEADER:
             return self._leader_propose(entries)
         if self.leader_id and role is not Role.CANDIDATE and role is not Role.PRE_CANDIDATE:
-            m = pb.Message(
-                type=pb.PROPOSE_FORWARD,
-                to=self.leader_id,
-                from_id=self.replica_id,
-                shard_id=self.shard_id,
-            )
-            m.entries.extend(entries)
-            self.msgs.append(m)
+            for part in _by_bytes(entries, self.config.max_replicate_bytes):
+                m = pb.Message(
+                    type=pb.PROPOSE_FORWARD,
+                    to=self.leader_id,
+                    from_id=self.replica_id,
+                    shard_id=self.shard_id,
+                )
+                m.entries.extend(part)
+                self.msgs.append(m)
             return ProposalResult.FORWARDED
         self.dropped_entries.extend(entries)
         return ProposalResult.DROPPED
@@ -440,6 +443,27 @@ class Replication(RaftCore):
         self.membership.CopyFrom(snapshot.membership)
         self._membership_changed()
         return True
+
+
+def _by_bytes(entries: list[pb.Entry], max_bytes: int) -> list[list[pb.Entry]]:
+    """Cut a batch into runs of at most `max_bytes` (sized as the log sizes them; a
+    bigger entry goes alone), so that what a follower forwards in one pass never makes
+    a message the transport must refuse."""
+    total = sum(map(len, map(_CMD, entries))) + ENTRY_OVERHEAD * len(entries)
+    if total <= max_bytes:
+        return [entries]
+    parts: list[list[pb.Entry]] = []
+    part: list[pb.Entry] = []
+    size = 0
+    for e in entries:
+        n = len(e.cmd) + ENTRY_OVERHEAD
+        if part and size + n > max_bytes:
+            parts.append(part)
+            part, size = [], 0
+        part.append(e)
+        size += n
+    parts.append(part)
+    return parts
 
 
 def _for_witness(entries: list[pb.Entry]) -> list[pb.Entry]:

@@ -419,14 +419,20 @@ class Connection:
             streaming.drain()
 
     def _statement(
-        self, sql: str, info: Scan, values: tuple[codec.Value, ...], consistency: str | None
+        self,
+        sql: str,
+        info: Scan,
+        values: tuple[codec.Value, ...],
+        consistency: str | None,
+        implicit: bool = True,
     ) -> codec.Response:
-        """Send one statement, with an implicit BEGIN first when sqlite3 would."""
+        """Send one statement, with an implicit BEGIN first when sqlite3 would (never
+        for a script's statements: executescript leaves transactions to the script)."""
         if self._transaction_lost:
             raise self._lose_transaction(self._transaction_lost)
         if info.keyword in ("BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"):
             return self._transaction_statement(sql, info, values)
-        if self._isolation_level is not None and not self._in_transaction and info.dml:
+        if implicit and self._isolation_level is not None and not self._in_transaction and info.dml:
             self._transaction_statement(f"BEGIN {self._isolation_level}".strip(), scan("BEGIN"))
         if self._in_transaction:
             return self._send(sql, info, values, channel.Resend.NEVER)
@@ -704,7 +710,7 @@ class Cursor:
         self._reset()
         for statement in split(script):
             info = scan(statement)
-            answer = connection._statement(statement, info, _bind(info, ()), None)
+            answer = connection._statement(statement, info, _bind(info, ()), None, implicit=False)
             if isinstance(answer, codec.RowsResponse):
                 _Rows(connection, answer).drain()
         return self

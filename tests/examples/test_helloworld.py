@@ -3,6 +3,10 @@
 Three (then four) real processes in one working directory, on ports picked free: type in
 one and see it on all, stop one and go on, stop two and see the timeout, restart and see
 the replay from the latest snapshot, add and remove replica 4, quit every way there is.
+
+The README walk (test_readme.py) takes every one of these steps in CI, through `uv run`
+as the README writes them; this variant runs the installed command directly, and only
+with --run-slow, to keep CI within its time.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from helloworld_cluster import (
 )
 from pty_terminal import CTRL_C, CTRL_D, Terminal
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

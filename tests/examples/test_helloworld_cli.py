@@ -52,7 +52,7 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout == f"node address: {address}\n"
     assert done.stderr.startswith(
-        f"cannot start the NodeHost: listen_address: cannot listen on {address}"
+        f"cannot start replica 1: listen_address: cannot listen on {address}"
     )
     assert done.stderr.count("\n") == 1  # gRPC's own copy of the error stays quiet
 
@@ -81,7 +81,7 @@ def test_an_unknown_state_in_the_data_directory_is_one_clear_line(
             (node1 / "logdb" / name).write_text("junk\n")
     done = run(tmp_path, "-replicaid", "1", addresses=local_addresses())
     assert done.returncode == 1, done.stderr
-    assert done.stderr.startswith("cannot start the NodeHost: ")
+    assert done.stderr.startswith("cannot start replica 1: ")
     assert message in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -183,6 +183,10 @@ def test_killed_leader_is_replaced_and_catches_up(cluster: Cluster) -> None:
         reply = survivor.put("after-kill", "written", "?timeout=2")
         attempts.append(reply.status)
         assert reply.status in (200, 503), reply
+        if reply.status == 503:  # two of three are up: a failover, not a lost quorum
+            error = reply.json()["error"]
+            assert "leader changing" in error and "quorum" not in error, error
+            assert reply.headers.get("Retry-After") == "1"
         return reply.status == 200
 
     wait_for("a write after the leader's crash", write, timeout=60)

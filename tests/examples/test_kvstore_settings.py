@@ -142,16 +142,85 @@ def test_state_dir_remembers_whose_it_is(tmp_path: Path) -> None:
         (["--store", "disk"], "STORE=memory"),
         (["--shards", "2"], "SHARDS=1"),
     ):
-        with pytest.raises(StateDirError, match=flag):
+        with pytest.raises(StateDirError, match=f"{flag}, not .*: start with --"):
             claim(load_settings(argv, env))
 
 
 def test_state_dir_with_foreign_data_is_refused(tmp_path: Path) -> None:
     (tmp_path / "n1" / "nodehost").mkdir(parents=True)
-    with pytest.raises(StateDirError, match="refusing to guess"):
+    with pytest.raises(StateDirError, match=r"whose it is cannot be told; delete .*n1 to start"):
         claim(load_settings([], {"STATE_DIR": str(tmp_path / "n1")}))
+
+
+def test_the_one_node_data_refuses_a_three_node_start_and_says_to_delete_it(
+    tmp_path: Path,
+) -> None:
+    """The README's first two steps: `example-kvstore` alone, then node 1 of three over
+    the same ./kvstore-data/1. The data belongs to another cluster; the fix is named."""
+    env = {"STATE_DIR": str(tmp_path / "kvstore-data" / "1")}
+    claim(load_settings([], env))
+    three = [
+        "--id", "1", "--api", "127.0.0.1:11001", "--db", "127.0.0.1:12001",
+        "--peers", "1@127.0.0.1:12001,2@127.0.0.1:12002,3@127.0.0.1:12003",
+    ]  # fmt: skip
+    with pytest.raises(StateDirError) as refused:
+        claim(load_settings(three, env))
+    message = str(refused.value)
+    assert "first started with PEERS=1@127.0.0.1:12000, not PEERS=1@127.0.0.1:12001," in message
+    assert f"delete {tmp_path / 'kvstore-data' / '1'} to start this node over" in message
+
+
+def test_a_changed_raft_address_or_role_is_refused_with_the_fix(tmp_path: Path) -> None:
+    env = {"STATE_DIR": str(tmp_path / "n4")}
+    joiner = ["--id", "4", "--db", "127.0.0.1:12004", "--join", "127.0.0.1:11001"]
+    claim(load_settings(joiner, env))
+    claim(load_settings(joiner, env))  # the same again: fine
+    moved = ["--id", "4", "--db", "127.0.0.1:12999", "--join", "127.0.0.1:11001"]
+    with pytest.raises(StateDirError, match=r"at Raft address 127.0.0.1:12004, not .*--db 127"):
+        claim(load_settings(moved, env))
+    founder = ["--id", "4", "--peers", "4@127.0.0.1:12004,5@127.0.0.1:12005"]
+    with pytest.raises(StateDirError, match="joined its cluster with --join"):
+        claim(load_settings(founder, env))
+    restart = ["--id", "4", "--db", "127.0.0.1:12004"]  # no --peers, no --join: the log knows
+    claim(load_settings(restart, env))
+
+
+def test_an_identity_file_of_an_earlier_version_is_still_accepted(tmp_path: Path) -> None:
+    (tmp_path / "n1").mkdir()
+    (tmp_path / "n1" / "kvstore.json").write_text('{"node_id": 1, "store": "memory", "shards": 1}')
+    claim(load_settings(["--db", "127.0.0.1:12345"], {"STATE_DIR": str(tmp_path / "n1")}))
+
+
+def test_join_must_name_another_node() -> None:
+    with pytest.raises(SettingsError, match="own HTTP address"):
+        load_settings(["--id", "4", "--api", "127.0.0.1:11004", "--join", "127.0.0.1:11004"], {})
 
 
 def test_bad_settings_exit_2_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--store", "redis"], {}) == 2
     assert "not one of memory, disk" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("max_value", ["16", "4194304", str(64 * 1024 * 1024)])
+def test_the_largest_value_fits_in_one_message_and_the_bounds(
+    max_value: str, tmp_path: Path
+) -> None:
+    """A compare-and-set of two MAX_VALUE_BYTES values is one command: the NodeHost
+    must accept it (max_entry_size), carry it in one frame (max_message_size) and let
+    two of them wait (the replica's bounds), or a large value would wedge its shard."""
+    from examples.kvstore.main import max_entry_size, nodehost_config, replica_config
+    from nodehost import NodeHost
+    from nodehost.limits import largest_entry
+    from tests.host.cluster import free_ports
+
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+    s = load_settings(["--max-value-bytes", max_value, "--db", address], {})
+    entry = max_entry_size(s)
+    assert entry >= 2 * int(max_value)
+    config = nodehost_config(s, str(tmp_path / "nh"))  # validates: InvalidConfig otherwise
+    assert config.max_entry_size == entry
+    assert largest_entry(config.max_message_size, "x" * 1024 + ":65535", 0) >= entry
+    replica = replica_config(s, 1)
+    assert replica.max_in_mem_log_size >= 2 * entry
+    assert replica.max_pending_proposal_bytes >= 2 * entry
+    NodeHost(config).close()  # the transport takes the limit

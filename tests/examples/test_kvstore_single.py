@@ -27,7 +27,13 @@ def test_one_node_starts_bare_spreads_keys_and_restarts(
     try:
         node.wait_healthy()
         identity = node.dir / "kvstore-data" / "1" / "kvstore.json"
-        assert json.loads(identity.read_text()) == {"node_id": 1, "store": "memory", "shards": 3}
+        assert json.loads(identity.read_text()) == {
+            "node_id": 1,
+            "store": "memory",
+            "shards": 3,
+            "raft_addr": node.raft_addr,
+            "peers": f"1@{node.raft_addr}",
+        }
 
         keys = [f"key-{i}" for i in range(30)]
         for i, key in enumerate(keys):

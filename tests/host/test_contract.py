@@ -279,7 +279,7 @@ def test_every_exported_error_and_code_is_produced_by_a_test() -> None:
 
 
 # Fields whose use lives in another part of the work on this issue (see its notes).
-NOT_YET_READ = {"max_receive_queue_size"}
+NOT_YET_READ: set[str] = set()
 
 
 @pytest.mark.parametrize("settings", [Config, NodeHostConfig], ids=lambda c: c.__name__)

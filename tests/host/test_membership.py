@@ -26,6 +26,12 @@ def test_add_a_replica_that_joins_then_remove_it(cluster: Cluster) -> None:
     m = host.sync_get_shard_membership(1, timeout=5)
     assert set(m.nodes) == {1, 2, 3} and 4 in m.removed
     assert new.stale_read(1, "gone") is None
+    # The removed replica is told (the leader's last word) and says so.
+    wait_for(
+        lambda: new.get_node_host_info().shard_info_list[0].is_removed,
+        what="replica 4 to know it was removed",
+    )
+    assert not any(s.is_removed for s in host.get_node_host_info().shard_info_list)
     # A removed id never comes back.
     with pytest.raises(Rejected, match="removed"):
         host.sync_request_add_replica(1, 4, cluster.addresses[4], 0, timeout=5)

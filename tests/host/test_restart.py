@@ -97,3 +97,19 @@ def test_removed_data_cannot_start_again(cluster: Cluster) -> None:
     with pytest.raises(ReplicaRemoved):
         cluster.start_replica(other, 1, {}, False)
     wait_for(lambda: host.sync_read(1, "x", 5) is None, what="shard serves without it")
+
+
+def test_a_joiner_stopped_before_it_heard_from_the_leader_restarts(cluster: Cluster) -> None:
+    """Started with join=True, closed before the shard added it (so its log is empty),
+    then restarted with the restart arguments: it still waits to be reached and catches
+    up once added, instead of failing for want of initial members."""
+    cluster.start_shard(1, members=[1, 2, 3])
+    leader = cluster.host(cluster.leader(1))
+    propose_retrying(leader, 1, encode("put", "before", 1))
+    cluster.add_host(4)
+    cluster.start_replica(4, 1, {}, True)
+    newcomer = cluster.restart(4)
+    cluster.start_replica(4, 1, {}, False)  # as a restart: the record says it joined
+    leader.sync_request_add_replica(1, 4, cluster.addresses[4], 0, timeout=5)
+    wait_for(lambda: newcomer.stale_read(1, "before") == 1, what="replica 4 caught up")
+    assert set(leader.sync_get_shard_membership(1, 5).nodes) == {1, 2, 3, 4}

@@ -7,11 +7,12 @@ from nodehost.raft.ratelimit import RateLimiter
 from .network import Network
 
 ELECTION = 10
-CMD = b"x" * 40  # 64 bytes with the per-entry overhead
+CMD = b"x" * 40  # 552 bytes of memory with an entry's own (ENTRY_MEMORY_OVERHEAD)
+LIMIT = 10_000  # 20 entries pass it
 
 
 def limited_cluster(seed: int, slow: int) -> Network:
-    net = Network.of(3, seed=seed, max_in_mem_log_size=1000)
+    net = Network.of(3, seed=seed, max_in_mem_log_size=LIMIT)
     net.elect(1)
     net.nodes[slow].hold_applied = True
     for _ in range(20):
@@ -41,11 +42,11 @@ def test_limiting_ends_below_seventy_percent() -> None:
     assert peer.rate_limited()
     log = peer.raft.log
     # Apply until about 80% of the limit is left: still limited (hysteresis).
-    keep = 12  # 12 * 64 = 768 bytes
+    keep = 15  # 15 * 552 = 8,280 bytes
     peer.applied_to(log.last_index() - keep)
     net.tick(ticks=ELECTION)
     assert peer.rate_limited()
-    peer.applied_to(log.last_index() - 5)  # 320 bytes: under 70% of 1000
+    peer.applied_to(log.last_index() - 5)  # 2,760 bytes: under 70% of 10,000
     net.tick(ticks=ELECTION)
     assert not peer.rate_limited()
 
@@ -76,3 +77,23 @@ def test_stale_follower_reports_are_forgotten() -> None:
     for _ in range(31):
         rl.tick()
     assert not rl.limited(0)
+
+
+def test_an_idle_follower_sends_no_reports() -> None:
+    net = Network.of(3, seed=5, max_in_mem_log_size=LIMIT, trace=True)
+    net.elect(1)
+    net.propose(1, CMD)
+    net.stabilize()
+    net.tick(ticks=2 * ELECTION)  # each follower tells its (empty) log once
+    assert net.trace is not None
+    net.trace.clear()
+    net.tick(ticks=5 * ELECTION)
+    assert not [line for line in net.trace if "RATE_LIMIT" in line]
+    # Busy again: the reports come back.
+    net.nodes[2].hold_applied = True
+    for _ in range(20):
+        net.propose(1, CMD)
+    net.stabilize()
+    net.tick(ticks=ELECTION)
+    assert [line for line in net.trace if line.startswith("2->1 RATE_LIMIT")]
+    assert net.peer(1).rate_limited()

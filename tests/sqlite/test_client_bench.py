@@ -26,9 +26,11 @@ def test_the_client_benchmark_prints_its_figures() -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "nodehost.sqlite.connect -> 3 nodehost members (fsync on)"
     figure = r"p50 +[\d.]+ ms  p99 +[\d.]+ ms +\d+ ops/s  0 failed"
-    for line, load in zip(
-        lines[1:4],
-        ["sequential INSERT, 1 client", "INSERT, 2 clients", "point SELECT \\(strong\\), 1 client"],
-        strict=True,
-    ):
+    loads = [
+        "sequential INSERT, 1 client",
+        "INSERT, 2 clients",
+        "point SELECT \\(strong\\), 1 client",
+        "point SELECT \\(weak\\), 1 client",
+    ]
+    for line, load in zip(lines[1:5], loads, strict=True):
         assert re.fullmatch(rf"  {load} +{figure}", line), line

@@ -180,8 +180,11 @@ def test_transactions_and_savepoints(cluster: WireCluster) -> None:
         conn.execute("INSERT INTO s VALUES (100)")
         raise client.IntegrityError("rolled back by the with block")
     assert conn.execute("SELECT sum(v) FROM s").fetchone() == (13,)
+    conn.execute("INSERT INTO s VALUES (5)")
+    assert conn.in_transaction  # isolation_level "": an implicit transaction
     conn.executescript("INSERT INTO s VALUES (20); INSERT INTO s VALUES (30);")
-    assert conn.execute("SELECT sum(v) FROM s").fetchone() == (63,)
+    assert not conn.in_transaction  # committed first; the script's writes are autocommit
+    assert conn.execute("SELECT sum(v) FROM s").fetchone() == (68,)
     conn.close()
 
 

@@ -29,21 +29,27 @@ class FakeMember:
         self.listener.listen(8)
         self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.connections: list[socket.socket] = []
+        self.closed = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def close(self) -> None:
-        self.listener.close()
+        self.closed = True
         for connection in self.connections:
             connection.close()
         self.thread.join(timeout=5)
+        self.listener.close()
 
     def _serve(self) -> None:
-        while True:
+        self.listener.settimeout(0.05)  # closing a socket does not wake a blocked accept()
+        while not self.closed:
             try:
                 connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            connection.settimeout(None)
             self.connections.append(connection)
             threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
 

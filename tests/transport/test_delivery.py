@@ -164,6 +164,31 @@ def test_a_message_above_max_message_size_is_dropped(setup: tuple[str, str]) -> 
     )
 
 
+def test_frames_stay_within_max_message_size_whatever_batch_bytes_says(
+    setup: tuple[str, str],
+) -> None:
+    async def body(p: Pair) -> None:
+        burst = []
+        for i in range(12):  # ~240 KiB queued at once: one frame would be ~4x the limit
+            m = heartbeat(term=i + 1)
+            m.entries.add(cmd=b"x" * 20_000)
+            burst.append(m)
+        p.a.send(burst)
+        await eventually(lambda: len(p.hb.messages) == 12)
+        assert [m.term for m in p.hb.messages] == list(range(1, 13))
+        assert p.a.stats.dropped == 0
+        assert not p.b.stats.rejected
+        assert p.a.stats.batches_sent >= 4  # 64 KiB holds three of them
+
+    scenario(
+        setup,
+        body,
+        max_message_size=64 * 1024,
+        batch_bytes=1 << 20,
+        snapshot_chunk_size=1024,
+    )
+
+
 def test_a_peer_that_is_down_is_reported_then_found_when_it_starts(setup: tuple[str, str]) -> None:
     kind, loop = setup
 

@@ -50,7 +50,9 @@ def test_config_rejects_bad_fields(fields: dict[str, object], complaint: str) ->
 def test_config_defaults_bound_everything() -> None:
     c = TransportConfig("[::1]:5000", "", 3)
     assert c.bind_address == "[::1]:5000"
-    assert c.send_queue_bytes == DEFAULT_SEND_QUEUE_BYTES
+    assert c.send_queue_bytes == 2 * c.max_message_size  # two of the largest frames
+    small = TransportConfig("h:1", "", 3, max_message_size=64 * 1024, snapshot_chunk_size=1024)
+    assert small.send_queue_bytes == DEFAULT_SEND_QUEUE_BYTES
     assert TransportConfig("h:1", "0.0.0.0:2", 3, max_send_queue_size=10).send_queue_bytes == 10
 
 
