@@ -175,6 +175,8 @@ class Client:
                     f"{self.target} presented a certificate with fingerprint {exc.seen}, "
                     f"not the cluster's ({self._pin}): refusing to talk to it"
                 ) from None
+            except (ssl.SSLEOFError, ConnectionResetError) as exc:
+                raise self._cut_off(exc) from None
             except ssl.SSLError as exc:
                 raise self._tls_error(exc) from None
             except FileNotFoundError:
@@ -205,6 +207,28 @@ class Client:
         assert self._address is not None and self._context is not None
         host, port = check_address(self._address)
         return _PinnedConnection(host.strip("[]"), port, self._context, self._pin, timeout)
+
+    def _cut_off(self, exc: OSError) -> ClusterError:
+        """The member hung up. A daemon's listener refuses an untrusted certificate by
+        closing the connection in the handshake (asyncio drops TLS's alert), so when it
+        still lets in a caller without a certificate, ours is what it refused."""
+        if self._pin is not None or self._address is None or self._socket_path is not None:
+            return Unreachable(f"{self.target} closed the connection: {exc}")
+        host, port = check_address(self._address)
+        try:
+            probe = _PinnedConnection(
+                host.strip("[]"), port, unverified_client_context(), None, 5.0
+            )
+            try:
+                probe.connect()
+            finally:
+                probe.close()
+        except (OSError, ssl.SSLError):
+            return Unreachable(f"{self.target} closed the connection: {exc}")
+        return Forbidden(
+            f"{self.target} does not trust this member's certificate "
+            "(the member is not, or no longer, in its cluster)"
+        )
 
     def _tls_error(self, exc: ssl.SSLError) -> ClusterError:
         text = str(exc)

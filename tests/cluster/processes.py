@@ -8,6 +8,7 @@ lingers); the `daemons` fixture stops whatever a test left running.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,34 +26,45 @@ BIN = Path(sys.executable).parent
 T = TypeVar("T")
 
 
-def free_addresses(count: int) -> list[str]:
-    """Member addresses whose port, port + 1000 and port + 2000 are all free now."""
+def free_addresses(count: int, *, digits: int = 5) -> list[str]:
+    """Member addresses whose port, port + 1000 and port + 2000 are all free now.
+
+    Ports are drawn below the kernel's ephemeral range, where no outgoing connection
+    (of this test or another) takes one between the pick and the daemon's bind, and
+    never twice in one test run, so a stopped member's port stays its own for its
+    restart. `digits` 4 keeps addresses as long as the README's (127.0.0.1:9001)."""
+    low, high = (2000, 7999) if digits == 4 else (10000, max(20000, _EPHEMERAL_START - 2001))
     found: list[str] = []
-    held: list[socket.socket] = []
+    for _ in range(10_000):
+        if len(found) == count:
+            return found
+        port = random.randint(low, high)
+        if port in _HANDED_OUT:
+            continue
+        if all(_bindable(port + offset) for offset in (0, DATABASE_PORT_OFFSET, RAFT_PORT_OFFSET)):
+            _HANDED_OUT.add(port)
+            found.append(f"127.0.0.1:{port}")
+    raise AssertionError(f"found only {len(found)} of {count} free member addresses")
+
+
+def _ephemeral_start() -> int:
     try:
-        while len(found) < count:
-            sockets = []
-            base = socket.socket()
-            base.bind(("127.0.0.1", 0))
-            sockets.append(base)
-            port = base.getsockname()[1]
-            ok = port + RAFT_PORT_OFFSET < 65536
-            for offset in (DATABASE_PORT_OFFSET, RAFT_PORT_OFFSET):
-                if not ok:
-                    break
-                extra = socket.socket()
-                sockets.append(extra)
-                try:
-                    extra.bind(("127.0.0.1", port + offset))
-                except OSError:
-                    ok = False
-            held += sockets
-            if ok:
-                found.append(f"127.0.0.1:{port}")
-    finally:
-        for s in held:
-            s.close()
-    return found
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_START = _ephemeral_start()
+_HANDED_OUT: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str) -> T:
