@@ -1,9 +1,11 @@
 """Cluster tests: the `daemons` fixture starts daemon processes and stops them all (by
-PID) when the test ends; a failing test shows their logs."""
+PID) when the test ends, `module_daemons` when the module's last test ends (for the
+modules whose tests take one cluster through several steps); a failing test shows the
+logs of its daemons."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,15 @@ def daemons(tmp_path: Path) -> Generator[Daemons, None, None]:
         group.stop_all()
 
 
+@pytest.fixture(scope="module")
+def module_daemons(tmp_path_factory: pytest.TempPathFactory) -> Generator[Daemons, None, None]:
+    group = Daemons(tmp_path_factory.mktemp("daemons"))
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -51,7 +62,9 @@ def pytest_runtest_makereport(
     outcome = yield
     report = outcome.get_result()
     if report.failed and report.when in ("setup", "call"):
-        group = getattr(item, "funcargs", {}).get("daemons")
-        logs: Callable[[], str] | None = getattr(group, "logs", None)
-        if logs is not None:
-            report.sections.append(("daemon logs", logs()))
+        groups: list[Daemons] = []
+        for value in getattr(item, "funcargs", {}).values():
+            group = value if isinstance(value, Daemons) else getattr(value, "daemons", None)
+            if isinstance(group, Daemons) and group not in groups:
+                groups.append(group)
+                report.sections.append(("daemon logs", group.logs()))

@@ -16,6 +16,7 @@ class Node:
     name: str
     address: str
     process: DaemonProcess
+    token: str | None = None  # the join token it was admitted with (used up)
 
     @property
     def client(self) -> Client:
@@ -37,8 +38,8 @@ def form(count: int, start: Callable[[str], DaemonProcess]) -> list[Node]:
         node.process.wait_answering()
     nodes[0].client.bootstrap(nodes[0].name, nodes[0].address)
     for node in nodes[1:]:
-        token = nodes[0].client.add_token(node.name)
-        node.client.join(node.name, node.address, token)
+        node.token = nodes[0].client.add_token(node.name)
+        node.client.join(node.name, node.address, node.token)
     wait_for(
         lambda: all(
             m["status"] == "ONLINE" and m["role"] != "PENDING" for m in nodes[0].members().values()
