@@ -61,6 +61,13 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
         assert "--expire-after" in printed
 
 
+def row_role(csv_row: str) -> str:
+    """A joiner is PENDING until the next heartbeat gives it its role."""
+    role = csv_row.split(",")[2]
+    assert role in ("voter", "PENDING"), csv_row
+    return role
+
+
 def test_a_daemon_that_is_not_running(tmp_path: Path) -> None:
     fails(
         ctl(tmp_path / "nothing", "cluster", "list"), "the daemon is not running", "control.socket"
@@ -174,6 +181,11 @@ def test_bad_input_changes_nothing(daemons: Daemons) -> None:
     )
     assert [m["name"] for m in members] == ["mc1", "mc2"]
     assert members[0]["certificate"].startswith("-----BEGIN CERTIFICATE-----\n")
+    rows = ok(ctl(directory, "cluster", "list", "--format", "csv")).splitlines()
+    assert [row.split(",")[:3] for row in rows] == [
+        ["mc1", mc1_address, "voter"],
+        ["mc2", mc2_address, row_role(rows[1])],
+    ]
 
     # SQL: errors name the problem, and a failing batch applies nothing
     fails(ctl(directory, "sql", "SELEC 1"), 'near "SELEC": syntax error')
