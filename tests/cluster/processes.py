@@ -7,6 +7,8 @@ lingers); the `daemons` fixture stops whatever a test left running.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 import signal
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from examples.microcluster import microctl
 from nodehost.cluster import Client, ClusterError
 from nodehost.cluster.names import DATABASE_PORT_OFFSET, RAFT_PORT_OFFSET
 
@@ -183,6 +186,22 @@ def ctl(
         text=True,
         timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def ctl_here(state_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """example-microctl's main() in this process: the installed command's parser, client
+    and output, against the real daemon, without a process start apiece (each costs most
+    of a second of CPU in CI; `ctl` runs the installed command where that is the point)."""
+    out, err = io.StringIO(), io.StringIO()
+    command = ["--state-dir", str(state_dir), *arguments]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = microctl.main(command)
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(
+        ["example-microctl", *command], code, out.getvalue(), err.getvalue()
     )
 
 

@@ -1,5 +1,10 @@
-"""example-microctl and example-microd as a user runs them: --help everywhere, and bad
-input answered with "Error: ..." (exit 1) while nothing is left half-done."""
+"""example-microctl and example-microd: --help everywhere, and bad input answered with
+"Error: ..." (exit 1) while nothing is left half-done. The installed commands run as
+processes where their wiring is the point (help, a daemon not running, init, shutdown,
+a second daemon on one directory); the other calls run the command's main() in this
+process (`ctl_here`: the same parser, client and output, against the real daemons), as
+the README's tutorial (tests/examples/test_readme_cluster.py) runs every step as a
+process already."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from examples.microcluster import microctl, microd
 from nodehost.cluster import BadRequest, Conflict, JoinToken, NotFound, Unavailable
 from tests.cluster.conftest import Daemons
 from tests.cluster.forming import Node
-from tests.cluster.processes import BIN, ROOT, ctl, fails, free_addresses, ok
+from tests.cluster.processes import BIN, ROOT, ctl, ctl_here, fails, free_addresses, ok
 
 SUBCOMMANDS = [
     ["init"],
@@ -72,7 +77,7 @@ def test_a_daemon_that_is_not_running(tmp_path: Path) -> None:
     fails(
         ctl(tmp_path / "nothing", "cluster", "list"), "the daemon is not running", "control.socket"
     )
-    fails(ctl(tmp_path / "nothing", "extended", "127.0.0.1:1"), "holds no cluster membership")
+    fails(ctl_here(tmp_path / "nothing", "extended", "127.0.0.1:1"), "holds no cluster membership")
 
 
 def test_bad_daemon_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,7 +117,8 @@ def test_bad_input_changes_nothing(daemons: Daemons) -> None:
 
     # init mistakes, each leaving the daemon uninitialized
     fails(
-        ctl(directory, "init", "c/1", mc1_address, "--bootstrap"), "member name 'c/1' is not valid"
+        ctl_here(directory, "init", "c/1", mc1_address, "--bootstrap"),
+        "member name 'c/1' is not valid",
     )
     with pytest.raises(BadRequest, match="is not host:port"):
         client.bootstrap("mc1", "nowhere")
@@ -138,23 +144,23 @@ def test_bad_input_changes_nothing(daemons: Daemons) -> None:
     # the last voter stays, even with --force
     with pytest.raises(Conflict, match="last member and its last voter"):
         client.remove_member("mc1")
-    fails(ctl(directory, "cluster", "remove", "mc1", "--force"), "last voter")
+    fails(ctl_here(directory, "cluster", "remove", "mc1", "--force"), "last voter")
     assert [(m["name"], m["role"]) for m in client.members()] == [("mc1", "voter")]
     fails(
-        ctl(directory, "init", "mc1", mc1_address, "--bootstrap"),
+        ctl_here(directory, "init", "mc1", mc1_address, "--bootstrap"),
         "already initialized as member 'mc1'",
     )
-    token = ok(ctl(directory, "tokens", "add", "mc2")).strip()
+    token = ok(ctl_here(directory, "tokens", "add", "mc2")).strip()
     with pytest.raises(Conflict, match="already initialized"):
         client.join("mc2", mc2_address, token)
-    fails(ctl(directory, "tokens", "add", "bad_name"), "token name 'bad_name' is not valid")
+    fails(ctl_here(directory, "tokens", "add", "bad_name"), "token name 'bad_name' is not valid")
     with pytest.raises(BadRequest, match="is not a duration"):
         client.add_token("mc5", expire_after="soon")
     with pytest.raises(NotFound, match="no join token for 'nobody'"):
         client.revoke_token("nobody")
     with pytest.raises(NotFound, match="no member named 'nobody'"):
         client.remove_member("nobody")
-    tokens = json.loads(ok(ctl(directory, "tokens", "list", "--format", "json")))
+    tokens = json.loads(ok(ctl_here(directory, "tokens", "list", "--format", "json")))
     assert [t["name"] for t in tokens] == ["mc2"] and tokens[0]["expires_at"].endswith("Z")
 
     # members unreachable during a join: every one listed is tried, in order
@@ -163,7 +169,7 @@ def test_bad_input_changes_nothing(daemons: Daemons) -> None:
     real = JoinToken.decode(token)
     unreachable = dataclasses.replace(real, join_addresses=(dead,)).encode()
     message = fails(
-        ctl(node2.process.state_dir, "init", "mc2", mc2_address, "--token", unreachable),
+        ctl_here(node2.process.state_dir, "init", "mc2", mc2_address, "--token", unreachable),
         "could not join through any member",
         dead,
         "nothing was changed",
@@ -177,18 +183,18 @@ def test_bad_input_changes_nothing(daemons: Daemons) -> None:
     detour = dataclasses.replace(real, join_addresses=(dead, mc1_address)).encode()
     node2.client.join("mc2", mc2_address, detour)
     members = yaml.safe_load(
-        ok(ctl(node2.process.state_dir, "cluster", "list", "--format", "yaml"))
+        ok(ctl_here(node2.process.state_dir, "cluster", "list", "--format", "yaml"))
     )
     assert [m["name"] for m in members] == ["mc1", "mc2"]
     assert members[0]["certificate"].startswith("-----BEGIN CERTIFICATE-----\n")
-    rows = ok(ctl(directory, "cluster", "list", "--format", "csv")).splitlines()
+    rows = ok(ctl_here(directory, "cluster", "list", "--format", "csv")).splitlines()
     assert [row.split(",")[:3] for row in rows] == [
         ["mc1", mc1_address, "voter"],
         ["mc2", mc2_address, row_role(rows[1])],
     ]
 
     # SQL: errors name the problem, and a failing batch applies nothing
-    fails(ctl(directory, "sql", "SELEC 1"), 'near "SELEC": syntax error')
+    fails(ctl_here(directory, "sql", "SELEC 1"), 'near "SELEC": syntax error')
     with pytest.raises(BadRequest, match="no such table: missing"):
         client.sql("SELECT * FROM missing")
     with pytest.raises(BadRequest, match="the query is empty"):
@@ -206,13 +212,15 @@ def test_bad_input_changes_nothing(daemons: Daemons) -> None:
     client.sql("INSERT INTO extended_table (key, value) VALUES ('a', '1')")
     with pytest.raises(BadRequest, match=r"UNIQUE constraint failed: extended_table\.key"):
         client.sql("INSERT INTO extended_table (key, value) VALUES ('a', '2')")
-    schema = ok(ctl(node2.process.state_dir, "sql", ".schema"))
+    schema = ok(ctl_here(node2.process.state_dir, "sql", ".schema"))
     assert "CREATE TABLE core_cluster_members" in schema and "_nodehost_" not in schema
     dump = node2.client.sql(".dump")["dump"]
     assert dump.startswith("BEGIN TRANSACTION;")
     assert "INSERT INTO \"extended_table\" VALUES(1, 'a', '1');" in dump
 
     # the example's endpoint through the control socket, and a clean shutdown
-    assert ok(ctl(directory, "extended")).startswith(f'cluster member at address "{mc2_address}"')
+    assert ok(ctl_here(directory, "extended")).startswith(
+        f'cluster member at address "{mc2_address}"'
+    )
     ok(ctl(node2.process.state_dir, "shutdown"))
     assert node2.process.process is not None and node2.process.process.wait(60) == 0

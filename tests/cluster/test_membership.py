@@ -31,7 +31,7 @@ from nodehost.cluster.members import parse_time
 from nodehost.cluster.tokens import new_secret
 from tests.cluster.conftest import Daemons
 from tests.cluster.forming import Node, form, statuses
-from tests.cluster.processes import ctl, fails, free_addresses, ok, wait_for
+from tests.cluster.processes import ctl, ctl_here, fails, free_addresses, ok, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -379,7 +379,7 @@ def test_a_voter_removes_itself_and_can_join_again(cluster: Cluster) -> None:
     assert "pre_remove mc2 False" in mc2.hooks()
     for node in (mc1, cluster["mc3"], cluster["mc4"]):
         wait_for(lambda n=node: f"post_remove {n.name} False" in n.hooks(), 10.0, "post_remove")  # type: ignore[misc]
-    fails(ctl(mc2.process.state_dir, "cluster", "list"), "database is uninitialized")
+    fails(ctl_here(mc2.process.state_dir, "cluster", "list"), "database is uninitialized")
     wait_for(  # the stand-by takes the free vote
         lambda: sorted(r for r, _ in statuses(mc1).values()) == ["voter"] * 3,
         60.0,
@@ -404,9 +404,9 @@ def test_an_unreachable_member_needs_force_and_a_returning_one_resets(cluster: C
         mc1.client.remove_member("mc2")
     assert sorted(mc1.members()) == ["mc1", "mc2", "mc3", "mc4"]  # nothing changed
 
-    message = fails(ctl(mc3.process.state_dir, "cluster", "remove", "mc2"), "use --force")
+    message = fails(ctl_here(mc3.process.state_dir, "cluster", "remove", "mc2"), "use --force")
     assert "Nothing was changed" in message
-    ok(ctl(mc3.process.state_dir, "cluster", "remove", "mc2", "--force"))
+    ok(ctl_here(mc3.process.state_dir, "cluster", "remove", "mc2", "--force"))
     assert sorted(mc1.members()) == ["mc1", "mc3", "mc4"]
     before = mc1.client.sql("SELECT count(*) FROM t1")["results"][0]["rows"][0][0]
     assert mc3.client.request("POST", "/1.0/rows", {"value": "without mc2"}) == before + 1
