@@ -29,6 +29,7 @@ from nodehost.errors import (
 from nodehost.events import (
     ConnectionInfo,
     EntryInfo,
+    FailureInfo,
     IRaftEventListener,
     ISystemEventListener,
     LeaderInfo,
@@ -54,6 +55,7 @@ __all__ = [
     "ConnectionInfo",
     "DirectoryLocked",
     "EntryInfo",
+    "FailureInfo",
     "IRaftEventListener",
     "ISystemEventListener",
     "InvalidConfig",

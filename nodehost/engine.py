@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from logdb import ILogDB
+from logdb import ILogDB, StoreClosedError, WriteError
 from nodehost.errors import Closed, Timeout
 from nodehost.limits import DEFAULT_MAX_MESSAGE_SIZE
 from nodehost.metrics import Metrics
@@ -270,7 +270,11 @@ class Engine:
             node.last_tick = tick
             if node.quiesced:
                 ticks = 0
-            update = node.step_inputs(ticks)
+            try:
+                update = node.step_inputs(ticks)
+            except Exception as exc:
+                self._replica_raised(node, "stepping its core", exc)
+                continue
             if node.peer.quiesced is not node.quiesced:
                 node.quiesced = not node.quiesced
                 if node.quiesced:
@@ -281,42 +285,81 @@ class Engine:
                 work.append((node, update))
         if not work:
             return
-        transport = self.transport
-        for _, update in work:
+        for node, update in work:
             if update.replicate:
-                self._send(update.replicate)
+                try:
+                    self._send(update.replicate)
+                except Exception as exc:
+                    self._replica_raised(node, "sending", exc)
+        work = [(n, u) for n, u in work if n.failed is None]
         records = [u for _, u in work if u.state is not None or u.entries or u.snapshot]
         if self.lazy_saves is not None:  # MUTATION "ack-before-fsync" (test-only)
             records = self.lazy_saves.hold(work, records)
         if records:
             started = time.perf_counter()
-            if any(u.must_sync or u.entries or u.snapshot for u in records):
-                await self.loop.run_in_executor(self._io, self.logdb.save, records)
-            else:
-                # Only a commit index moved: an unsynced write of a few bytes costs less
-                # than the hop to the IO thread and back, which sits on the commit path.
-                self.logdb.save(records)
+            await self._save(records, {id(u): n for n, u in work})
             self.metrics.logdb_save(len(records), time.perf_counter() - started)
+            work = [(n, u) for n, u in work if n.failed is None]
         for node, update in work:
-            reader = node.log_reader
-            if update.snapshot is not None:
-                reader.apply_snapshot(update.snapshot)
-            if update.entries:
-                reader.append(update.entries)
-            if update.state is not None:
-                reader.set_state(update.state)
-        for _, update in work:
-            if update.messages:
-                self._send(update.messages)
+            try:
+                reader = node.log_reader
+                if update.snapshot is not None:
+                    reader.apply_snapshot(update.snapshot)
+                if update.entries:
+                    reader.append(update.entries)
+                if update.state is not None:
+                    reader.set_state(update.state)
+            except Exception as exc:
+                self._replica_raised(node, "reading back what it saved", exc)
+        for node, update in work:
+            if update.messages and node.failed is None:
+                try:
+                    self._send(update.messages)
+                except Exception as exc:
+                    self._replica_raised(node, "sending", exc)
         with batched_wakeups():  # reads released by this pass wake each loop once
             for node, update in work:
-                if node.stopped:
+                if node.stopped or node.failed is not None:
                     continue
-                node.peer.commit_update(update)
-                node.on_update(update)
+                try:
+                    node.peer.commit_update(update)
+                    node.on_update(update)
+                except Exception as exc:
+                    self._replica_raised(node, "committing its update", exc)
+                    continue
                 if node.peer.has_update():
                     self._ready.add(node)
-        del transport
+
+    async def _save(self, records: list[Update], owners: dict[int, Node]) -> None:
+        """Save every record in one write. A record the log store refuses (it would
+        break a rule of the log: InvalidRequestError) is one replica's fault, and
+        nothing of the write happened: save the others one by one and fail that
+        replica alone. Any other failure is the store's, and stops the host (raised)."""
+        try:
+            await self._write(records)
+            return
+        except (WriteError, StoreClosedError):
+            raise
+        except Exception:
+            log.warning("the log store refused a write of %d replicas; finding whose", len(records))
+        for record in records:
+            try:
+                await self._write([record])
+            except (WriteError, StoreClosedError):
+                raise
+            except Exception as exc:
+                node = owners.get(id(record))
+                if node is None:
+                    raise
+                self._replica_raised(node, "saving its update", exc)
+
+    async def _write(self, records: list[Update]) -> None:
+        if any(u.must_sync or u.entries or u.snapshot for u in records):
+            await self.loop.run_in_executor(self._io, self.logdb.save, records)
+        else:
+            # Only a commit index moved: an unsynced write of a few bytes costs less
+            # than the hop to the IO thread and back, which sits on the commit path.
+            self.logdb.save(records)
 
     def _send(self, messages: Sequence[pb.Message]) -> None:
         transport = self.transport
@@ -359,6 +402,37 @@ class Engine:
             self.listener.snapshot_send_started(message)
         self.transport.send_snapshot(message)
 
+    def _replica_raised(self, node: Node, doing: str, exc: BaseException) -> None:
+        """One replica failed while the engine drove it: it stops, the others go on."""
+        if node.failed is not None:
+            return
+        log.error(
+            "shard %d replica %d failed %s; it stops, the other replicas go on",
+            node.shard_id,
+            node.replica_id,
+            doing,
+            exc_info=exc,
+        )
+        node.failed = f"failed {doing}: {exc!r}"
+        self._replica_stopped(node, node.failed)
+
+    def _replica_stopped(self, node: Node, reason: str) -> None:
+        """On the loop: `node` failed (node.failed is set); report it once and complete
+        everything it had pending with the reason."""
+        if node.stopped:
+            return
+        node.stopped = True
+        node.discard_inbox()
+        self._ready.discard(node)
+        self._awake.discard(node)
+        self._expiring.discard(node)
+        node.fail_all(
+            ResultCode.TERMINATED, f"shard {node.shard_id} stopped: {reason}", node.failure_error
+        )
+        self.metrics.replica_failed(node.shard_id)
+        if self.listener is not None:
+            self.listener.replica_failed(node, reason)
+
     def _fail_stop(self, reason: str) -> None:
         """LogDB or an invariant failed: nothing more may be acknowledged."""
         self._fatal = reason
@@ -400,13 +474,8 @@ class Engine:
         self.metrics.snapshot("save_failed")
 
     def replica_failed(self, node: Node, reason: str) -> None:
-        def on_loop() -> None:
-            node.stopped = True
-            node.fail_all(ResultCode.TERMINATED, reason, node.failure_error)
-            if self.listener is not None:
-                self.listener.replica_failed(node, reason)
-
-        self.loop.call_soon_threadsafe(on_loop)
+        """From the apply worker: its replica failed (node.failed is set)."""
+        self.loop.call_soon_threadsafe(self._replica_stopped, node, reason)
 
     def snapshot_created(self, node: Node, snapshot: pb.Snapshot, overhead: int) -> None:
         """On the apply thread: record the snapshot, then compact the log behind it."""

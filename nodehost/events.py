@@ -32,6 +32,13 @@ class NodeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class FailureInfo:
+    shard_id: int
+    replica_id: int
+    reason: str  # what failed: the replica stopped, the NodeHost and other replicas go on
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotInfo:
     shard_id: int
     replica_id: int
@@ -66,6 +73,11 @@ class ISystemEventListener:
     def node_ready(self, info: NodeInfo) -> None: ...
     def node_unloaded(self, info: NodeInfo) -> None: ...
     def node_deleted(self, info: NodeInfo) -> None: ...
+    def node_failed(self, info: FailureInfo) -> None:
+        """A replica stopped on a failure of its own (its state machine raised, its
+        core or its log refused what it was given): get_node_host_info shows it as
+        failed, its requests fail with ShardClosed, stop_shard and start it again."""
+
     def membership_changed(self, info: NodeInfo) -> None: ...
     def connection_established(self, info: ConnectionInfo) -> None: ...
     def connection_failed(self, info: ConnectionInfo) -> None: ...

@@ -69,6 +69,18 @@ class Metrics:
             registry=r,
         )
         self._shards = Gauge("nodehost_replicas", "Replicas running on this NodeHost", registry=r)
+        self._refused = Counter(
+            "nodehost_refused_messages",
+            "Messages from peers refused before any replica saw them, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self._replica_failures = Counter(
+            "nodehost_replica_failures",
+            "Replicas stopped by a failure of their own (the host and others go on)",
+            ["shard"],
+            registry=r,
+        )
         self._proposals_dropped = Counter(
             "nodehost_shard_proposals_dropped",
             "Proposals the replica dropped: no leader, leadership moving, or removed",
@@ -171,6 +183,14 @@ class Metrics:
     def replicas(self, count: int) -> None:
         if self.enabled:
             self._shards.set(count)
+
+    def refused(self, reason: str) -> None:
+        if self.enabled:
+            self._refused.labels(reason).inc()
+
+    def replica_failed(self, shard_id: int) -> None:
+        if self.enabled:
+            self._replica_failures.labels(str(shard_id)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -37,6 +37,7 @@ from nodehost.request import (
 )
 from nodehost.rsm import (
     ApplyKind,
+    SnapshotError,
     SnapshotOutOfDate,
     SnapshotStore,
     StateMachineError,
@@ -47,6 +48,7 @@ from statemachine import SnapshotStopped
 
 if TYPE_CHECKING:
     from nodehost.engine import Engine
+    from nodehost.inbound import Admission
 
 log = logging.getLogger("nodehost")
 
@@ -134,9 +136,11 @@ class Node:
         self.log_reader = log_reader
         self.snapshots = snapshots
         self.apply_worker = apply_worker
-        # Inputs, appended from any thread, drained by the engine loop.
+        # Inputs, appended from any thread, drained by the engine loop. What comes
+        # from the network passes `admission` before the core sees it.
         self.inbox: deque[pb.Message] = deque()
         self.inbox_bytes = 0  # of the host's receive queue (on the loop only)
+        self.admission: Admission | None = None
         self.local_calls: deque[Callable[[Peer], None]] = deque()
         self.proposals: deque[pb.Entry] = deque()
         self.reads: deque[RequestState] = deque()
@@ -208,8 +212,11 @@ class Node:
             self.reported_applied = self.applied_index
             peer.applied_to(self.reported_applied)
         inbox = self.inbox
+        admission = self.admission
         while inbox:
-            peer.step(inbox.popleft())
+            m = inbox.popleft()
+            if admission is None or admission.admit(self, m):
+                peer.step(m)
         if self.inbox_bytes:
             self.engine.receive_queue.release(self.inbox_bytes)
             self.inbox_bytes = 0
@@ -525,22 +532,34 @@ class Node:
             )
         self.engine.snapshot_not_saved(self)
 
-    def install_received(self, message: pb.Message) -> None:
+    def install_received(self, message: pb.Message) -> bool:
         """On the apply worker: check a received snapshot and move it into the store,
-        then let the core see it. A damaged one is dropped; the leader sends again."""
+        then let the core see it. One that is not what its metadata says is refused
+        (False); one the disk could not take is dropped (True, logged). Either way the
+        leader sends again."""
         try:
             local = self.snapshots.install_received(message.snapshot)
-        except Exception as exc:
+        except SnapshotError as exc:
             log.warning(
-                "shard %d replica %d: received snapshot %d rejected: %s",
+                "shard %d replica %d: received snapshot %d refused: %s",
                 self.shard_id,
                 self.replica_id,
                 message.snapshot.index,
                 exc,
             )
-            return
+            return False
+        except Exception as exc:
+            log.warning(
+                "shard %d replica %d: received snapshot %d could not be stored: %s",
+                self.shard_id,
+                self.replica_id,
+                message.snapshot.index,
+                exc,
+            )
+            return True
         message.snapshot.CopyFrom(local)
         self.engine.deliver_threadsafe(self, message)
+        return True
 
     def _stream_snapshot(self, message: pb.Message) -> None:
         """On-disk state machines keep only metadata in periodic snapshots; a follower

@@ -29,10 +29,12 @@ from nodehost.env import Env
 from nodehost.events import (
     EntryInfo,
     EventDispatcher,
+    FailureInfo,
     LeaderInfo,
     NodeInfo,
     SnapshotInfo,
 )
+from nodehost.inbound import Admission, learn_routes
 from nodehost.info import (
     Membership,
     NodeHostInfo,
@@ -137,6 +139,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 self._router,
             )
             self._engine.transport = self._transport
+            self._admission = Admission(self._transport.registry, self._metrics)
             self._engine.run(self._transport.start(), timeout=30)
             self._metrics.watch_transport(self._transport_stats)
             self._metrics.watch_replicas(self._leadership)
@@ -416,6 +419,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         for rid, address in members.items():
             registry.add(node.shard_id, rid, address)
         self._sync_registry(node)
+        node.admission = self._admission
         engine.add_node(node)
 
     def stop_shard(self, shard_id: int) -> None:
@@ -809,9 +813,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         """Point the transport at the addresses in the core's membership (on the loop)."""
         registry = self._transport.registry
         m = node.membership
-        for group in (m.addresses, m.non_votings, m.witnesses):
-            for rid, address in group.items():
-                registry.add(node.shard_id, rid, address)
+        learn_routes(registry, node.shard_id, m, replace=True)
         for rid in m.removed:
             registry.remove(node.shard_id, rid)
 
@@ -828,6 +830,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event("membership_changed", NodeInfo(node.shard_id, node.replica_id))
 
     def replica_failed(self, node: Node, reason: str) -> None:
+        self._events.system_event(
+            "node_failed", FailureInfo(node.shard_id, node.replica_id, reason)
+        )
         self._report_unloaded(node)
 
     def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None:

@@ -1,8 +1,13 @@
 """Delivers what the transport receives to the replicas hosted here.
 
 Runs on the engine loop. A message for a shard or replica not hosted here is dropped
-(the transport already counts and logs what it rejects); an incoming snapshot is checked
-and moved into the replica's store on its apply worker before the core sees it.
+(the transport already counts and logs what it rejects); every other one is queued for
+its replica, bounded by the host's receive queue (receive.py), and admission checks it
+before the core sees it (inbound.py). An incoming snapshot is checked first, then moved
+into the replica's store on its apply worker, then checked again as a message.
+
+Routes (addresses) are never learned here: a batch's source address is only what the
+peer claims about itself. They come from memberships (inbound.py, NodeHost).
 
 Snapshots streamed out are remembered per target (shard, replica) from the moment they
 leave until the transport reports their outcome (exactly once per stream, except when
@@ -11,15 +16,19 @@ it closes), so the send_snapshot_* events carry the index of the snapshot they a
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nodehost.engine import Engine
 from nodehost.events import ConnectionInfo, SnapshotInfo
+from nodehost.raft import Refusal
 from protos import raft_pb2 as pb
 
 if TYPE_CHECKING:
+    from nodehost.node import Node
     from nodehost.nodehost import NodeHost
 
 
@@ -39,25 +48,47 @@ class TransportRouter:
     def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
         engine = self._engine()
         nodes = engine.nodes
-        registry = self._nh._transport.registry
         admit = engine.receive_queue.admit
         for m in messages:
             node = nodes.get(m.shard_id)
             if node is None or node.replica_id != m.to or node.stopped or node.failed:
                 continue
+            if (
+                source_address
+                and registry.target(m.shard_id, m.from_id) is None
+                and not self._place_sender(m.shard_id, m.from_id, source_address)
+            ):
+                continue  # no reply could reach its sender yet: as if it never arrived
             size = admit(m)
             if not size:
                 continue
             node.inbox_bytes += size
-            if source_address and registry.resolve(m.shard_id, m.from_id) is None:
-                # A replica that joined learns its peers' addresses from their first
-                # messages; a known address is never redirected this way.
-                try:
-                    registry.add(m.shard_id, m.from_id, source_address)
-                except ValueError:
-                    pass
             node.inbox.append(m)
             engine.wake(node)
+
+    def _place_sender(self, shard_id: int, replica_id: int, source_address: str) -> bool:
+        """Place a sender this host has no target for; False while it cannot be placed.
+
+        A replica that joined learns its peers from their first messages; a replica
+        already placed is never moved this way. By NodeHost id the sender goes on the
+        host found at the batch's source address when this host dialled it there (the
+        address alone is only a claim). Until then its messages only ask for that dial
+        and are dropped, so the replica never learns of a leader it could not answer
+        (a forwarded read or proposal would wait out its timeout); the sender repeats
+        them."""
+        transport = self._nh._transport
+        target = source_address
+        if transport.hosts is not None:
+            found = transport.hosts.host_at(source_address)
+            if found is None:
+                transport.hosts.look_at(source_address)
+                return False
+            target = found
+        try:
+            transport.registry.add(shard_id, replica_id, target)
+        except ValueError:
+            pass
+        return True
 
     def on_unreachable(self, shard_id: int, replica_id: int) -> None:
         engine = self._engine()
@@ -94,14 +125,25 @@ class TransportRouter:
     def on_snapshot_received(self, message: pb.Message) -> None:
         engine = self._engine()
         node = engine.nodes.get(message.shard_id)
-        if node is None or node.replica_id != message.to:
+        if node is None or node.replica_id != message.to or node.stopped:
+            return
+        if not self._nh._admission.check_snapshot(node, message):
+            _discard_received(node, message.snapshot)
             return
         self._nh._metrics.snapshot("received")
         self._nh._events.system_event(
             "snapshot_received",
             SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
         )
-        node.submit_apply("call", lambda: node.install_received(message))
+
+        def install() -> None:
+            if not node.install_received(message):  # its files do not check out
+                _remove_received(node, message.snapshot)
+                engine.loop.call_soon_threadsafe(
+                    self._nh._admission.refuse, node, message, Refusal.BAD_SNAPSHOT
+                )
+
+        node.submit_apply("call", install)
 
     def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
         node = self._engine().nodes.get(shard_id)
@@ -121,3 +163,14 @@ class TransportRouter:
     def on_connection(self, address: str, established: bool) -> None:
         event = "connection_established" if established else "connection_failed"
         self._nh._events.system_event(event, ConnectionInfo(address))
+
+
+def _discard_received(node: Node, snapshot: pb.Snapshot) -> None:
+    """Remove the files of a refused snapshot (on the apply worker: it is disk IO)."""
+    node.submit_apply("call", lambda: _remove_received(node, snapshot))
+
+
+def _remove_received(node: Node, snapshot: pb.Snapshot) -> None:
+    directory = os.path.dirname(snapshot.filepath)
+    if os.path.dirname(directory) == node.snapshots.dir and directory.endswith(".receiving"):
+        shutil.rmtree(directory, ignore_errors=True)

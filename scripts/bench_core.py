@@ -3,10 +3,12 @@
 A 3-replica shard runs in memory: each pass proposes on the leader, then every replica
 acts on its Update exactly as the engine would (send replicate, save to a
 MemoryLogReader, send the rest, commit_update, apply, applied_to), and the messages
-are delivered in process. An entry counts once all three replicas handed it out as
-committed. Also: ticks per second over 10,000 idle replicas.
+are delivered in process, each passing admission first as in a NodeHost
+(`--no-admission` steps them unchecked, to show what the checks cost). An entry counts
+once all three replicas handed it out as committed. Also: ticks per second over 10,000
+idle replicas.
 
-    uv run python scripts/bench_core.py [--seconds 3] [--profile]
+    uv run python scripts/bench_core.py [--seconds 3] [--profile] [--no-admission]
 
 Rates are per CPU-second of this process (time.process_time), so that other work on a
 shared machine does not count against the core; "one core" in the targets means this.
@@ -29,8 +31,9 @@ PAYLOAD = b"x" * 16
 
 
 class Cluster:
-    def __init__(self, size: int = 3, **config: object) -> None:
-        members = {i: f"h{i}" for i in range(1, size + 1)}
+    def __init__(self, size: int = 3, admission: bool = True, **config: object) -> None:
+        self.admission = admission
+        members = {i: f"h{i}:1" for i in range(1, size + 1)}
         self.logs = {i: MemoryLogReader() for i in members}
         self.peers = {
             i: Peer(
@@ -79,8 +82,16 @@ class Cluster:
             busy = True
             self.inbox = []
             peers = self.peers
-            for m in inbox:
-                peers[m.to].step(m)
+            if self.admission:
+                for m in inbox:
+                    peer = peers[m.to]
+                    if peer.check(m) is None:
+                        peer.step(m)
+                    else:
+                        raise AssertionError(f"admission refused {m}")
+            else:
+                for m in inbox:
+                    peers[m.to].step(m)
         return busy
 
     def run(self) -> None:
@@ -91,9 +102,11 @@ class Cluster:
         return min(self.applied.values())
 
 
-def bench_proposals(seconds: float, per_call: int, calls_per_pass: int) -> tuple[float, int]:
+def bench_proposals(
+    seconds: float, per_call: int, calls_per_pass: int, admission: bool = True
+) -> tuple[float, int]:
     """Entries/s committed and applied on all three replicas."""
-    c = Cluster(max_inflight=256)
+    c = Cluster(admission=admission, max_inflight=256)
     leader = c.peers[1]
     start_applied = c.all_applied()
     proposed = 0
@@ -186,7 +199,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--profile", action="store_true", help="cProfile the 64-entry run")
+    parser.add_argument(
+        "--no-admission", action="store_true", help="step messages without admission's checks"
+    )
     args = parser.parse_args()
+    checked = not args.no_admission
 
     def run(name: str, fn: Callable[[], tuple[float, int]]) -> None:
         rate, n = fn()
@@ -201,13 +218,16 @@ def main() -> None:
     print("raw ceilings (limits.md): protobuf Message with 64 entries encode+decode 169 k/s;")
     print("  building a 64-entry message field by field in Python, then walking it: 12 k/s")
     print(f"  (building pb.Entry objects, outside the timed part: {make_entries():,.0f}/s)")
-    run("single-entry propose(), 1 per pass", lambda: bench_proposals(args.seconds, 1, 1))
-    run("single-entry propose(), 16 per pass", lambda: bench_proposals(args.seconds, 1, 16))
-    run("64-entry propose(), 1 per pass", lambda: bench_proposals(args.seconds, 64, 1))
+    print(f"  messages {'pass admission' if checked else 'are stepped unchecked'}")
+    run("single-entry propose(), 1 per pass", lambda: bench_proposals(args.seconds, 1, 1, checked))
+    run(
+        "single-entry propose(), 16 per pass", lambda: bench_proposals(args.seconds, 1, 16, checked)
+    )
+    run("64-entry propose(), 1 per pass", lambda: bench_proposals(args.seconds, 64, 1, checked))
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        bench_proposals(args.seconds, 64, 1)
+        bench_proposals(args.seconds, 64, 1, checked)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     for quiesce in (False, True):

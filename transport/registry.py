@@ -5,8 +5,10 @@ are addressed by NodeHost id (`by_node_host_id`), that id, resolved through the
 host table (hosts.py) as the host's current address is learned.
 
 Rules:
-- Filled only by the NodeHost, from initial members and applied membership changes;
-  never from what a peer claims about itself (a batch's source address is unverified).
+- Filled only by the NodeHost, from initial members and applied membership changes,
+  and for a sender it has no target for (a replica that joined), from the batch it came
+  in: its source address, or by id the host found answering there when dialled
+  (nodehost/routing.py). A target already recorded is never moved by a peer's claim.
 - Thread-safe: writers hold a lock; `resolve` and the transport's per-message lookup
   are single dict reads, atomic under the GIL, and take no lock. `_routes` holds only
   replicas whose address is known: a replica on a host not located yet is unreachable.

@@ -4,6 +4,7 @@ The engine drives one `Peer` per replica: inputs (`tick`, `step`, `propose`, ...
 then `get_update` / act on it / `commit_update`. See update.py for the contract.
 """
 
+from .admission import Refusal
 from .config import Mutation, RaftConfig
 from .describe import describe_entry, describe_message, describe_update
 from .logreader import CompactedError, LogReader, UnavailableError
@@ -26,6 +27,7 @@ __all__ = [
     "RaftConfig",
     "ReadContext",
     "ReadyToRead",
+    "Refusal",
     "Role",
     "UnavailableError",
     "Update",

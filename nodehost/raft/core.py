@@ -75,6 +75,9 @@ class RaftCore:
         self.term = state.term
         self.vote = state.vote
         self.leader_id = 0
+        # The last index a REPLICATE of the current leader proved our log holds as the
+        # leader's: how far that leader's heartbeats may move our commit index.
+        self.leader_match = 0
         self.role = Role.FOLLOWER
         self._handlers = self._by_role[Role.FOLLOWER]
         self.membership = membership
@@ -156,6 +159,7 @@ class RaftCore:
             self._abandon_reads()
             self.progress = {}
         self.leader_id = 0
+        self.leader_match = 0
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_timeout = self._random_timeout()
@@ -212,6 +216,14 @@ class RaftCore:
         if hint_high:
             m.hint_high = hint_high
         self.msgs.append(m)
+
+    def _present_membership(self, m: pb.Message) -> None:
+        """Attach our membership to a message for a replica that may not know us yet
+        (a replica joining, or one that missed the change adding us): it tells the
+        receiver we are a member (admission.py) and where its answer goes. Only a
+        voter presents one: a leader or a candidate."""
+        if self.replica_id in self.membership.addresses:
+            m.snapshot.membership.CopyFrom(self.membership)
 
     # ------------------------------------------------------------------ quiesce
 

@@ -6,6 +6,8 @@ shown; a message reads `from->to TYPE t=term ...`.
 
 from __future__ import annotations
 
+from google.protobuf.message import DecodeError
+
 from protos import raft_pb2 as pb
 
 from .messages import MessageType
@@ -22,7 +24,10 @@ _CC_TYPES = {
 def describe_entry(e: pb.Entry) -> str:
     head = f"{e.term}/{e.index}"
     if e.type == pb.CONFIG_CHANGE:
-        cc = pb.ConfigChange.FromString(e.cmd)
+        try:
+            cc = pb.ConfigChange.FromString(e.cmd)
+        except DecodeError:
+            return f"{head} cc:malformed"
         return f"{head} cc:{_CC_TYPES.get(cc.type, cc.type)}({cc.replica_id})"
     if e.type == pb.METADATA:
         return f"{head} meta"
@@ -67,7 +72,9 @@ def describe_message(m: pb.Message) -> str:
         parts.append(f"hint={m.hint}" + (f"/{m.hint_high}" if m.hint_high else ""))
     if m.entries:
         parts.append(describe_entries(list(m.entries)))
-    if m.HasField("snapshot"):
+    if m.HasField("snapshot") and (m.snapshot.index or m.type == pb.INSTALL_SNAPSHOT):
+        # Not a membership a leader or candidate presents to a replica that may not
+        # know it yet: that is for admission and addresses, not the protocol.
         parts.append(describe_snapshot(m.snapshot))
     return " ".join(parts)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from protos import raft_pb2 as pb
 
 from .core import RaftCore, Role
+from .messages import TERM_LIMIT
 from .progress import Progress
 from .quorum import VoteResult, quorum, vote_result
 
@@ -92,6 +93,11 @@ class Elections(RaftCore):
     def _campaign(self, transfer: bool, rescue: bool = False) -> None:
         if not self.promotable() and not rescue:
             return
+        if self.term + 1 >= TERM_LIMIT:
+            # Never reach the limit: admission refuses terms from there on, and the
+            # wire's uint64 cannot hold much more. Only a forged or corrupt term gets
+            # a shard this far (one election adds one).
+            return
         if (self.config.pre_vote or rescue) and not transfer:
             self._become_pre_candidate()
         else:
@@ -115,6 +121,8 @@ class Elections(RaftCore):
                     log_term=last_term,
                     hint=self.replica_id if transfer else 0,
                 )
+                # The voter may have missed the change that added us (thesis 4.1).
+                self._present_membership(self.msgs[-1])
 
     def _won(self, pre: bool) -> None:
         if pre:

@@ -33,6 +33,12 @@ What the generic fields mean, by kind (fields not listed are unset):
     LEADER_TRANSFER      hint: the target (term 0 when forwarded by a follower)
     SNAPSHOT_STATUS      from_id: the follower; reject: the transfer failed
     UNREACHABLE          from_id: the replica that could not be reached
+
+A REPLICATE or HEARTBEAT to a follower that may lack the latest membership change, and
+every REQUEST_(PRE_)VOTE, may carry the sender's membership in `snapshot.membership`
+(nothing else of the snapshot): a receiver that does not know the sender yet takes its
+message and learns where to answer (admission.py). Every message from the network
+passes admission before `step`.
 """
 
 from __future__ import annotations
@@ -102,6 +108,17 @@ FROM_LEADER_TYPES: frozenset[int] = frozenset(
         MessageType.QUIESCE,
     }
 )
+
+# Every term and index a replica accepts or reaches stays below these, so that no
+# arithmetic on them (a campaign's term + 1, an index + a count) can overflow the wire's
+# uint64 fields. Honest values never come near: a term grows by one per election.
+TERM_LIMIT = 1 << 63
+INDEX_LIMIT = 1 << 63
+# How far one message may move a replica's term. A replica cut off for a long time can
+# be many elections behind, but not four billion: a larger jump is a forged or corrupt
+# term, and refusing it keeps one message from bringing a shard near TERM_LIMIT, where
+# it could no longer elect a leader.
+TERM_STEP_LIMIT = 1 << 32
 
 # Bytes counted per entry on top of its command, for batching and rate limiting. The
 # exact encoded size costs a C call per entry on the hot path; the header of an entry

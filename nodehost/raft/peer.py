@@ -18,6 +18,7 @@ import random
 from protos import raft_pb2 as pb
 
 from . import membership as members
+from .admission import Refusal, check
 from .config import RaftConfig
 from .log import RaftLog
 from .logreader import LogReader
@@ -96,6 +97,12 @@ class Peer:
 
     def step(self, msg: pb.Message) -> None:
         self._raft.step(msg)
+
+    def check(self, msg: pb.Message) -> Refusal | None:
+        """Whether a message from the network may be stepped (None) or why not.
+
+        Step only what passes: the core trusts what it is given (admission.py)."""
+        return check(self._raft, msg)
 
     def propose(self, entries: list[pb.Entry]) -> ProposalResult:
         """Append on the leader, forward from a follower, or drop (Update.dropped_entries).

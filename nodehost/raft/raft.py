@@ -109,8 +109,13 @@ class Raft(Elections, Replication, Reconfiguration, Reads, LeaderTransfer, Pacin
             # A leader of an older term: tell it our term so it steps down. With
             # check-quorum or pre-vote our vote requests may never reach it.
             self._send(pb.REPLICATE_RESP, m.from_id)
-        elif mt == pb.REQUEST_PRE_VOTE:
-            self._send(pb.REQUEST_PRE_VOTE_RESP, m.from_id, reject=True)
+        elif mt == pb.REQUEST_PRE_VOTE or mt == pb.REQUEST_VOTE:
+            # Refuse, naming our term (thesis figure 3.1): a candidate behind us learns
+            # it and can campaign again in a term we can vote in. Needed when we cannot
+            # campaign ourselves to pull it up (a witness, a replica that knows no
+            # membership yet).
+            answer = pb.REQUEST_PRE_VOTE_RESP if mt == pb.REQUEST_PRE_VOTE else pb.REQUEST_VOTE_RESP
+            self._send(answer, m.from_id, reject=True)
 
     # ------------------------------------------------------------------ ticks
 

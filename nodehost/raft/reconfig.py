@@ -12,6 +12,8 @@ leader that finds itself removed hands over (transfer.py).
 
 from __future__ import annotations
 
+from google.protobuf.message import DecodeError
+
 from protos import raft_pb2 as pb
 
 from . import membership as members
@@ -30,7 +32,12 @@ class Reconfiguration(RaftCore):
         while pending and pending[0] <= log.committed:
             index = pending.pop(0)
             entry = log.entries(index, index + 1, UNBOUNDED)[0]
-            cc = pb.ConfigChange.FromString(entry.cmd)
+            try:
+                cc = pb.ConfigChange.FromString(entry.cmd)
+            except DecodeError:
+                # Admission keeps these out; one saved before it did is ignored, as the
+                # state machine layer ignores it ("malformed config change").
+                continue
             if members.check(self.membership, cc, ordered) is None:
                 members.apply(self.membership, cc, index)
 

@@ -186,6 +186,16 @@ class Replication(RaftCore):
                 built[key] = m
                 count = len(entries)
                 sent_last = nxt + count - 1
+            if pr.match < self.membership.config_change_id:
+                # The follower may lack the latest change to the membership (the one
+                # that added us, say): joining, behind, or restarted and no longer
+                # knowing who leads. Then it may not know us; the membership says we
+                # belong, and where to answer. (Never again once it holds the change.)
+                if template is None:
+                    presented = pb.Message()
+                    presented.CopyFrom(m)
+                    m = presented
+                self._present_membership(m)
             if witness:
                 # Only after we saved them: a witness cannot lead, so an entry only it
                 # holds (we crashed before saving) would block every election it must
@@ -233,20 +243,21 @@ class Replication(RaftCore):
         self.reads.unsent = False
         committed = self.log.committed
         for rid, pr in self.progress.items():
-            self.replicate.append(
-                pb.Message(
-                    type=pb.HEARTBEAT,
-                    to=rid,
-                    from_id=self.replica_id,
-                    shard_id=self.shard_id,
-                    term=self.term,
-                    # Never past what the follower is known to hold: its log beyond
-                    # `match` may still differ from ours.
-                    commit=min(pr.match, committed),
-                    hint=low,
-                    hint_high=high,
-                )
+            m = pb.Message(
+                type=pb.HEARTBEAT,
+                to=rid,
+                from_id=self.replica_id,
+                shard_id=self.shard_id,
+                term=self.term,
+                # Never past what the follower is known to hold: its log beyond
+                # `match` may still differ from ours.
+                commit=min(pr.match, committed),
+                hint=low,
+                hint_high=high,
             )
+            if pr.match < self.membership.config_change_id:
+                self._present_membership(m)  # see _send_append
+            self.replicate.append(m)
 
     def _handle_replicate_resp(self, m: pb.Message) -> None:
         pr = self.progress.get(m.from_id)
@@ -389,6 +400,7 @@ class Replication(RaftCore):
             )
             return
         # Commit only what the leader's message proved we hold (thesis 3.5).
+        self.leader_match = last
         commit = m.commit
         if commit > last:
             commit = last
@@ -411,7 +423,16 @@ class Replication(RaftCore):
 
     def _handle_heartbeat(self, m: pb.Message) -> None:
         self._heard_from_leader(m)
-        self._commit_to(min(m.commit, self.log.last_index()))
+        # A leader sends a commit index up to what we acknowledged to it, so our log
+        # matches its log up to there. Commit no further than we know it matches: what
+        # a REPLICATE of this leader proved, or all of it when our last entry is of
+        # this term (an entry of the leader's term can only be the leader's, thesis
+        # 3.5). A heartbeat cannot then commit a stale suffix of ours, however its
+        # commit field came to be.
+        log = self.log
+        last = log.last_index()
+        known = last if log.last_term() == self.term else min(self.leader_match, last)
+        self._commit_to(min(m.commit, known))
         self._send(pb.HEARTBEAT_RESP, m.from_id, hint=m.hint, hint_high=m.hint_high)
 
     def _handle_install_snapshot(self, m: pb.Message) -> None:

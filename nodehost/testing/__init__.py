@@ -16,7 +16,10 @@ set: nothing acknowledged lost, nothing invented). A test should fail on UNKNOWN
 check that ran out of budget proved nothing.
 
 Nothing here touches a NodeHost: histories come from any client, in any process
-that shares the machine's monotonic clock.
+that shares the machine's monotonic clock. Two modules do, and are imported by name:
+`nodehost.testing.wire` speaks a NodeHost's Raft port with raw frames, and
+`nodehost.testing.hostile` changes real messages into what a broken or hostile peer
+sends (scripts/hostile_peer.py uses both).
 """
 
 from nodehost.testing.durability import check_durability

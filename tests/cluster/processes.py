@@ -35,8 +35,12 @@ def free_addresses(count: int, *, digits: int = 5) -> list[str]:
     Ports are drawn below the kernel's ephemeral range, where no outgoing connection
     (of this test or another) takes one between the pick and the daemon's bind, and
     never twice in one test run, so a stopped member's port stays its own for its
-    restart. `digits` 4 keeps addresses as long as the README's (127.0.0.1:9001)."""
-    low, high = (2000, 7999) if digits == 4 else (10000, max(20000, _EPHEMERAL_START - 2001))
+    restart; each pytest-xdist worker draws from its own slice of the range, so two
+    workers never pick one port. `digits` 4 keeps addresses as long as the README's
+    (127.0.0.1:9001)."""
+    low, high = _worker_slice(
+        *((2000, 7999) if digits == 4 else (10000, max(20000, _EPHEMERAL_START - 2001)))
+    )
     found: list[str] = []
     for _ in range(10_000):
         if len(found) == count:
@@ -48,6 +52,16 @@ def free_addresses(count: int, *, digits: int = 5) -> list[str]:
             _HANDED_OUT.add(port)
             found.append(f"127.0.0.1:{port}")
     raise AssertionError(f"found only {len(found)} of {count} free member addresses")
+
+
+def _worker_slice(low: int, high: int) -> tuple[int, int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2:
+        return low, high
+    size = (high - low + 1) // count
+    start = low + int(worker[2:]) % count * size
+    return start, start + size - 1
 
 
 def _ephemeral_start() -> int:

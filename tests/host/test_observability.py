@@ -44,6 +44,11 @@ EVENTS = sorted(
     for name, _ in inspect.getmembers(cls, inspect.isfunction)
     if not name.startswith("_")
 )
+#: Events this scenario cannot fire without breaking a replica, and the test that checks
+#: each with its values.
+FIRED_ELSEWHERE = {
+    "node_failed": "test_replica_failure.py::test_a_replica_whose_core_raises_stops_alone",
+}
 
 
 class Recorder(IRaftEventListener, ISystemEventListener):
@@ -209,7 +214,7 @@ def test_every_declared_event_fires_with_its_values(
 ) -> None:
     s, roles = played
     r, leader = s.recorder, roles["leader"]
-    assert not set(EVENTS) - r.names(), "declared events never fired"
+    assert not set(EVENTS) - r.names() - set(FIRED_ELSEWHERE), "declared events never fired"
 
     leaders = [i for i in r.of("leader_updated") if isinstance(i, LeaderInfo)]
     assert any(i.leader_id == leader and i.shard_id == 1 and i.term > 0 for i in leaders)
@@ -296,6 +301,8 @@ FED_ELSEWHERE = {
     "nodehost_receive_queue_dropped": "test_overload.py::test_the_receive_queue_drops_and_counts",
     "nodehost_receive_queue_dropped_bytes": "test_overload.py::test_the_receive_queue_drops",
     "nodehost_system_busy": "overload_child.py (test_overload.py, the process flood)",
+    "nodehost_refused_messages": "test_hostile_messages.py::test_a_heartbeat_with_a_huge_term_from",
+    "nodehost_replica_failures": "test_replica_failure.py::test_a_replica_whose_core_raises_stops",
 }
 
 

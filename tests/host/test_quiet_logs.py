@@ -44,13 +44,18 @@ def test_closing_hosts_one_by_one_logs_no_warning(
         followers = [rid for rid in cluster.addresses if rid != leader]
         first = followers[0] if order == "followers first" else leader
         survivors = [rid for rid in cluster.addresses if rid != first]
-        watcher = cluster.host(survivors[0] if first == leader else leader)
-        failures_before = watcher._transport.stats.connect_failures
+        # Whichever survivor sends to the closed host next (a follower that was not
+        # elected sends it nothing) is the one that notices.
+        watchers = [cluster.host(rid) for rid in survivors]
+        failures_before = [w._transport.stats.connect_failures for w in watchers]
         cluster.stop(first)
         # The host that keeps sending to the closed one notices it is gone: the event
         # this test is about, waited for rather than slept through.
         wait_for(
-            lambda: watcher._transport.stats.connect_failures > failures_before,
+            lambda: any(
+                w._transport.stats.connect_failures > before
+                for w, before in zip(watchers, failures_before, strict=True)
+            ),
             timeout=20,
             what="a survivor to find the closed host unreachable",
         )

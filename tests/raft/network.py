@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -30,12 +31,16 @@ from nodehost.raft import (
     Peer,
     RaftConfig,
     ReadContext,
+    Refusal,
     Role,
     Update,
     describe_message,
 )
 from nodehost.raft import membership as members
+from nodehost.testing.hostile import Context
 from protos import raft_pb2 as pb
+
+Mutated = tuple[pb.Message, str]
 
 
 class SafetyViolation(AssertionError):
@@ -113,6 +118,14 @@ class Network:
         self.next_key = 1
         self.next_read = 1
         self.acked: dict[int, int] = {}  # key -> index, answered to the client
+        self.refused = 0  # messages admission dropped because it did not know the sender
+        # Hostile copies: with `hostile_rate`, each message sent may be followed by a
+        # copy changed by `mutate` (nodehost.testing.hostile), delivered like any other.
+        self.hostile_rate = 0.0
+        self.mutate: Callable[[pb.Message, random.Random, Context], Mutated | None] | None = None
+        self.hostile: dict[int, str] = {}  # id of a queued hostile message -> operator
+        self.hostile_refused: Counter[str] = Counter()
+        self.hostile_admitted: Counter[str] = Counter()
         initial = {rid: address(rid) for rid in voters}
         for rid in initial:
             self._create(rid, join=False, initial=initial)
@@ -231,15 +244,73 @@ class Network:
                 delay = self.rng.randint(0, self.max_delay) if self.max_delay else 0
                 self.seq += 1
                 heapq.heappush(self.queue, (self.now + delay, self.seq, m))
+        if self.hostile_rate and self.mutate is not None:
+            for m in messages:
+                if self.rng.random() < self.hostile_rate:
+                    self._inject(m)
+
+    def _inject(self, m: pb.Message) -> None:
+        assert self.mutate is not None
+        # Every replica's term, the saved one of those down: a term "out of range" must
+        # be out of range for each of them.
+        terms = [
+            n.peer.term if n.peer is not None else n.log.state().term for n in self.nodes.values()
+        ]
+        mutated = self.mutate(m, self.rng, Context(max_term=max(terms, default=1)))
+        if mutated is None:
+            return
+        bad, operator = mutated
+        self.hostile[id(bad)] = operator
+        self._event(describe_message(bad) + f" (hostile: {operator})")
+        delay = self.rng.randint(0, self.max_delay) if self.max_delay else 0
+        self.seq += 1
+        heapq.heappush(self.queue, (self.now + delay, self.seq, bad))
 
     def deliver(self, m: pb.Message) -> None:
+        operator = self.hostile.pop(id(m), None)
+        if operator is not None:
+            self._deliver_hostile(m, operator)
+            return
         node = self.nodes.get(m.to)
         if node is None or node.peer is None or (m.from_id, m.to) in self.cut:
+            self._lost(m)
+            return
+        # Every message passes admission first, as in a NodeHost. Honest traffic is
+        # never refused for its form: such a refusal is a bug in admission or in the
+        # core. It may come from a replica this one does not know (one added and
+        # removed while this one was away): that one is dropped like a lost message,
+        # and the schedules show Raft lives with it.
+        refusal = node.peer.check(m)
+        if refusal is Refusal.NOT_A_MEMBER:
+            self.refused += 1
+            self._event(describe_message(m) + " (refused: not a member)")
+            self._lost(m)
+            return
+        if refusal is not None:
+            if self.mutate is None:
+                raise SafetyViolation(f"admission refused an honest message ({refusal}): {m}")
+            # An answer to a hostile message may be refused in turn (a rejection of a
+            # prev index the leader never sent): counted with the hostile ones.
+            self.hostile_refused[f"answer {refusal.value}"] += 1
             self._lost(m)
             return
         node.peer.step(m)
         if m.type == pb.INSTALL_SNAPSHOT:
             self._snapshot_status(m, failed=False)
+        self.checker.check()
+
+    def _deliver_hostile(self, m: pb.Message, operator: str) -> None:
+        """As a NodeHost would: admission first; what passes is stepped, and Raft's
+        safety is checked as after any other delivery."""
+        node = self.nodes.get(m.to)
+        if node is None or node.peer is None or m.shard_id != 1:
+            return  # the transport has nowhere to deliver it
+        refusal = node.peer.check(m)
+        if refusal is not None:
+            self.hostile_refused[refusal.value] += 1
+            return
+        self.hostile_admitted[operator] += 1
+        node.peer.step(m)
         self.checker.check()
 
     def _lost(self, m: pb.Message) -> None:

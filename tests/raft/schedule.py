@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass
 
 from nodehost.raft import Role
+from nodehost.testing.hostile import mutate
 from protos import raft_pb2 as pb
 
 from .network import Network, Node
@@ -36,9 +37,14 @@ class Outcome:
 
 
 def run_schedule(
-    seed: int, rounds: int = 100, settle_rounds: int = 400, net: list[Network] | None = None
+    seed: int,
+    rounds: int = 100,
+    settle_rounds: int = 400,
+    net: list[Network] | None = None,
+    hostile: float = 0.0,
 ) -> Outcome:
-    """Run one schedule; `net`, if given, receives the network (for traces)."""
+    """Run one schedule; `net`, if given, receives the network (for traces). With
+    `hostile`, that share of the messages sent is followed by a mutated copy."""
     rng = random.Random(seed)
     size = rng.choice((1, 3, 3, 3, 5))
     network = Network(
@@ -55,6 +61,9 @@ def run_schedule(
         max_replicate_bytes=rng.choice((40, 400, 1 << 20)),
         max_inflight=rng.choice((1, 4, 256)),
     )
+    if hostile:
+        network.hostile_rate = hostile
+        network.mutate = mutate
     if net is not None:
         net.append(network)
     _run(network, rng, rounds, settle_rounds)
@@ -170,7 +179,7 @@ def _members(net: Network, leader: int) -> list[Node]:
 def settle(net: Network, rng: random.Random, max_rounds: int) -> None:
     """Stop the faults, bring everyone back, and require the shard to converge."""
     net.heal()
-    net.drop_rate = net.duplicate_rate = 0.0
+    net.drop_rate = net.duplicate_rate = net.hostile_rate = 0.0
     net.max_delay = 0
     for node in list(net.nodes.values()):
         if node.peer is None:

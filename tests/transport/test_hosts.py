@@ -9,7 +9,7 @@ import uuid
 
 import grpc
 import pytest
-from transport_kit import Recorder, address, config, eventually, heartbeat, run
+from transport_kit import Recorder, address, config, eventually, heartbeat, run, settle
 
 from protos import raft_pb2 as pb
 from transport import GrpcTransport, InMemoryNetwork, InMemoryTransport, TransportConfigError
@@ -122,6 +122,34 @@ def test_an_address_is_believed_only_from_the_host_answering_there() -> None:
             assert await identify(pb.HostHello()) is grpc.StatusCode.PERMISSION_DENIED
         finally:
             for t in (a, b, fake):
+                await t.close()
+
+    run("asyncio", main, timeout=60)
+
+
+def test_a_source_address_names_a_host_only_once_dialled() -> None:
+    """What a joining replica's host learns from a peer's first batch: its source address
+    is dialled, and only the host answering there is taken to be at it."""
+
+    async def main() -> None:
+        joining, leader = str(uuid.uuid4()), str(uuid.uuid4())
+        a_address, b_address, silent = address(), address(), address()
+        a = by_id(joining, a_address, [], Recorder())
+        b = by_id(leader, b_address, [], Recorder())
+        for t in (a, b):
+            await t.start()
+        try:
+            assert a.hosts is not None
+            assert a.hosts.host_at(b_address) is None  # a claim, not dialled yet
+            a.hosts.look_at(b_address)
+            a.hosts.look_at(silent)  # nobody answers there
+            a.hosts.look_at("not an address")
+            await eventually(lambda: a.hosts is not None and a.hosts.host_at(b_address) == leader)
+            await settle(0.5)
+            assert a.hosts.host_at(silent) is None
+            assert a.hosts.known() == {joining: a_address, leader: b_address}
+        finally:
+            for t in (a, b):
                 await t.close()
 
     run("asyncio", main, timeout=60)
