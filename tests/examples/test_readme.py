@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cluster_walk import take_section as take_cluster_section
 from pty_terminal import CTRL_C, CTRL_D, Terminal
 from readme_walk import (
     REPO,
@@ -1108,5 +1109,6 @@ def test_operating_hosts_addressed_by_id(walk: Walk) -> None:
 
 
 def test_every_block_of_the_readme_was_walked(walk: Walk) -> None:
+    take_cluster_section(walk.readme)  # test_readme_cluster.py walks that section
     left = [f"line {b.line} ({b.section}, {b.kind})" for b in walk.readme.untaken("")]
     assert not left, f"README blocks no test follows: {left}"
