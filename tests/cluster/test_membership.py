@@ -425,13 +425,17 @@ def test_an_unreachable_member_needs_force_and_a_returning_one_resets(cluster: C
 def test_all_three_restart_with_membership_and_data(cluster: Cluster) -> None:
     """All three down at once, one SIGTERMed, one SIGINTed (Ctrl-C), one SIGKILLed, then
     all started again. The long form (all SIGTERMed, then all SIGKILLed) is
-    test_restarts_all_clean_then_all_killed, with --run-slow."""
+    test_restarts_all_clean_then_all_killed:
+    `uv run pytest tests/cluster/test_membership.py --run-slow`."""
     cluster.expect("mc1", "mc3", "mc4")
     restart_all(cluster, {"mc1": signal.SIGTERM, "mc3": signal.SIGINT, "mc4": signal.SIGKILL})
 
 
 @pytest.mark.slow
 def test_restarts_all_clean_then_all_killed(cluster: Cluster) -> None:
+    """All three SIGTERMed and restarted, then all SIGKILLed and restarted (the module's
+    tests before it run first: `uv run pytest tests/cluster/test_membership.py
+    --run-slow`)."""
     cluster.expect("mc1", "mc3", "mc4")
     for how in (signal.SIGTERM, signal.SIGKILL):
         restart_all(cluster, dict.fromkeys(cluster.nodes, how))
