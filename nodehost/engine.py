@@ -31,6 +31,7 @@ from nodehost.errors import Closed, Timeout
 from nodehost.limits import DEFAULT_MAX_MESSAGE_SIZE
 from nodehost.metrics import Metrics
 from nodehost.mutations import ACK_BEFORE_FSYNC, LazySaves
+from nodehost.parts import WALL_CLOCK, Clock
 from nodehost.raft import Peer, Update
 from nodehost.receive import ReceiveQueue
 from nodehost.request import ResultCode, batched_wakeups
@@ -66,8 +67,10 @@ class Engine:
         metrics: Metrics,
         use_uvloop: bool = True,
         receive_queue: ReceiveQueue | None = None,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         self.logdb = logdb
+        self.clock = clock
         self.rtt = rtt_millisecond / 1000.0
         self.notify_commit = notify_commit
         self.metrics = metrics
@@ -249,7 +252,7 @@ class Engine:
         self._tick += 1
         self._tick_handle = self.loop.call_later(self.rtt, self._on_tick)
         if self._expiring:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             for node in list(self._expiring):
                 node.expire(now)
                 if not node.has_pending():

@@ -34,6 +34,8 @@ from nodehost.request import (
     RequestState,
     ResultCode,
     batched_wakeups,
+    complete,
+    mark_committed,
 )
 from nodehost.rsm import (
     ApplyKind,
@@ -113,7 +115,7 @@ class ReadTracker:
             self._batches.clear()
             self._ready.clear()
         for rs in requests:
-            rs.complete(RequestResult(code, reason=reason, error=error))
+            complete(rs, RequestResult(code, reason=reason, error=error))
 
 
 class Node:
@@ -265,7 +267,7 @@ class Node:
             for entry in update.committed:
                 waiting = self.pending_proposals.get(entry.key)
                 if waiting is not None:
-                    waiting.committed()
+                    mark_committed(waiting)
         if update.snapshot is not None:
             self.submit_apply("recover", update.snapshot)
         if update.committed:
@@ -294,7 +296,7 @@ class Node:
             for rs in self.read_tracker.dropped(ctx):
                 reads += 1
                 self.pending_reads.discard(rs.key)  # frees its place at once
-                rs.complete(result)
+                complete(rs, result)
         self.engine.dropped(self, proposals, reads)
 
     def _removed_result(self) -> RequestResult:
@@ -410,9 +412,9 @@ class Node:
                 rs = proposals.pop(r.key)
                 if rs is not None:
                     if r.rejected:
-                        rs.complete(RequestResult(ResultCode.REJECTED, reason=r.reason))
+                        complete(rs, RequestResult(ResultCode.REJECTED, reason=r.reason))
                     else:
-                        rs.complete(RequestResult(ResultCode.COMPLETED, r.result))
+                        complete(rs, RequestResult(ResultCode.COMPLETED, r.result))
         self.applied_index = self.rsm.applied_index
         if self.applied_index >= self.ready_index and not self.ready.is_set():
             self.ready.set()
@@ -441,7 +443,7 @@ class Node:
     def release_reads(self) -> None:
         for rs in self.read_tracker.release(self.applied_index):
             self.pending_reads.pop(rs.key)
-            rs.complete(RequestResult(ResultCode.COMPLETED))
+            complete(rs, RequestResult(ResultCode.COMPLETED))
 
     def _recover(self, snapshot: pb.Snapshot) -> None:
         self.rsm.recover(snapshot, self.stopped_flag)

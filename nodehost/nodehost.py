@@ -17,24 +17,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logdb import LogDBError, RocksLogDB
+from logdb import ILogDB, LogDBError
 from nodehost import errors
 from nodehost.addressing import check_target
 from nodehost.admin.server import AdminServer, start_admin
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
 from nodehost.config import Config, NodeHostConfig
-from nodehost.engine import Engine, EngineListener
+from nodehost.engine import Engine
 from nodehost.env import Env
-from nodehost.events import (
-    EntryInfo,
-    EventDispatcher,
-    FailureInfo,
-    LeaderInfo,
-    NodeInfo,
-    SnapshotInfo,
-)
-from nodehost.inbound import Admission, learn_routes
+from nodehost.events import EventDispatcher, NodeInfo, SnapshotInfo
+from nodehost.inbound import Admission
 from nodehost.info import (
     Membership,
     NodeHostInfo,
@@ -47,8 +40,17 @@ from nodehost.logreader import CachedLogReader
 from nodehost.membership_api import MembershipAPI
 from nodehost.metrics import Metrics, ReplicaLeadership
 from nodehost.node import Node, SnapshotRequest
+from nodehost.parts import (
+    WALL_CLOCK,
+    Clock,
+    LogDBFactory,
+    TransportFactory,
+    default_transport_factory,
+    rocksdb_logdb,
+)
 from nodehost.raft import Mutation, Peer, RaftConfig
 from nodehost.receive import ReceiveQueue
+from nodehost.reports import HostReports
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.routing import TransportRouter
 from nodehost.rsm import (
@@ -69,7 +71,7 @@ from statemachine import (
     Result,
     StateMachineType,
 )
-from transport import BindError, GrpcTransport, TransportConfig, TransportError
+from transport import BindError, TransportConfig, TransportError
 
 log = logging.getLogger("nodehost")
 
@@ -77,13 +79,28 @@ log = logging.getLogger("nodehost")
 ENGINE_CALL_TIMEOUT = 10.0
 
 
-class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
+class NodeHost(MembershipAPI, AsyncAPI):
     """Hosts replicas of many shards over one transport and one log store."""
 
-    def __init__(self, config: NodeHostConfig) -> None:
+    def __init__(
+        self,
+        config: NodeHostConfig,
+        *,
+        logdb_factory: LogDBFactory | None = None,
+        transport_factory: TransportFactory | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """Open the NodeHost's directory, its log store and its transport.
+
+        The three keywords replace a part (nodehost.parts): `logdb_factory` the log
+        store (RocksDB), `transport_factory` the transport (gRPC), `clock` the
+        monotonic clock (the machine's). Tests hand in the in-memory store and
+        transport and a simulated clock (nodehost.testing.simulation).
+        """
         if not isinstance(config, NodeHostConfig):
             raise errors.InvalidConfig("NodeHost needs a NodeHostConfig")
         self.config = config
+        self._clock: Clock = clock or WALL_CLOCK
         self._lock = threading.RLock()
         self._closed = False
         self._rng = random.Random()
@@ -97,13 +114,11 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             node_host_id=config.node_host_id,
             address_by_node_host_id=config.address_by_node_host_id,
         )
-        self._logdb: RocksLogDB | None = None
+        self._logdb: ILogDB | None = None
         self._engine: Engine | None = None
         self._admin: AdminServer | None = None
         try:
-            self._logdb = RocksLogDB(
-                str(self._env.logdb_dir), deployment_id=config.deployment_id, fsync=config.fsync
-            )
+            self._logdb = (logdb_factory or rocksdb_logdb)(config, str(self._env.logdb_dir))
             self._metrics = Metrics(config.enable_metrics)
             self._events = EventDispatcher(config.raft_event_listener, config.system_event_listener)
             self._engine = Engine(
@@ -116,10 +131,12 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 receive_queue=ReceiveQueue(
                     queue_bytes(config.max_receive_queue_size, config.max_message_size)
                 ),
+                clock=self._clock,
             )
-            self._engine.listener = self
-            self._router = TransportRouter(self)
-            self._transport = GrpcTransport(
+            router = TransportRouter(
+                self._engine, self._events, self._metrics, lambda: self._closed
+            )
+            self._transport = (transport_factory or default_transport_factory(config))(
                 TransportConfig(
                     raft_address=config.raft_address,
                     listen_address=config.listen_address,
@@ -136,8 +153,12 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     node_host_id=self._env.node_host_id,
                     seeds=tuple(config.seeds),
                 ),
-                self._router,
+                router,
             )
+            self._reports = HostReports(
+                self._metrics, self._events, self._transport.registry, router
+            )
+            self._engine.listener = self._reports
             self._engine.transport = self._transport
             self._admission = Admission(self._transport.registry, self._metrics)
             self._engine.run(self._transport.start(), timeout=30)
@@ -335,7 +356,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             str(self._env.snapshot_dir(shard_id, replica_id)),
             shard_id,
             replica_id,
-            on_removed=lambda index: self._snapshot_compacted(shard_id, replica_id, index),
+            on_removed=lambda index: self._reports.snapshot_compacted(shard_id, replica_id, index),
         )
         sm = None
         if not config.is_witness:
@@ -418,7 +439,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         registry = self._transport.registry
         for rid, address in members.items():
             registry.add(node.shard_id, rid, address)
-        self._sync_registry(node)
+        self._reports.sync_routes(node)
         node.admission = self._admission
         engine.add_node(node)
 
@@ -477,15 +498,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         close_sm()
         self._metrics.replicas(len(engine.nodes))
         self._metrics.forget_shard(node.shard_id)
-        self._report_unloaded(node)
-
-    def _report_unloaded(self, node: Node) -> None:
-        """node_unloaded, once per replica, whether it failed, was stopped, or both."""
-        with self._lock:
-            if node.unload_reported:
-                return
-            node.unload_reported = True
-        self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
+        self._reports.unloaded(node)
 
     def remove_data(self, shard_id: int, replica_id: int) -> None:
         """Delete a stopped replica's log and snapshots; the id can never start here again.
@@ -616,10 +629,15 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 f"(max_in_mem_log_size {node.config.max_in_mem_log_size}); retry later"
             )
         key = next(self._keys)
-        now = time.monotonic()
-        rs = RequestState(key, now + timeout, self.config.notify_commit, size=len(cmd), started=now)
-        if self._metrics.enabled:
-            rs.on_done = self._metrics.proposal_result
+        now = self._clock.monotonic()
+        rs = RequestState(
+            key,
+            now + timeout,
+            self.config.notify_commit,
+            size=len(cmd),
+            started=now,
+            on_done=self._metrics.proposal_result if self._metrics.enabled else None,
+        )
         refused = node.pending_proposals.try_add(rs)
         if refused is not None:
             self._metrics.system_busy("proposal")
@@ -649,7 +667,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         node = self._serving_node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
-        now = time.monotonic()
+        now = self._clock.monotonic()
         rs = RequestState(next(self._keys), now + timeout, shard_id=shard_id, started=now)
         refused = node.pending_reads.try_add(rs)
         if refused is not None:
@@ -703,7 +721,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         node = self._node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to snapshot")
-        rs = RequestState(next(self._keys), time.monotonic() + timeout)
+        rs = RequestState(next(self._keys), self._clock.monotonic() + timeout)
         node.pending_snapshots.add(rs)
         node.submit_apply(
             "snapshot",
@@ -808,60 +826,6 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
 
     def _transport_stats(self) -> dict[str, int]:
         return self._transport.stats.as_dict()
-
-    def _sync_registry(self, node: Node) -> None:
-        """Point the transport at the addresses in the core's membership (on the loop)."""
-        registry = self._transport.registry
-        m = node.membership
-        learn_routes(registry, node.shard_id, m, replace=True)
-        for rid in m.removed:
-            registry.remove(node.shard_id, rid)
-
-    # EngineListener (on the loop or an apply thread)
-
-    def leader_changed(self, node: Node) -> None:
-        self._metrics.leader_changed(node.shard_id)
-        self._events.leader_updated(
-            LeaderInfo(node.shard_id, node.replica_id, node.term, node.leader_id)
-        )
-
-    def membership_changed(self, node: Node) -> None:
-        self._sync_registry(node)
-        self._events.system_event("membership_changed", NodeInfo(node.shard_id, node.replica_id))
-
-    def replica_failed(self, node: Node, reason: str) -> None:
-        self._events.system_event(
-            "node_failed", FailureInfo(node.shard_id, node.replica_id, reason)
-        )
-        self._report_unloaded(node)
-
-    def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None:
-        self._metrics.snapshot("created")
-        info = SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
-        self._events.system_event("snapshot_created", info)
-        if compacted_to:
-            self._events.system_event(
-                "log_compacted", EntryInfo(node.shard_id, node.replica_id, compacted_to)
-            )
-
-    def snapshot_recovered(self, node: Node, snapshot: pb.Snapshot) -> None:
-        self._metrics.snapshot("recovered")
-        self._events.system_event(
-            "snapshot_recovered", SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
-        )
-
-    def snapshot_send_started(self, message: pb.Message) -> None:
-        self._router.snapshot_send_started(message)
-
-    def log_db_compacted(self, node: Node, index: int) -> None:
-        self._events.system_event(
-            "log_db_compacted", EntryInfo(node.shard_id, node.replica_id, index)
-        )
-
-    def _snapshot_compacted(self, shard_id: int, replica_id: int, index: int) -> None:
-        """An older snapshot was deleted from disk (on an apply worker)."""
-        self._metrics.snapshot("compacted")
-        self._events.system_event("snapshot_compacted", SnapshotInfo(shard_id, replica_id, index))
 
 
 def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:

@@ -1,0 +1,73 @@
+"""The parts a NodeHost is built from that have more than one implementation.
+
+    NodeHost(config, logdb_factory=..., transport_factory=..., clock=...)
+
+Like Dragonboat's `LogDBFactory` and `TransportFactory`: a NodeHost never picks its log
+store, its transport or its clock itself; it calls what it was given, and by default
+gets RocksDB, the transport its config names (gRPC) and the wall clock. Tests and
+users' own tests hand in the in-memory ones and a simulated clock
+(nodehost.testing.simulation), and a known-bug variant is a wrapper or subclass handed
+in the same way, never a switch inside the product.
+
+Rules:
+- A factory is called once per NodeHost, after its directory is locked, with everything
+  the part needs; what it returns belongs to that NodeHost, which closes it.
+- A part must keep its own contract whatever wraps it (logdb.ILogDB,
+  transport.ITransport): the engine trusts what they say, as it trusts RocksDB and gRPC.
+- The clock is monotonic seconds. Request deadlines, retries, ticks and admission by
+  expected wait read it; durations measured for metrics only use the process clock.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from logdb import ILogDB, RocksLogDB
+from transport import GrpcTransport, ITransport, TransportConfig, TransportHandler
+
+if TYPE_CHECKING:
+    from nodehost.config import NodeHostConfig
+
+
+class LogDBFactory(Protocol):
+    def __call__(self, config: NodeHostConfig, directory: str) -> ILogDB:
+        """Open the log store of the NodeHost configured by `config`, kept in
+        `directory` (its `wal_dir`, or `logdb/` in its `node_host_dir`). Raise a
+        logdb.LogDBError when it cannot be opened: the NodeHost names the setting."""
+        ...
+
+
+class TransportFactory(Protocol):
+    def __call__(self, config: TransportConfig, handler: TransportHandler) -> ITransport:
+        """A transport for `config` that hands what it receives to `handler`; the
+        NodeHost starts it on its engine loop."""
+        ...
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds since an arbitrary moment; never goes back."""
+        ...
+
+
+class WallClock:
+    """The machine's monotonic clock."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+WALL_CLOCK = WallClock()
+
+
+def rocksdb_logdb(config: NodeHostConfig, directory: str) -> ILogDB:
+    """The default log store: RocksDB in `directory`."""
+    return RocksLogDB(directory, deployment_id=config.deployment_id, fsync=config.fsync)
+
+
+def default_transport_factory(config: NodeHostConfig) -> TransportFactory:
+    """The transport a NodeHost gets when none is handed in: gRPC."""
+    return GrpcTransport
