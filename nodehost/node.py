@@ -155,13 +155,15 @@ class Node:
         # Bounded (Config.max_pending_*, max_queue_delay_ms): past a bound a call gets
         # SystemBusy.
         delay = config.max_queue_delay_ms / 1000.0
+        clock = engine.clock.monotonic
         self.pending_proposals = PendingRequests(
             config.max_pending_proposals,
             config.max_pending_proposal_bytes,
             DelayGate(delay) if delay else None,
+            clock,
         )
         self.pending_reads = PendingRequests(
-            config.max_pending_reads, gate=DelayGate(delay) if delay else None
+            config.max_pending_reads, gate=DelayGate(delay) if delay else None, clock=clock
         )
         self.pending_config_changes = PendingRequests()
         self.pending_snapshots = PendingRequests()
@@ -176,6 +178,9 @@ class Node:
         self.membership = peer.membership
         # Apply side: tasks run in order on one worker.
         self.apply_lock = threading.Lock()
+        # Held while apply tasks run: whoever stops the replica takes it to know that
+        # none runs any more (and none starts: `stopped` is set first).
+        self.apply_running = threading.Lock()
         self.apply_queue: deque[tuple[str, Any]] = deque()
         self.apply_scheduled = False
         self.applied_index = rsm.applied_index
@@ -356,6 +361,10 @@ class Node:
 
     def run_apply(self) -> None:
         """Run queued apply tasks in order (on this node's apply worker)."""
+        with self.apply_running:
+            self._run_apply_tasks()
+
+    def _run_apply_tasks(self) -> None:
         while True:
             with self.apply_lock:
                 if not self.apply_queue or self.stopped:
@@ -426,7 +435,10 @@ class Node:
         if (
             every
             and self.applied_index - self.last_snapshot_index >= every
-            and (not self.snapshot_failures or time.monotonic() >= self.snapshot_retry_at)
+            and (
+                not self.snapshot_failures
+                or self.engine.clock.monotonic() >= self.snapshot_retry_at
+            )
         ):
             self._save_snapshot(None)
 
@@ -509,7 +521,7 @@ class Node:
             delay = min(
                 SNAPSHOT_RETRY_MAX, SNAPSHOT_RETRY_FIRST * 2 ** (self.snapshot_failures - 1)
             )
-            self.snapshot_retry_at = time.monotonic() + delay
+            self.snapshot_retry_at = self.engine.clock.monotonic() + delay
             log.warning(
                 "shard %d replica %d: snapshot at index %d not saved: %s; the replica goes "
                 "on, the next snapshot is tried in %.0f s or later (failure %d in a row)",

@@ -44,9 +44,11 @@ from nodehost.parts import (
     WALL_CLOCK,
     Clock,
     LogDBFactory,
+    RuntimeFactory,
     TransportFactory,
     default_transport_factory,
     rocksdb_logdb,
+    threaded_runtime,
 )
 from nodehost.raft import Mutation, Peer, RaftConfig
 from nodehost.receive import ReceiveQueue
@@ -89,13 +91,17 @@ class NodeHost(MembershipAPI, AsyncAPI):
         logdb_factory: LogDBFactory | None = None,
         transport_factory: TransportFactory | None = None,
         clock: Clock | None = None,
+        runtime_factory: RuntimeFactory | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         """Open the NodeHost's directory, its log store and its transport.
 
-        The three keywords replace a part (nodehost.parts): `logdb_factory` the log
-        store (RocksDB), `transport_factory` the transport (gRPC), `clock` the
-        monotonic clock (the machine's). Tests hand in the in-memory store and
-        transport and a simulated clock (nodehost.testing.simulation).
+        The keywords replace a part (nodehost.parts): `logdb_factory` the log store
+        (RocksDB), `transport_factory` the transport (gRPC), `clock` the monotonic
+        clock (the machine's), `runtime_factory` the threads the engine runs on, `rng`
+        the source of its random choices (session ids, election timeouts). Tests hand
+        in the in-memory store and transport, and nodehost.testing.simulation also a
+        simulated clock, a single-threaded runtime and a seeded generator.
         """
         if not isinstance(config, NodeHostConfig):
             raise errors.InvalidConfig("NodeHost needs a NodeHostConfig")
@@ -103,7 +109,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
         self._clock: Clock = clock or WALL_CLOCK
         self._lock = threading.RLock()
         self._closed = False
-        self._rng = random.Random()
+        self._rng = rng or random.Random()
         self._keys = itertools.count(self._rng.getrandbits(62) + 1)
         self._stale_read_warned = False
         self._env = Env(
@@ -120,18 +126,21 @@ class NodeHost(MembershipAPI, AsyncAPI):
         try:
             self._logdb = (logdb_factory or rocksdb_logdb)(config, str(self._env.logdb_dir))
             self._metrics = Metrics(config.enable_metrics)
-            self._events = EventDispatcher(config.raft_event_listener, config.system_event_listener)
+            runtime = (runtime_factory or threaded_runtime)(config)
+            self._events = EventDispatcher(
+                config.raft_event_listener, config.system_event_listener, runtime.listen
+            )
             self._engine = Engine(
                 self._logdb,
+                runtime,
                 config.rtt_millisecond,
-                config.apply_workers,
                 config.notify_commit,
                 self._metrics,
-                use_uvloop=config.use_uvloop,
                 receive_queue=ReceiveQueue(
                     queue_bytes(config.max_receive_queue_size, config.max_message_size)
                 ),
                 clock=self._clock,
+                rng=random.Random(self._rng.getrandbits(64)),
             )
             router = TransportRouter(
                 self._engine, self._events, self._metrics, lambda: self._closed
@@ -214,9 +223,6 @@ class NodeHost(MembershipAPI, AsyncAPI):
         if self._logdb is not None:
             self._logdb.close()
             self._logdb = None
-        events = getattr(self, "_events", None)
-        if events is not None:
-            events.close()
         self._env.close()
 
     def __enter__(self) -> NodeHost:
@@ -224,6 +230,14 @@ class NodeHost(MembershipAPI, AsyncAPI):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _check_may_block(self, what: str) -> None:
+        engine = self._engine
+        if engine is not None and not engine.runtime.may_block():
+            raise errors.InvalidOperation(
+                f"{what} block the calling thread, and this NodeHost's runtime runs on it "
+                "(a simulation): await the request, or use the aio_* calls"
+            )
 
     def _check_open(self) -> Engine:
         if self._closed or self._engine is None:
@@ -286,6 +300,8 @@ class NodeHost(MembershipAPI, AsyncAPI):
             check_target(address, f"initial_members[{rid}]", config_by_id)
         if len(set(members.values())) != len(members):
             raise errors.InvalidConfig("initial_members: two replicas share an address")
+        if config.wait_ready:
+            self._check_may_block("starts with Config.wait_ready")
         shard_id, replica_id = config.shard_id, config.replica_id
         with self._lock:
             if shard_id in engine.nodes:
@@ -479,23 +495,12 @@ class NodeHost(MembershipAPI, AsyncAPI):
                 pass
         node.ready.set()
         node.fail_all(code, "the replica was stopped")
-        done = threading.Event()
-
-        def close_sm() -> None:
-            try:
-                node.rsm.close()
-            finally:
-                done.set()
-
         with node.apply_lock:
             node.apply_queue.clear()
-            scheduled = node.apply_scheduled
-        if scheduled:
-            # The worker sees `stopped` after its current task; close after it.
-            deadline = time.monotonic() + 10
-            while node.apply_scheduled and time.monotonic() < deadline:
-                time.sleep(0.005)
-        close_sm()
+        # A task running now finishes first (the worker sees `stopped` after it).
+        if node.apply_running.acquire(timeout=ENGINE_CALL_TIMEOUT):
+            node.apply_running.release()
+        node.rsm.close()
         self._metrics.replicas(len(engine.nodes))
         self._metrics.forget_shard(node.shard_id)
         self._reports.unloaded(node)
@@ -525,6 +530,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
         (Timeout past it); one still running raises ShardNotStopped at once."""
         engine = self._check_open()
         check_timeout(timeout)
+        self._check_may_block("sync_* calls")
         deadline = time.monotonic() + timeout
         while True:
             node = engine.nodes.get(shard_id)
@@ -599,6 +605,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
         leadership moving): a dropped request never took effect, so this is safe, and a
         caller's timeout covers the election instead of failing at once."""
         check_timeout(timeout)
+        self._check_may_block("sync_* calls")
         deadline = time.monotonic() + timeout
         pause = self.config.rtt_millisecond / 1000.0
         while True:
@@ -737,6 +744,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
     def sync_request_snapshot(
         self, shard_id: int, option: SnapshotOption | None, timeout: float
     ) -> int:
+        self._check_may_block("sync_* calls")
         rs = self.request_snapshot(shard_id, option, timeout)
         outcome = rs.wait(timeout + 0.5)
         outcome.raise_for_code()
@@ -826,6 +834,15 @@ class NodeHost(MembershipAPI, AsyncAPI):
 
     def _transport_stats(self) -> dict[str, int]:
         return self._transport.stats.as_dict()
+
+
+def abandon(nh: NodeHost) -> None:
+    """What the operating system does for a process that died holding `nh`: the lock on
+    its directory is released. Nothing is flushed or closed and nobody is told. For
+    simulations (nodehost.testing.simulation), where a process dies by its runtime
+    running nothing more, and its NodeHost must not hold its directory from the grave."""
+    nh._closed = True
+    nh._env.close()
 
 
 def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:

@@ -1,10 +1,13 @@
 """The parts a NodeHost is built from that have more than one implementation.
 
-    NodeHost(config, logdb_factory=..., transport_factory=..., clock=...)
+    NodeHost(config, logdb_factory=..., transport_factory=..., clock=...,
+             runtime_factory=..., rng=...)
 
 Like Dragonboat's `LogDBFactory` and `TransportFactory`: a NodeHost never picks its log
 store, its transport or its clock itself; it calls what it was given, and by default
-gets RocksDB, the transport its config names (gRPC) and the wall clock. Tests and
+gets RocksDB, the transport its config names (gRPC) and the wall clock; its engine runs
+on threads (nodehost.runtime) and its random choices come from an unseeded generator.
+Tests and
 users' own tests hand in the in-memory ones and a simulated clock
 (nodehost.testing.simulation), and a known-bug variant is a wrapper or subclass handed
 in the same way, never a switch inside the product.
@@ -21,9 +24,12 @@ Rules:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from logdb import ILogDB, RocksLogDB
+from nodehost.env import check_room_named
+from nodehost.runtime import Runtime, ThreadedRuntime
 from transport import GrpcTransport, ITransport, TransportConfig, TransportHandler
 
 if TYPE_CHECKING:
@@ -45,6 +51,12 @@ class TransportFactory(Protocol):
         ...
 
 
+class RuntimeFactory(Protocol):
+    def __call__(self, config: NodeHostConfig) -> Runtime:
+        """Where the engine of the NodeHost configured by `config` runs its work."""
+        ...
+
+
 class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds since an arbitrary moment; never goes back."""
@@ -63,8 +75,16 @@ class WallClock:
 WALL_CLOCK = WallClock()
 
 
+def threaded_runtime(config: NodeHostConfig) -> Runtime:
+    """The default runtime: the engine loop, IO and apply workers on threads."""
+    return ThreadedRuntime(config.apply_workers, use_uvloop=config.use_uvloop)
+
+
 def rocksdb_logdb(config: NodeHostConfig, directory: str) -> ILogDB:
-    """The default log store: RocksDB in `directory`."""
+    """The default log store: RocksDB in `directory`, once it has room for a memtable
+    flush (env.check_room: InvalidConfig naming wal_dir or node_host_dir otherwise)."""
+    setting, path = ("wal_dir", config.wal_dir) if config.wal_dir else ("node_host_dir", "")
+    check_room_named(setting, Path(path or config.node_host_dir), Path(directory))
     return RocksLogDB(directory, deployment_id=config.deployment_id, fsync=config.fsync)
 
 

@@ -146,7 +146,7 @@ class RequestState:
         self.key = key
         self.shard_id = shard_id
         self.size = size  # bytes it holds while pending (a proposal's command)
-        self.started = started  # time.monotonic() when made, for admission by delay
+        self.started = started  # the host's clock when made, for admission by delay
         self.deadline = deadline
         self.notify_commit = notify_commit
         self._lock = threading.Lock()
@@ -315,9 +315,14 @@ class PendingRequests:
     """
 
     def __init__(
-        self, max_count: int = 0, max_bytes: int = 0, gate: DelayGate | None = None
+        self,
+        max_count: int = 0,
+        max_bytes: int = 0,
+        gate: DelayGate | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lock = threading.Lock()
+        self._clock = clock  # the host's (nodehost.parts.Clock): when requests finish
         self._by_key: dict[int, RequestState] = {}
         self._deadlines: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
@@ -369,7 +374,7 @@ class PendingRequests:
         rs = self.discard(key)
         gate = self.gate
         if rs is not None and gate is not None:
-            gate.finished(time.monotonic(), len(self._by_key))
+            gate.finished(self._clock(), len(self._by_key))
         return rs
 
     def discard(self, key: int) -> RequestState | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import random
 import threading
 from collections.abc import AsyncIterator
 
@@ -38,7 +39,10 @@ class InMemoryNetwork:
 
     def _bind(self, address: str, transport: InMemoryTransport) -> None:
         with self._lock:
-            if address in self._hosts:
+            holder = self._hosts.get(address)
+            # A transport whose loop is closed belongs to a process that is gone (a
+            # simulated crash): like a dead process's socket, it holds no address.
+            if holder is not None and not (holder._loop is not None and holder._loop.is_closed()):
                 raise BindError(f"cannot listen on {address}: address in use")
             self._hosts[address] = transport
 
@@ -54,9 +58,14 @@ class InMemoryNetwork:
 
 class InMemoryTransport(BaseTransport):
     def __init__(
-        self, network: InMemoryNetwork, config: TransportConfig, handler: TransportHandler
+        self,
+        network: InMemoryNetwork,
+        config: TransportConfig,
+        handler: TransportHandler,
+        *,
+        rng: random.Random | None = None,
     ) -> None:
-        super().__init__(config, handler)
+        super().__init__(config, handler, rng=rng)
         self._network = network
         self._serving = False
 
@@ -70,7 +79,12 @@ class InMemoryTransport(BaseTransport):
 
     def _target(self, address: str) -> InMemoryTransport:
         target = self._network.lookup(address)
-        if target is None or not target._serving or target._loop is None:
+        if (
+            target is None
+            or not target._serving
+            or target._loop is None
+            or target._loop.is_closed()  # its process is gone
+        ):
             raise ConnectionRefusedError(f"nothing listens at {address}")
         return target
 
