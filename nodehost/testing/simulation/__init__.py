@@ -24,9 +24,9 @@ workload.py, nemesis.py (faults), invariants.py (the safety checks), machines.py
 applied entries are seen), simulation.py (one run), scenario.py (by seed, replayable).
 """
 
-from nodehost.testing.simulation.nemesis import FAULT_KINDS
+from nodehost.testing.simulation.config import FAULT_KINDS, SimulationConfig
 from nodehost.testing.simulation.scenario import Scenario, load
-from nodehost.testing.simulation.simulation import RunResult, Simulation, SimulationConfig
+from nodehost.testing.simulation.simulation import RunResult, Simulation
 from nodehost.testing.simulation.workload import (
     KVStateMachine,
     KVWorkload,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nodehost import (
     Closed,
@@ -31,17 +31,34 @@ from nodehost import (
 )
 from nodehost.rsm import Session
 from nodehost.testing.history import HistoryRecorder
-from nodehost.testing.simulation.workload import Read, Write
+from nodehost.testing.simulation.config import SimulationConfig
+from nodehost.testing.simulation.hosts import SimulatedHost
+from nodehost.testing.simulation.loop import Scheduler
+from nodehost.testing.simulation.workload import Read, Workload, Write
 
-if TYPE_CHECKING:
-    from nodehost.testing.simulation.hosts import SimulatedHost
-    from nodehost.testing.simulation.simulation import Simulation
+
+class World(Protocol):
+    """What clients need of the run they are part of (simulation.Simulation)."""
+
+    @property
+    def seed(self) -> int: ...
+    @property
+    def config(self) -> SimulationConfig: ...
+    @property
+    def scheduler(self) -> Scheduler: ...
+    @property
+    def workload(self) -> Workload: ...
+    @property
+    def has_clients(self) -> bool: ...
+
+    def trace(self, text: str) -> None: ...
+
 
 _KNOWN, _FAILED, _UNKNOWN = "known", "failed", "unknown"
 
 
 class Clients:
-    def __init__(self, sim: Simulation) -> None:
+    def __init__(self, sim: World) -> None:
         self._sim = sim
         scheduler = sim.scheduler
         self.recorder = HistoryRecorder(clock=lambda: int(scheduler.now * 1e9))

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from logdb import ILogDB, MemoryLogDB
 from nodehost import (
+    Config,
     IRaftEventListener,
     ISystemEventListener,
     LeaderInfo,
@@ -40,17 +42,53 @@ from nodehost import (
 from nodehost.nodehost import abandon
 from nodehost.parts import Clock
 from nodehost.runtime import Runtime
-from nodehost.testing.simulation.invariants import ObservedLogDB
-from nodehost.testing.simulation.loop import SimulatedLoop
+from nodehost.testing.simulation.config import SimulationConfig
+from nodehost.testing.simulation.invariants import ObservedLogDB, SafetyChecker
+from nodehost.testing.simulation.loop import Scheduler, SimulatedLoop
+from nodehost.testing.simulation.network import SimulatedNetwork
 from nodehost.testing.simulation.runtime import SimulatedRuntime
 from statemachine import StateMachineType
 from transport import TransportConfig
 from transport.interface import TransportHandler
 
-if TYPE_CHECKING:
-    from nodehost.testing.simulation.simulation import Simulation
-
 LogDBWrapper = Callable[[ILogDB, Clock], ILogDB]
+
+
+class ClientPool(Protocol):
+    def start(self, host: SimulatedHost) -> None:
+        """A process booted: start its clients (if the run still makes operations)."""
+
+    def stopped(self, host: SimulatedHost) -> None:
+        """A process died or closed: its clients went with it."""
+
+
+class World(Protocol):
+    """What a machine needs of the run it is part of (simulation.Simulation)."""
+
+    @property
+    def seed(self) -> int: ...
+    @property
+    def kind(self) -> StateMachineType: ...
+    @property
+    def config(self) -> SimulationConfig: ...
+    @property
+    def scheduler(self) -> Scheduler: ...
+    @property
+    def network(self) -> SimulatedNetwork: ...
+    @property
+    def checker(self) -> SafetyChecker: ...
+    @property
+    def clients(self) -> ClientPool: ...
+    @property
+    def events(self) -> Counter[str]: ...
+    @property
+    def logdb_wrapper(self) -> LogDBWrapper | None: ...
+    @property
+    def host_parts(self) -> dict[str, Any]: ...
+
+    def leader_seen(self, info: LeaderInfo) -> None: ...
+    def recorded_factory(self) -> Callable[[int, int], Any]: ...
+    def replica_config(self, shard_id: int, replica_id: int) -> Config: ...
 
 
 @dataclass(slots=True)
@@ -66,7 +104,7 @@ class ReplicaPlan:
 class _Listener(IRaftEventListener, ISystemEventListener):
     """What the run hears from each NodeHost: leaders (checked), snapshots (counted)."""
 
-    def __init__(self, sim: Simulation) -> None:
+    def __init__(self, sim: World) -> None:
         self._sim = sim
 
     def leader_updated(self, info: LeaderInfo) -> None:
@@ -77,7 +115,7 @@ class _Listener(IRaftEventListener, ISystemEventListener):
 
 
 class SimulatedHost:
-    def __init__(self, sim: Simulation, index: int, address: str, directory: Path) -> None:
+    def __init__(self, sim: World, index: int, address: str, directory: Path) -> None:
         self.sim = sim
         self.index = index
         self.address = address

@@ -33,28 +33,39 @@ import asyncio
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nodehost import NodeHostInfoOption, RaftError, RequestResult, RequestState
-from nodehost.testing.simulation.network import MessageFaults, SteeringRule
+from nodehost.testing.simulation.config import SimulationConfig
+from nodehost.testing.simulation.hosts import SimulatedHost
+from nodehost.testing.simulation.loop import Scheduler
+from nodehost.testing.simulation.network import MessageFaults, SimulatedNetwork, SteeringRule
 
-if TYPE_CHECKING:
-    from nodehost.testing.simulation.hosts import SimulatedHost
-    from nodehost.testing.simulation.simulation import Simulation
 
-FAULT_KINDS: dict[str, float] = {
-    "crash": 1.0,
-    "crash-majority": 0.4,
-    "partition": 1.0,
-    "one-way": 0.6,
-    "flaky": 0.8,
-    "disk-full": 0.5,
-    "snapshot": 0.5,
-    "membership": 0.5,
-    "transfer": 0.4,
-    "figure-8": 0.25,
-    "lagging-leader": 0.25,
-}
+class World(Protocol):
+    """What the nemesis needs of the run it hits (simulation.Simulation)."""
+
+    @property
+    def shard_id(self) -> int: ...
+    @property
+    def config(self) -> SimulationConfig: ...
+    @property
+    def scheduler(self) -> Scheduler: ...
+    @property
+    def network(self) -> SimulatedNetwork: ...
+    @property
+    def hosts(self) -> list[SimulatedHost]: ...
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def events(self) -> Counter[str]: ...
+
+    def trace(self, text: str) -> None: ...
+    def voting_hosts(self) -> list[SimulatedHost]: ...
+    def spare_host(self) -> SimulatedHost: ...
+    def next_replica_id(self) -> int: ...
+    def retire(self, host: SimulatedHost) -> None: ...
+    def join_host(self, host: SimulatedHost, shard_id: int, replica_id: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +104,7 @@ def _duration(kind: str, rng: random.Random, window: float) -> float:
 
 @dataclass
 class Nemesis:
-    sim: Simulation
+    sim: World
     faults: list[Fault]
     attempted: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)

@@ -31,8 +31,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from nodehost.testing.simulation.config import SimulationConfig
 from nodehost.testing.simulation.hosts import LogDBWrapper
-from nodehost.testing.simulation.simulation import RunResult, Simulation, SimulationConfig
+from nodehost.testing.simulation.simulation import RunResult, Simulation
 from nodehost.testing.simulation.workload import Workload
 from statemachine import StateMachineType
 

@@ -42,39 +42,15 @@ from typing import Any
 from nodehost import Config, LeaderInfo, NodeHostInfoOption, RaftError
 from nodehost.testing.lincheck import check_operations
 from nodehost.testing.simulation.clients import Clients
+from nodehost.testing.simulation.config import SimulationConfig
 from nodehost.testing.simulation.hosts import LogDBWrapper, ReplicaPlan, SimulatedHost
 from nodehost.testing.simulation.invariants import SafetyChecker
 from nodehost.testing.simulation.loop import Scheduler
 from nodehost.testing.simulation.machines import recorded
-from nodehost.testing.simulation.nemesis import FAULT_KINDS, Nemesis, plan
+from nodehost.testing.simulation.nemesis import Nemesis, plan
 from nodehost.testing.simulation.network import MessageFaults, SimulatedNetwork
 from nodehost.testing.simulation.workload import Workload
 from statemachine import StateMachineType
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """How big, how long and how hostile a run is. Times are simulated seconds."""
-
-    hosts: int = 3
-    rtt_ms: int = 50
-    election_rtt: int = 10
-    heartbeat_rtt: int = 2
-    pre_vote: bool = False
-    snapshot_entries: int = 16
-    compaction_overhead: int = 4
-    clients_per_host: int = 1
-    op_timeout: float = 1.5
-    session_attempt: float = 0.5
-    think: tuple[float, float] = (0.05, 0.25)  # between a client's operations
-    warmup: float = 0.3  # before the first fault may come
-    window: float = 2.0  # operations are made, faults injected
-    settle: float = 15.0  # at most, to converge once everything healed
-    faults: tuple[int, int] = (1, 3)  # how many, at least and at most
-    kinds: dict[str, float] = field(default_factory=lambda: dict(FAULT_KINDS))
-    io_latency: tuple[float, float] = (0.0002, 0.002)
-    apply_latency: tuple[float, float] = (0.0, 0.001)
-    check_seconds: float = 20.0  # wall-clock budget of the linearizability check
 
 
 @dataclass
