@@ -30,7 +30,6 @@ from logdb import ILogDB, StoreClosedError, WriteError
 from nodehost.errors import Closed
 from nodehost.limits import DEFAULT_MAX_MESSAGE_SIZE
 from nodehost.metrics import Metrics
-from nodehost.mutations import ACK_BEFORE_FSYNC, LazySaves
 from nodehost.parts import WALL_CLOCK, Clock
 from nodehost.raft import Peer, Update
 from nodehost.receive import ReceiveQueue
@@ -70,7 +69,6 @@ class Engine:
         self.receive_queue = receive_queue or ReceiveQueue(2 * DEFAULT_MAX_MESSAGE_SIZE)
         self.nodes: dict[int, Node] = {}
         self.listener: EngineListener | None = None
-        self.lazy_saves: LazySaves | None = None  # test-only, see mutations.py
         self._rng = rng or random.Random()
         # Sets of replicas are dicts (insertion-ordered): a pass steps replicas in the
         # order they became ready, the same in every run of a simulation.
@@ -229,8 +227,6 @@ class Engine:
                     self._replica_raised(node, "sending", exc)
         work = [(n, u) for n, u in work if n.failed is None]
         records = [u for _, u in work if u.state is not None or u.entries or u.snapshot]
-        if self.lazy_saves is not None:  # MUTATION "ack-before-fsync" (test-only)
-            records = self.lazy_saves.hold(work, records)
         if records:
             started = time.perf_counter()
             await self._save(records, {id(u): n for n, u in work})
@@ -450,8 +446,6 @@ class Engine:
         node.last_tick = self._tick
         if not node.quiesced:
             self._awake[node] = None
-        if ACK_BEFORE_FSYNC in node.config._mutations and self.lazy_saves is None:
-            self.lazy_saves = LazySaves()
         self.wake(node)
 
     def remove_node(self, shard_id: int) -> Node | None:

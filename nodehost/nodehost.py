@@ -41,16 +41,18 @@ from nodehost.membership_api import MembershipAPI
 from nodehost.metrics import Metrics, ReplicaLeadership
 from nodehost.node import Node, SnapshotRequest
 from nodehost.parts import (
+    DEFAULT_REPLICA_PARTS,
     WALL_CLOCK,
     Clock,
     LogDBFactory,
+    ReplicaParts,
     RuntimeFactory,
     TransportFactory,
     default_transport_factory,
     rocksdb_logdb,
     threaded_runtime,
 )
-from nodehost.raft import Mutation, Peer, RaftConfig
+from nodehost.raft import Peer, RaftConfig
 from nodehost.receive import ReceiveQueue
 from nodehost.reports import HostReports
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
@@ -63,7 +65,6 @@ from nodehost.rsm import (
     SnapshotError,
     SnapshotStore,
     StateMachineError,
-    StateMachineManager,
 )
 from protos import raft_pb2 as pb
 from statemachine import (
@@ -93,20 +94,24 @@ class NodeHost(MembershipAPI, AsyncAPI):
         clock: Clock | None = None,
         runtime_factory: RuntimeFactory | None = None,
         rng: random.Random | None = None,
+        replica_parts: ReplicaParts | None = None,
     ) -> None:
         """Open the NodeHost's directory, its log store and its transport.
 
         The keywords replace a part (nodehost.parts): `logdb_factory` the log store
         (RocksDB), `transport_factory` the transport (gRPC), `clock` the monotonic
         clock (the machine's), `runtime_factory` the threads the engine runs on, `rng`
-        the source of its random choices (session ids, election timeouts). Tests hand
-        in the in-memory store and transport, and nodehost.testing.simulation also a
-        simulated clock, a single-threaded runtime and a seeded generator.
+        the source of its random choices (session ids, election timeouts),
+        `replica_parts` the Raft protocol and state machine layer each replica runs.
+        Tests hand in the in-memory store and transport, nodehost.testing.simulation
+        also a simulated clock, a single-threaded runtime and a seeded generator, and
+        the known-bug tests a broken part.
         """
         if not isinstance(config, NodeHostConfig):
             raise errors.InvalidConfig("NodeHost needs a NodeHostConfig")
         self.config = config
         self._clock: Clock = clock or WALL_CLOCK
+        self._replica_parts = replica_parts or DEFAULT_REPLICA_PARTS
         self._lock = threading.RLock()
         self._closed = False
         self._rng = rng or random.Random()
@@ -389,7 +394,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
                 raise errors.InvalidConfig(
                     f"create returned {type(sm).__name__}, not an {expected.__name__}"
                 )
-        rsm = StateMachineManager(
+        rsm = self._replica_parts.state_machine_manager(
             shard_id,
             replica_id,
             kind,
@@ -397,7 +402,6 @@ class NodeHost(MembershipAPI, AsyncAPI):
             snapshots,
             ordered_config_change=config.ordered_config_change,
             compression=config.snapshot_compression,
-            session_apply_twice=Mutation.SESSION_APPLY_TWICE.value in config._mutations,
         )
         stopped = lambda: self._closed  # noqa: E731
         try:
@@ -439,7 +443,6 @@ class NodeHost(MembershipAPI, AsyncAPI):
                     self.config.raft_address,
                     self.config.deployment_id,
                 ),
-                mutations=frozenset(Mutation(m) for m in config._mutations),
             ),
             reader,
             random.Random(self._rng.getrandbits(64)),
@@ -448,6 +451,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
             initial_members=None if join else founding,
             join=join,
             applied=rsm.applied_index,
+            protocol=self._replica_parts.raft,
         )
         return Node(engine, config, peer, rsm, reader, snapshots, engine.apply_worker_for(shard_id))
 

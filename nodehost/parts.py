@@ -1,7 +1,7 @@
 """The parts a NodeHost is built from that have more than one implementation.
 
     NodeHost(config, logdb_factory=..., transport_factory=..., clock=...,
-             runtime_factory=..., rng=...)
+             runtime_factory=..., rng=..., replica_parts=...)
 
 Like Dragonboat's `LogDBFactory` and `TransportFactory`: a NodeHost never picks its log
 store, its transport or its clock itself; it calls what it was given, and by default
@@ -24,11 +24,14 @@ Rules:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from logdb import ILogDB, RocksLogDB
 from nodehost.env import check_room_named
+from nodehost.raft import Raft
+from nodehost.rsm import StateMachineManager
 from nodehost.runtime import Runtime, ThreadedRuntime
 from transport import GrpcTransport, ITransport, TransportConfig, TransportHandler
 
@@ -55,6 +58,20 @@ class RuntimeFactory(Protocol):
     def __call__(self, config: NodeHostConfig) -> Runtime:
         """Where the engine of the NodeHost configured by `config` runs its work."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaParts:
+    """What each replica is made of inside the host: the Raft protocol its core runs,
+    and the layer between the log and the user's state machine (sessions, membership,
+    snapshots). Only tests hand in others: a subclass that breaks one rule on purpose
+    (a known bug) proves that the simulation and the chaos suite catch it."""
+
+    raft: type[Raft] = Raft
+    state_machine_manager: type[StateMachineManager] = StateMachineManager
+
+
+DEFAULT_REPLICA_PARTS = ReplicaParts()
 
 
 class Clock(Protocol):

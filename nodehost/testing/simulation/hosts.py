@@ -12,7 +12,7 @@ Rules:
 - A restart reopens the store first, checks that it still holds what was acknowledged
   (invariants.py), then starts a new incarnation: a new loop, NodeHost and clients.
 - Every part is handed to the NodeHost through its factories (nodehost.parts):
-  the store wrapped for the checker (and for a known-bug mutant, when a test asks for
+  the store wrapped for the checker (and in a part a test hands in, when it asks for
   one), the simulated network's transport, the scheduler's clock, a runtime on the
   process's loop and a generator seeded from the run's seed.
 """

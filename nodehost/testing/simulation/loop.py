@@ -248,10 +248,14 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
 class Scheduler:
     """Runs the simulated loops on one thread in a seeded order, on simulated time."""
 
-    def __init__(self, seed: int, start: float = 1_000.0) -> None:
+    def __init__(self, seed: int, start: float = 1_000.0, busy_limit: int = 200_000) -> None:
         self.rng = random.Random(f"scheduler/{seed}")
         self.now = start
         self.steps = 0
+        # Callbacks at one instant before the run is declared stuck: a process that
+        # keeps itself busy without ever waiting (a livelock) would spin a real core.
+        self.busy_limit = busy_limit
+        self._busy = 0
         self.errors: list[str] = []
         self._runnable: dict[SimulatedLoop, None] = {}  # loops with a callback ready
         self._timers: list[tuple[float, int, SimulatedLoop, asyncio.TimerHandle]] = []
@@ -278,6 +282,12 @@ class Scheduler:
         loops = list(runnable)
         loop = loops[self.rng.randrange(len(loops))] if len(loops) > 1 else loops[0]
         self.steps += 1
+        self._busy += 1
+        if self._busy > self.busy_limit:
+            raise SimulationStuck(
+                f"{self.busy_limit} callbacks at simulated time {self.now:.6f} without time "
+                f"moving (the last on {loop.name}): something keeps itself busy"
+            )
         loop._run_one()
         return True
 
@@ -291,6 +301,7 @@ class Scheduler:
                 continue
             if when > self.now:
                 self.now = when
+                self._busy = 0
             while timers and timers[0][0] <= self.now:
                 _, _, loop, handle = heapq.heappop(timers)
                 if not handle.cancelled() and not loop._closed:

@@ -57,9 +57,14 @@ class SteeringRule:
 class SimulatedNetwork:
     """Where every simulated process's transport listens, and what happens on the way."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(
+        self, rng: random.Random, latency: tuple[float, float] = (0.0002, 0.002)
+    ) -> None:
         self.rng = rng
-        self.memory = InMemoryNetwork()
+        low, high = latency
+        # Every batch takes a little time on the wire (in order per stream): a message
+        # exchange never happens in no time, as none does between machines.
+        self.memory = InMemoryNetwork(lambda src, dst: rng.uniform(low, high))
         self.faults = MessageFaults()
         self.rules: tuple[SteeringRule, ...] = ()
         self._hooks: dict[str, FaultHook] = {}

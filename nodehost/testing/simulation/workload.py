@@ -111,10 +111,13 @@ class KVWorkload(Workload):
 
     model = kv_model()
 
-    def __init__(self, keys: int = 3, reads: float = 0.4, appends: float = 0.3) -> None:
+    def __init__(
+        self, keys: int = 3, reads: float = 0.4, appends: float = 0.3, sessions: bool = True
+    ) -> None:
         self.keys = [f"k{i}" for i in range(keys)]
         self.reads = reads
         self.appends = appends
+        self.sessions = sessions
         self._serial: dict[int, int] = {}
 
     def next(self, rng: random.Random, client_id: int) -> Write | Read:
