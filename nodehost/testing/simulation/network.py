@@ -57,9 +57,7 @@ class SteeringRule:
 class SimulatedNetwork:
     """Where every simulated process's transport listens, and what happens on the way."""
 
-    def __init__(
-        self, rng: random.Random, latency: tuple[float, float] = (0.0002, 0.002)
-    ) -> None:
+    def __init__(self, rng: random.Random, latency: tuple[float, float] = (0.0002, 0.002)) -> None:
         self.rng = rng
         low, high = latency
         # Every batch takes a little time on the wire (in order per stream): a message
