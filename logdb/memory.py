@@ -7,7 +7,8 @@ way) and adds what simulation tests of the layers above need:
   crash does (the page cache survives it). Both then rebuild the views from the
   surviving records, as opening a RocksLogDB does.
 - `fail_next_write()` makes the next write fail as a full disk would: WriteError, and
-  the store refuses writes until `restart()` or `power_cut()`. The failed batch is
+  the store refuses writes until `restart()` or `power_cut()` (which also disarm a
+  failure not yet hit: the disk was given room). The failed batch is
   lost, or with `written=True` it reached the file but not the disk (its sync failed):
   a restart then finds it, a power cut does not.
 
@@ -151,6 +152,7 @@ class MemoryLogDB:
     def _reopen(self) -> None:
         self._closed = False
         self._failed = False
+        self._fail_next = ""  # reopened with room again: a failure not yet hit is gone
         views = {}
         for (shard_id, replica_id), records in self._live.items():
             stored = StoredReplica(records.bootstrap, records.state, records.snapshot)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nodehost import errors
 from nodehost.config import NodeHostConfig
 from nodehost.info import Membership, SnapshotOption
+from nodehost.parts import Clock
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.rsm import Session
 from statemachine import Result
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 class AsyncAPI:
     config: NodeHostConfig
     _rng: random.Random
+    _clock: Clock
 
     if TYPE_CHECKING:
 
@@ -85,12 +86,13 @@ class AsyncAPI:
         self, start: Callable[[float], RequestState], timeout: float
     ) -> RequestResult:
         check_timeout(timeout)
-        deadline = time.monotonic() + timeout
+        clock = self._clock
+        deadline = clock.monotonic() + timeout
         pause = self.config.rtt_millisecond / 1000.0
         while True:
-            outcome = await start(max(deadline - time.monotonic(), 0.001))
+            outcome = await start(max(deadline - clock.monotonic(), 0.001))
             if outcome.code is not ResultCode.DROPPED:
                 return outcome
-            if time.monotonic() + pause >= deadline:
+            if clock.monotonic() + pause >= deadline:
                 return outcome
             await asyncio.sleep(pause)

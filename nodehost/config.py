@@ -258,8 +258,6 @@ class Config:
     is_witness: bool = False
     quiesce: bool = False
     wait_ready: bool = False
-    # Test-only known-bug switches for the chaos suite; never set by users.
-    _mutations: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     def __post_init__(self) -> None:
         _check_id(self.shard_id, "shard_id")

@@ -10,6 +10,8 @@ One pass (Raft thesis 10.2.1):
 Rules:
 - The loop thread is the only one that touches a Peer; nothing on it blocks (LogDB runs on
   one IO thread, state machines on apply threads, snapshots on apply threads).
+- Every thread hop goes through the runtime (runtime.py): the engine runs the same on
+  the threaded runtime of a server and on a simulation's single-threaded one.
 - Passes never overlap, so no replica is stepped while its previous update is unsaved.
 - Other threads wake the loop at most once per pass.
 """
@@ -17,9 +19,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import queue
 import random
 import threading
 import time
@@ -27,13 +27,14 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from logdb import ILogDB, StoreClosedError, WriteError
-from nodehost.errors import Closed, Timeout
+from nodehost.errors import Closed
 from nodehost.limits import DEFAULT_MAX_MESSAGE_SIZE
 from nodehost.metrics import Metrics
-from nodehost.mutations import ACK_BEFORE_FSYNC, LazySaves
+from nodehost.parts import WALL_CLOCK, Clock
 from nodehost.raft import Peer, Update
 from nodehost.receive import ReceiveQueue
 from nodehost.request import ResultCode, batched_wakeups
+from nodehost.runtime import Runtime
 from protos import raft_pb2 as pb
 from transport import ITransport
 
@@ -44,30 +45,22 @@ log = logging.getLogger("nodehost.engine")
 T = TypeVar("T")
 
 
-def new_event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
-    if use_uvloop:
-        try:
-            import uvloop
-
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop
-        except ImportError:  # pragma: no cover - platforms without uvloop
-            pass
-    return asyncio.new_event_loop()
-
-
 class Engine:
     def __init__(
         self,
         logdb: ILogDB,
+        runtime: Runtime,
         rtt_millisecond: int,
-        apply_workers: int,
         notify_commit: bool,
         metrics: Metrics,
-        use_uvloop: bool = True,
         receive_queue: ReceiveQueue | None = None,
+        clock: Clock = WALL_CLOCK,
+        rng: random.Random | None = None,
     ) -> None:
         self.logdb = logdb
+        self.runtime = runtime
+        self.loop = runtime.loop
+        self.clock = clock
         self.rtt = rtt_millisecond / 1000.0
         self.notify_commit = notify_commit
         self.metrics = metrics
@@ -76,55 +69,29 @@ class Engine:
         self.receive_queue = receive_queue or ReceiveQueue(2 * DEFAULT_MAX_MESSAGE_SIZE)
         self.nodes: dict[int, Node] = {}
         self.listener: EngineListener | None = None
-        self.lazy_saves: LazySaves | None = None  # test-only, see mutations.py
-        self._rng = random.Random()
-        self._ready: set[Node] = set()
+        self._rng = rng or random.Random()
+        # Sets of replicas are dicts (insertion-ordered): a pass steps replicas in the
+        # order they became ready, the same in every run of a simulation.
+        self._ready: dict[Node, None] = {}
         # Ticks reach only replicas that are not quiesced, and deadlines are checked only
         # for replicas that may hold requests: a tick costs nothing per idle replica.
-        self._awake: set[Node] = set()
-        self._expiring: set[Node] = set()
+        self._awake: dict[Node, None] = {}
+        self._expiring: dict[Node, None] = {}
         self._from_threads: list[Node] = []
         self._from_threads_lock = threading.Lock()
         self._wake_scheduled = False
         self._tick = 0
         self._fatal: str | None = None
         self._closing = False
-        self.loop = new_event_loop(use_uvloop)
         self._wake = asyncio.Event()
-        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nodehost-io")
-        self._apply_queues: list[queue.SimpleQueue[Node | None]] = []
-        self._apply_threads: list[threading.Thread] = []
-        for i in range(apply_workers):
-            q: queue.SimpleQueue[Node | None] = queue.SimpleQueue()
-            thread = threading.Thread(
-                target=self._apply_worker, args=(q,), name=f"nodehost-apply-{i}", daemon=True
-            )
-            self._apply_queues.append(q)
-            self._apply_threads.append(thread)
-            thread.start()
-        self._thread = threading.Thread(target=self._run_loop, name="nodehost-engine", daemon=True)
-        self._thread.start()
-        self._main: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
-            self._main_loop(), self.loop
-        )
+        runtime.start(self._main_loop())
 
     # ---------------------------------------------------------------- threads
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run a coroutine on the engine loop from another thread and wait for it;
         Timeout (a RaftError, never the bare TimeoutError) when it did not finish."""
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("Engine.run called on the engine loop")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise Timeout(f"the NodeHost's engine did not answer within {timeout} s") from None
+        return self.runtime.run(coro, timeout)
 
     def call(self, fn: Callable[[], T], timeout: float | None = 10.0) -> T:
         """Run `fn` on the engine loop and wait for its result.
@@ -132,65 +99,30 @@ class Engine:
         Either `fn` runs and its result is returned, or it never runs and Timeout is
         raised (a loop that did not start it within `timeout`): a caller that gave up
         never has its change made behind its back."""
-        lock = threading.Lock()
-        state = {"started": False, "abandoned": False}
-
-        async def wrapper() -> T:
-            with lock:
-                if state["abandoned"]:
-                    raise asyncio.CancelledError
-                state["started"] = True
-            return fn()
-
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("Engine.call called on the engine loop")
-        future = asyncio.run_coroutine_threadsafe(wrapper(), self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            with lock:
-                if not state["started"]:
-                    state["abandoned"] = True
-                    raise Timeout(
-                        f"the NodeHost's engine did not answer within {timeout} s"
-                    ) from None
-            return future.result()  # it runs now; `fn` never awaits, so this is short
+        return self.runtime.call(fn, timeout)
 
     def apply_worker_for(self, shard_id: int) -> int:
-        return shard_id % len(self._apply_queues)
+        return shard_id % self.runtime.apply_workers
 
     def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        if self._thread.is_alive():
+        runtime = self.runtime
 
-            async def stop() -> None:
-                self._wake.set()
-                self._main.cancel()
+        async def stop() -> None:
+            self._wake.set()  # the main loop sees _closing and ends after its pass
 
+        try:
+            runtime.run(stop(), timeout=5)
+        except Exception:  # pragma: no cover - loop already gone
+            pass
+        if self.transport is not None:
             try:
-                self.run(stop(), timeout=5)
-            except Exception:  # pragma: no cover - loop already gone
-                pass
-            if self.transport is not None:
-                try:
-                    self.run(self.transport.close(), timeout=10)
-                except Exception:
-                    log.exception("closing the transport failed")
-            try:
-                self.run(_cancel_remaining_tasks(), timeout=5)
-            except Exception:  # pragma: no cover - best effort at shutdown
-                log.debug("tasks left at shutdown", exc_info=True)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
-        for q in self._apply_queues:
-            q.put(None)
-        for thread in self._apply_threads:
-            thread.join(timeout=10)
-        self._io.shutdown(wait=True)
-        if not self.loop.is_running():
-            self.loop.close()
+                runtime.run(self.transport.close(), timeout=10)
+            except Exception:
+                log.exception("closing the transport failed")
+        runtime.close()
 
     @property
     def fatal(self) -> str | None:
@@ -213,13 +145,15 @@ class Engine:
         with self._from_threads_lock:
             nodes, self._from_threads = self._from_threads, []
             self._wake_scheduled = False
-        self._ready.update(nodes)
-        self._expiring.update(nodes)  # every request is queued with a wake
+        ready, expiring = self._ready, self._expiring
+        for node in nodes:
+            ready[node] = None
+            expiring[node] = None  # every request is queued with a wake
         self._wake.set()
 
     def wake(self, node: Node) -> None:
         """On the loop: mark `node` as having input."""
-        self._ready.add(node)
+        self._ready[node] = None
         self._wake.set()
 
     def read_ctx_low(self) -> int:
@@ -249,17 +183,17 @@ class Engine:
         self._tick += 1
         self._tick_handle = self.loop.call_later(self.rtt, self._on_tick)
         if self._expiring:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             for node in list(self._expiring):
                 node.expire(now)
                 if not node.has_pending():
-                    self._expiring.discard(node)
+                    del self._expiring[node]
         if self._awake:
-            self._ready |= self._awake
+            self._ready.update(self._awake)
             self._wake.set()
 
     async def _pass(self) -> None:
-        ready, self._ready = self._ready, set()
+        ready, self._ready = self._ready, {}
         tick = self._tick
         work: list[tuple[Node, Update]] = []
         for node in ready:
@@ -278,9 +212,9 @@ class Engine:
             if node.peer.quiesced is not node.quiesced:
                 node.quiesced = not node.quiesced
                 if node.quiesced:
-                    self._awake.discard(node)
+                    self._awake.pop(node, None)
                 else:
-                    self._awake.add(node)
+                    self._awake[node] = None
             if update is not None:
                 work.append((node, update))
         if not work:
@@ -293,8 +227,6 @@ class Engine:
                     self._replica_raised(node, "sending", exc)
         work = [(n, u) for n, u in work if n.failed is None]
         records = [u for _, u in work if u.state is not None or u.entries or u.snapshot]
-        if self.lazy_saves is not None:  # MUTATION "ack-before-fsync" (test-only)
-            records = self.lazy_saves.hold(work, records)
         if records:
             started = time.perf_counter()
             await self._save(records, {id(u): n for n, u in work})
@@ -328,7 +260,7 @@ class Engine:
                     self._replica_raised(node, "committing its update", exc)
                     continue
                 if node.peer.has_update():
-                    self._ready.add(node)
+                    self._ready[node] = None
 
     async def _save(self, records: list[Update], owners: dict[int, Node]) -> None:
         """Save every record in one write. A record the log store refuses (it would
@@ -355,7 +287,7 @@ class Engine:
 
     async def _write(self, records: list[Update]) -> None:
         if any(u.must_sync or u.entries or u.snapshot for u in records):
-            await self.loop.run_in_executor(self._io, self.logdb.save, records)
+            await self.runtime.io(self.logdb.save, records)
         else:
             # Only a commit index moved: an unsynced write of a few bytes costs less
             # than the hop to the IO thread and back, which sits on the commit path.
@@ -423,9 +355,7 @@ class Engine:
             return
         node.stopped = True
         node.discard_inbox()
-        self._ready.discard(node)
-        self._awake.discard(node)
-        self._expiring.discard(node)
+        self._forget(node)
         node.fail_all(
             ResultCode.TERMINATED, f"shard {node.shard_id} stopped: {reason}", node.failure_error
         )
@@ -443,14 +373,7 @@ class Engine:
     # ---------------------------------------------------------------- apply workers
 
     def schedule_apply(self, node: Node) -> None:
-        self._apply_queues[node.apply_worker].put(node)
-
-    def _apply_worker(self, q: queue.SimpleQueue[Node | None]) -> None:
-        while True:
-            node = q.get()
-            if node is None:
-                return
-            node.run_apply()
+        self.runtime.apply(node.apply_worker, node.run_apply)
 
     # ---------------------------------------------------------------- node callbacks
 
@@ -487,24 +410,19 @@ class Engine:
             if compact_to > 0:
                 node.log_reader.compact(compact_to)
                 if compact_to > 1:
-                    removed = self._io.submit(
-                        self.logdb.remove_entries_to, node.shard_id, node.replica_id, compact_to - 1
-                    )
-                    removed.add_done_callback(
-                        lambda done: self._log_db_compacted(node, compact_to - 1, done)
+                    self.runtime.io_later(
+                        lambda: self.logdb.remove_entries_to(
+                            node.shard_id, node.replica_id, compact_to - 1
+                        ),
+                        lambda error: self._log_db_compacted(node, compact_to - 1, error),
                     )
             if self.listener is not None:
                 self.listener.snapshot_created(node, snapshot, compact_to)
 
         self.loop.call_soon_threadsafe(on_loop)
 
-    def _log_db_compacted(
-        self, node: Node, index: int, done: concurrent.futures.Future[None]
-    ) -> None:
+    def _log_db_compacted(self, node: Node, index: int, error: BaseException | None) -> None:
         """On the IO thread: the store dropped the entries up to `index`, or failed to."""
-        if done.cancelled():
-            return
-        error = done.exception()
         if error is not None:
             log.warning(
                 "shard %d replica %d: removing entries up to %d from the log store failed: %s",
@@ -527,9 +445,7 @@ class Engine:
         self.nodes[node.shard_id] = node
         node.last_tick = self._tick
         if not node.quiesced:
-            self._awake.add(node)
-        if ACK_BEFORE_FSYNC in node.config._mutations and self.lazy_saves is None:
-            self.lazy_saves = LazySaves()
+            self._awake[node] = None
         self.wake(node)
 
     def remove_node(self, shard_id: int) -> Node | None:
@@ -538,29 +454,16 @@ class Engine:
         if node is not None:
             node.stopped = True
             node.discard_inbox()
-            self._ready.discard(node)
-            self._awake.discard(node)
-            self._expiring.discard(node)
+            self._forget(node)
         return node
+
+    def _forget(self, node: Node) -> None:
+        self._ready.pop(node, None)
+        self._awake.pop(node, None)
+        self._expiring.pop(node, None)
 
     def peers(self) -> Iterable[Peer]:
         return (n.peer for n in self.nodes.values())
-
-
-async def _cancel_remaining_tasks() -> None:
-    """Let the tasks the transport leaves on the loop finish (gRPC aborts the server-side
-    RPCs of peers still connected when the server stops; it needs a few loop turns), so
-    closing the loop destroys no pending task. Only what is still pending after that
-    is cancelled."""
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    if not tasks:
-        return
-    _, pending = await asyncio.wait(tasks, timeout=1.0)
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending, timeout=1.0)
 
 
 class EngineListener:

@@ -11,9 +11,11 @@ Rules:
 - Every directory problem found at start is an InvalidConfig naming the setting and the
   path: missing permission, a read-only file system, a full disk. A NodeHost that
   started must not fail at its first write for a reason that was already there.
-- "Full" means less than MIN_FREE_BYTES can be reserved (fallocate, so quotas count
-  too) in node_host_dir and in wal_dir: one memtable flush of the log store writes
-  about that much at once.
+- "Full" means less than MIN_FREE_BYTES free in node_host_dir (statvfs) and, where the
+  log store keeps its files (node_host_dir or wal_dir), less than that can be reserved
+  (fallocate, so quotas count too; the log store's factory probes, see
+  nodehost.parts): one memtable flush writes about that much at once, and a failed
+  log write stops the host, where a snapshot that finds the disk full is only retried.
 """
 
 from __future__ import annotations
@@ -95,14 +97,14 @@ class Env:
             with _named("node_host_dir", self.root):
                 self.node_host_id = self._load_id(node_host_id)
                 self._check_flags(raft_address, deployment_id, address_by_node_host_id)
-                check_room(self.root)
+                check_free(self.root)
                 self.snapshot_root = self.root / SNAPSHOT_ROOT
                 self.snapshot_root.mkdir(exist_ok=True)
             self.logdb_dir = Path(wal_dir) if wal_dir else self.root / LOGDB_DIR
             if wal_dir:
                 with _named("wal_dir", self.logdb_dir):
                     self.logdb_dir.mkdir(parents=True, exist_ok=True)
-                    check_room(self.logdb_dir)
+                    check_free(self.logdb_dir)
         except BaseException:
             self.close()
             raise
@@ -189,6 +191,23 @@ class _named:
             raise InvalidConfig(
                 f"{self._setting} {str(self._path)!r}: {exc.strerror or exc}{where}"
             ) from exc
+
+
+def check_free(directory: Path) -> None:
+    """OSError (ENOSPC) when the file system of `directory` has less than MIN_FREE_BYTES
+    free for this user."""
+    stat = os.statvfs(directory)
+    if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise _no_room(directory, full)
+
+
+def check_room_named(setting: str, path: Path, directory: Path) -> None:
+    """`check_room(directory)`, an OSError turned into InvalidConfig naming `setting`
+    and `path` (the directory the user configured, which holds `directory`)."""
+    with _named(setting, path):
+        directory.mkdir(parents=True, exist_ok=True)
+        check_room(directory)
 
 
 def check_room(directory: Path) -> None:

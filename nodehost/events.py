@@ -1,20 +1,16 @@
 """Event listeners: how an application learns about leaders, membership and snapshots.
 
 Rules:
-- Listener methods run on one dedicated thread per NodeHost, in the order the events
-  happened, never on the engine loop: a slow listener delays other events, never Raft.
-- An exception in a listener is logged and swallowed.
+- Listener methods run on one thread per NodeHost (the runtime's, nodehost.runtime), in
+  the order the events happened, never on the engine loop: a slow listener delays other
+  events, never Raft.
+- An exception in a listener is logged and swallowed (by the runtime).
 """
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-
-log = logging.getLogger("nodehost.events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,42 +89,25 @@ class ISystemEventListener:
 
 
 class EventDispatcher:
-    """Runs listener calls on its own thread, in order."""
+    """Hands listener calls to `post`, which runs them in order off the engine loop (the
+    runtime's listener thread: nodehost.runtime)."""
 
     def __init__(
         self,
         raft: IRaftEventListener | None,
         system: ISystemEventListener | None,
+        post: Callable[[Callable[[], None]], None],
     ) -> None:
         self.raft = raft
         self.system = system
-        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        if raft is not None or system is not None:
-            self._thread = threading.Thread(target=self._run, name="nodehost-events", daemon=True)
-            self._thread.start()
+        self._post = post
 
     def leader_updated(self, info: LeaderInfo) -> None:
-        if self.raft is not None:
-            self._queue.put(lambda: self.raft.leader_updated(info))  # type: ignore[union-attr]
+        raft = self.raft
+        if raft is not None:
+            self._post(lambda: raft.leader_updated(info))
 
     def system_event(self, name: str, *args: object) -> None:
         if self.system is not None:
             method = getattr(self.system, name)
-            self._queue.put(lambda: method(*args))
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        while True:
-            call = self._queue.get()
-            if call is None:
-                return
-            try:
-                call()
-            except Exception:
-                log.exception("event listener raised")
+            self._post(lambda: method(*args))

@@ -7,7 +7,6 @@ be pending per shard at a time. Removed replica ids are never accepted again.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ from nodehost.addressing import check_target
 from nodehost.config import NodeHostConfig
 from nodehost.engine import Engine
 from nodehost.info import Membership
+from nodehost.parts import Clock
 from nodehost.request import RequestResult, RequestState, check_timeout
 from protos import raft_pb2 as pb
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 class MembershipAPI:
     _keys: itertools.count[int]
+    _clock: Clock
     config: NodeHostConfig
 
     if TYPE_CHECKING:
@@ -154,7 +155,7 @@ class MembershipAPI:
                 raise errors.InvalidOperation(str(exc)) from None
         node = self._serving_node(shard_id)
         key = next(self._keys)
-        rs = RequestState(key, time.monotonic() + timeout)
+        rs = RequestState(key, self._clock.monotonic() + timeout)
         node.pending_config_changes.add(rs)
         cc = pb.ConfigChange(
             config_change_id=config_change_index,

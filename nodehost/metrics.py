@@ -125,7 +125,7 @@ class Metrics:
             self._proposals.labels(str(shard_id)).inc()
 
     def proposal_result(self, code: IntEnum) -> None:
-        """A proposal ended (RequestState.on_done, any thread)."""
+        """A proposal ended (its RequestState's on_done, any thread)."""
         if not self.enabled:
             return
         child = self._proposal_result_children.get(code.name)

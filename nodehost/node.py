@@ -34,6 +34,8 @@ from nodehost.request import (
     RequestState,
     ResultCode,
     batched_wakeups,
+    complete,
+    mark_committed,
 )
 from nodehost.rsm import (
     ApplyKind,
@@ -113,7 +115,7 @@ class ReadTracker:
             self._batches.clear()
             self._ready.clear()
         for rs in requests:
-            rs.complete(RequestResult(code, reason=reason, error=error))
+            complete(rs, RequestResult(code, reason=reason, error=error))
 
 
 class Node:
@@ -153,13 +155,15 @@ class Node:
         # Bounded (Config.max_pending_*, max_queue_delay_ms): past a bound a call gets
         # SystemBusy.
         delay = config.max_queue_delay_ms / 1000.0
+        clock = engine.clock.monotonic
         self.pending_proposals = PendingRequests(
             config.max_pending_proposals,
             config.max_pending_proposal_bytes,
             DelayGate(delay) if delay else None,
+            clock,
         )
         self.pending_reads = PendingRequests(
-            config.max_pending_reads, gate=DelayGate(delay) if delay else None
+            config.max_pending_reads, gate=DelayGate(delay) if delay else None, clock=clock
         )
         self.pending_config_changes = PendingRequests()
         self.pending_snapshots = PendingRequests()
@@ -174,6 +178,9 @@ class Node:
         self.membership = peer.membership
         # Apply side: tasks run in order on one worker.
         self.apply_lock = threading.Lock()
+        # Held while apply tasks run: whoever stops the replica takes it to know that
+        # none runs any more (and none starts: `stopped` is set first).
+        self.apply_running = threading.Lock()
         self.apply_queue: deque[tuple[str, Any]] = deque()
         self.apply_scheduled = False
         self.applied_index = rsm.applied_index
@@ -265,7 +272,7 @@ class Node:
             for entry in update.committed:
                 waiting = self.pending_proposals.get(entry.key)
                 if waiting is not None:
-                    waiting.committed()
+                    mark_committed(waiting)
         if update.snapshot is not None:
             self.submit_apply("recover", update.snapshot)
         if update.committed:
@@ -294,7 +301,7 @@ class Node:
             for rs in self.read_tracker.dropped(ctx):
                 reads += 1
                 self.pending_reads.discard(rs.key)  # frees its place at once
-                rs.complete(result)
+                complete(rs, result)
         self.engine.dropped(self, proposals, reads)
 
     def _removed_result(self) -> RequestResult:
@@ -354,6 +361,10 @@ class Node:
 
     def run_apply(self) -> None:
         """Run queued apply tasks in order (on this node's apply worker)."""
+        with self.apply_running:
+            self._run_apply_tasks()
+
+    def _run_apply_tasks(self) -> None:
         while True:
             with self.apply_lock:
                 if not self.apply_queue or self.stopped:
@@ -410,9 +421,9 @@ class Node:
                 rs = proposals.pop(r.key)
                 if rs is not None:
                     if r.rejected:
-                        rs.complete(RequestResult(ResultCode.REJECTED, reason=r.reason))
+                        complete(rs, RequestResult(ResultCode.REJECTED, reason=r.reason))
                     else:
-                        rs.complete(RequestResult(ResultCode.COMPLETED, r.result))
+                        complete(rs, RequestResult(ResultCode.COMPLETED, r.result))
         self.applied_index = self.rsm.applied_index
         if self.applied_index >= self.ready_index and not self.ready.is_set():
             self.ready.set()
@@ -424,7 +435,10 @@ class Node:
         if (
             every
             and self.applied_index - self.last_snapshot_index >= every
-            and (not self.snapshot_failures or time.monotonic() >= self.snapshot_retry_at)
+            and (
+                not self.snapshot_failures
+                or self.engine.clock.monotonic() >= self.snapshot_retry_at
+            )
         ):
             self._save_snapshot(None)
 
@@ -441,7 +455,7 @@ class Node:
     def release_reads(self) -> None:
         for rs in self.read_tracker.release(self.applied_index):
             self.pending_reads.pop(rs.key)
-            rs.complete(RequestResult(ResultCode.COMPLETED))
+            complete(rs, RequestResult(ResultCode.COMPLETED))
 
     def _recover(self, snapshot: pb.Snapshot) -> None:
         self.rsm.recover(snapshot, self.stopped_flag)
@@ -507,7 +521,7 @@ class Node:
             delay = min(
                 SNAPSHOT_RETRY_MAX, SNAPSHOT_RETRY_FIRST * 2 ** (self.snapshot_failures - 1)
             )
-            self.snapshot_retry_at = time.monotonic() + delay
+            self.snapshot_retry_at = self.engine.clock.monotonic() + delay
             log.warning(
                 "shard %d replica %d: snapshot at index %d not saved: %s; the replica goes "
                 "on, the next snapshot is tried in %.0f s or later (failure %d in a row)",

@@ -17,24 +17,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logdb import LogDBError, RocksLogDB
+from logdb import ILogDB, LogDBError
 from nodehost import errors
 from nodehost.addressing import check_target
 from nodehost.admin.server import AdminServer, start_admin
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
 from nodehost.config import Config, NodeHostConfig
-from nodehost.engine import Engine, EngineListener
+from nodehost.engine import Engine
 from nodehost.env import Env
-from nodehost.events import (
-    EntryInfo,
-    EventDispatcher,
-    FailureInfo,
-    LeaderInfo,
-    NodeInfo,
-    SnapshotInfo,
-)
-from nodehost.inbound import Admission, learn_routes
+from nodehost.events import EventDispatcher, NodeInfo, SnapshotInfo
+from nodehost.inbound import Admission
 from nodehost.info import (
     Membership,
     NodeHostInfo,
@@ -47,8 +40,21 @@ from nodehost.logreader import CachedLogReader
 from nodehost.membership_api import MembershipAPI
 from nodehost.metrics import Metrics, ReplicaLeadership
 from nodehost.node import Node, SnapshotRequest
-from nodehost.raft import Mutation, Peer, RaftConfig
+from nodehost.parts import (
+    DEFAULT_REPLICA_PARTS,
+    WALL_CLOCK,
+    Clock,
+    LogDBFactory,
+    ReplicaParts,
+    RuntimeFactory,
+    TransportFactory,
+    default_transport_factory,
+    rocksdb_logdb,
+    threaded_runtime,
+)
+from nodehost.raft import Peer, RaftConfig
 from nodehost.receive import ReceiveQueue
+from nodehost.reports import HostReports
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.routing import TransportRouter
 from nodehost.rsm import (
@@ -59,7 +65,6 @@ from nodehost.rsm import (
     SnapshotError,
     SnapshotStore,
     StateMachineError,
-    StateMachineManager,
 )
 from protos import raft_pb2 as pb
 from statemachine import (
@@ -69,7 +74,7 @@ from statemachine import (
     Result,
     StateMachineType,
 )
-from transport import BindError, GrpcTransport, TransportConfig, TransportError
+from transport import BindError, TransportConfig, TransportError
 
 log = logging.getLogger("nodehost")
 
@@ -77,16 +82,39 @@ log = logging.getLogger("nodehost")
 ENGINE_CALL_TIMEOUT = 10.0
 
 
-class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
+class NodeHost(MembershipAPI, AsyncAPI):
     """Hosts replicas of many shards over one transport and one log store."""
 
-    def __init__(self, config: NodeHostConfig) -> None:
+    def __init__(
+        self,
+        config: NodeHostConfig,
+        *,
+        logdb_factory: LogDBFactory | None = None,
+        transport_factory: TransportFactory | None = None,
+        clock: Clock | None = None,
+        runtime_factory: RuntimeFactory | None = None,
+        rng: random.Random | None = None,
+        replica_parts: ReplicaParts | None = None,
+    ) -> None:
+        """Open the NodeHost's directory, its log store and its transport.
+
+        The keywords replace a part (nodehost.parts): `logdb_factory` the log store
+        (RocksDB), `transport_factory` the transport (gRPC), `clock` the monotonic
+        clock (the machine's), `runtime_factory` the threads the engine runs on, `rng`
+        the source of its random choices (session ids, election timeouts),
+        `replica_parts` the Raft protocol and state machine layer each replica runs.
+        Tests hand in the in-memory store and transport, nodehost.testing.simulation
+        also a simulated clock, a single-threaded runtime and a seeded generator, and
+        the known-bug tests a broken part.
+        """
         if not isinstance(config, NodeHostConfig):
             raise errors.InvalidConfig("NodeHost needs a NodeHostConfig")
         self.config = config
+        self._clock: Clock = clock or WALL_CLOCK
+        self._replica_parts = replica_parts or DEFAULT_REPLICA_PARTS
         self._lock = threading.RLock()
         self._closed = False
-        self._rng = random.Random()
+        self._rng = rng or random.Random()
         self._keys = itertools.count(self._rng.getrandbits(62) + 1)
         self._stale_read_warned = False
         self._env = Env(
@@ -97,29 +125,32 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             node_host_id=config.node_host_id,
             address_by_node_host_id=config.address_by_node_host_id,
         )
-        self._logdb: RocksLogDB | None = None
+        self._logdb: ILogDB | None = None
         self._engine: Engine | None = None
         self._admin: AdminServer | None = None
         try:
-            self._logdb = RocksLogDB(
-                str(self._env.logdb_dir), deployment_id=config.deployment_id, fsync=config.fsync
-            )
+            self._logdb = (logdb_factory or rocksdb_logdb)(config, str(self._env.logdb_dir))
             self._metrics = Metrics(config.enable_metrics)
-            self._events = EventDispatcher(config.raft_event_listener, config.system_event_listener)
+            runtime = (runtime_factory or threaded_runtime)(config)
+            self._events = EventDispatcher(
+                config.raft_event_listener, config.system_event_listener, runtime.listen
+            )
             self._engine = Engine(
                 self._logdb,
+                runtime,
                 config.rtt_millisecond,
-                config.apply_workers,
                 config.notify_commit,
                 self._metrics,
-                use_uvloop=config.use_uvloop,
                 receive_queue=ReceiveQueue(
                     queue_bytes(config.max_receive_queue_size, config.max_message_size)
                 ),
+                clock=self._clock,
+                rng=random.Random(self._rng.getrandbits(64)),
             )
-            self._engine.listener = self
-            self._router = TransportRouter(self)
-            self._transport = GrpcTransport(
+            router = TransportRouter(
+                self._engine, self._events, self._metrics, lambda: self._closed
+            )
+            self._transport = (transport_factory or default_transport_factory(config))(
                 TransportConfig(
                     raft_address=config.raft_address,
                     listen_address=config.listen_address,
@@ -136,8 +167,12 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     node_host_id=self._env.node_host_id,
                     seeds=tuple(config.seeds),
                 ),
-                self._router,
+                router,
             )
+            self._reports = HostReports(
+                self._metrics, self._events, self._transport.registry, router
+            )
+            self._engine.listener = self._reports
             self._engine.transport = self._transport
             self._admission = Admission(self._transport.registry, self._metrics)
             self._engine.run(self._transport.start(), timeout=30)
@@ -193,9 +228,6 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if self._logdb is not None:
             self._logdb.close()
             self._logdb = None
-        events = getattr(self, "_events", None)
-        if events is not None:
-            events.close()
         self._env.close()
 
     def __enter__(self) -> NodeHost:
@@ -203,6 +235,14 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _check_may_block(self, what: str) -> None:
+        engine = self._engine
+        if engine is not None and not engine.runtime.may_block():
+            raise errors.InvalidOperation(
+                f"{what} block the calling thread, and this NodeHost's runtime runs on it "
+                "(a simulation): await the request, or use the aio_* calls"
+            )
 
     def _check_open(self) -> Engine:
         if self._closed or self._engine is None:
@@ -265,6 +305,8 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             check_target(address, f"initial_members[{rid}]", config_by_id)
         if len(set(members.values())) != len(members):
             raise errors.InvalidConfig("initial_members: two replicas share an address")
+        if config.wait_ready:
+            self._check_may_block("starts with Config.wait_ready")
         shard_id, replica_id = config.shard_id, config.replica_id
         with self._lock:
             if shard_id in engine.nodes:
@@ -335,7 +377,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             str(self._env.snapshot_dir(shard_id, replica_id)),
             shard_id,
             replica_id,
-            on_removed=lambda index: self._snapshot_compacted(shard_id, replica_id, index),
+            on_removed=lambda index: self._reports.snapshot_compacted(shard_id, replica_id, index),
         )
         sm = None
         if not config.is_witness:
@@ -352,7 +394,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 raise errors.InvalidConfig(
                     f"create returned {type(sm).__name__}, not an {expected.__name__}"
                 )
-        rsm = StateMachineManager(
+        rsm = self._replica_parts.state_machine_manager(
             shard_id,
             replica_id,
             kind,
@@ -360,7 +402,6 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             snapshots,
             ordered_config_change=config.ordered_config_change,
             compression=config.snapshot_compression,
-            session_apply_twice=Mutation.SESSION_APPLY_TWICE.value in config._mutations,
         )
         stopped = lambda: self._closed  # noqa: E731
         try:
@@ -402,7 +443,6 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     self.config.raft_address,
                     self.config.deployment_id,
                 ),
-                mutations=frozenset(Mutation(m) for m in config._mutations),
             ),
             reader,
             random.Random(self._rng.getrandbits(64)),
@@ -411,6 +451,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             initial_members=None if join else founding,
             join=join,
             applied=rsm.applied_index,
+            protocol=self._replica_parts.raft,
         )
         return Node(engine, config, peer, rsm, reader, snapshots, engine.apply_worker_for(shard_id))
 
@@ -418,7 +459,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         registry = self._transport.registry
         for rid, address in members.items():
             registry.add(node.shard_id, rid, address)
-        self._sync_registry(node)
+        self._reports.sync_routes(node)
         node.admission = self._admission
         engine.add_node(node)
 
@@ -458,34 +499,15 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 pass
         node.ready.set()
         node.fail_all(code, "the replica was stopped")
-        done = threading.Event()
-
-        def close_sm() -> None:
-            try:
-                node.rsm.close()
-            finally:
-                done.set()
-
         with node.apply_lock:
             node.apply_queue.clear()
-            scheduled = node.apply_scheduled
-        if scheduled:
-            # The worker sees `stopped` after its current task; close after it.
-            deadline = time.monotonic() + 10
-            while node.apply_scheduled and time.monotonic() < deadline:
-                time.sleep(0.005)
-        close_sm()
+        # A task running now finishes first (the worker sees `stopped` after it).
+        if node.apply_running.acquire(timeout=ENGINE_CALL_TIMEOUT):
+            node.apply_running.release()
+        node.rsm.close()
         self._metrics.replicas(len(engine.nodes))
         self._metrics.forget_shard(node.shard_id)
-        self._report_unloaded(node)
-
-    def _report_unloaded(self, node: Node) -> None:
-        """node_unloaded, once per replica, whether it failed, was stopped, or both."""
-        with self._lock:
-            if node.unload_reported:
-                return
-            node.unload_reported = True
-        self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
+        self._reports.unloaded(node)
 
     def remove_data(self, shard_id: int, replica_id: int) -> None:
         """Delete a stopped replica's log and snapshots; the id can never start here again.
@@ -512,6 +534,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         (Timeout past it); one still running raises ShardNotStopped at once."""
         engine = self._check_open()
         check_timeout(timeout)
+        self._check_may_block("sync_* calls")
         deadline = time.monotonic() + timeout
         while True:
             node = engine.nodes.get(shard_id)
@@ -586,6 +609,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         leadership moving): a dropped request never took effect, so this is safe, and a
         caller's timeout covers the election instead of failing at once."""
         check_timeout(timeout)
+        self._check_may_block("sync_* calls")
         deadline = time.monotonic() + timeout
         pause = self.config.rtt_millisecond / 1000.0
         while True:
@@ -616,10 +640,15 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                 f"(max_in_mem_log_size {node.config.max_in_mem_log_size}); retry later"
             )
         key = next(self._keys)
-        now = time.monotonic()
-        rs = RequestState(key, now + timeout, self.config.notify_commit, size=len(cmd), started=now)
-        if self._metrics.enabled:
-            rs.on_done = self._metrics.proposal_result
+        now = self._clock.monotonic()
+        rs = RequestState(
+            key,
+            now + timeout,
+            self.config.notify_commit,
+            size=len(cmd),
+            started=now,
+            on_done=self._metrics.proposal_result if self._metrics.enabled else None,
+        )
         refused = node.pending_proposals.try_add(rs)
         if refused is not None:
             self._metrics.system_busy("proposal")
@@ -649,7 +678,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         node = self._serving_node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to read")
-        now = time.monotonic()
+        now = self._clock.monotonic()
         rs = RequestState(next(self._keys), now + timeout, shard_id=shard_id, started=now)
         refused = node.pending_reads.try_add(rs)
         if refused is not None:
@@ -703,7 +732,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         node = self._node(shard_id)
         if node.config.is_witness:
             raise errors.InvalidOperation("a witness has no state machine to snapshot")
-        rs = RequestState(next(self._keys), time.monotonic() + timeout)
+        rs = RequestState(next(self._keys), self._clock.monotonic() + timeout)
         node.pending_snapshots.add(rs)
         node.submit_apply(
             "snapshot",
@@ -719,6 +748,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
     def sync_request_snapshot(
         self, shard_id: int, option: SnapshotOption | None, timeout: float
     ) -> int:
+        self._check_may_block("sync_* calls")
         rs = self.request_snapshot(shard_id, option, timeout)
         outcome = rs.wait(timeout + 0.5)
         outcome.raise_for_code()
@@ -809,59 +839,14 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
     def _transport_stats(self) -> dict[str, int]:
         return self._transport.stats.as_dict()
 
-    def _sync_registry(self, node: Node) -> None:
-        """Point the transport at the addresses in the core's membership (on the loop)."""
-        registry = self._transport.registry
-        m = node.membership
-        learn_routes(registry, node.shard_id, m, replace=True)
-        for rid in m.removed:
-            registry.remove(node.shard_id, rid)
 
-    # EngineListener (on the loop or an apply thread)
-
-    def leader_changed(self, node: Node) -> None:
-        self._metrics.leader_changed(node.shard_id)
-        self._events.leader_updated(
-            LeaderInfo(node.shard_id, node.replica_id, node.term, node.leader_id)
-        )
-
-    def membership_changed(self, node: Node) -> None:
-        self._sync_registry(node)
-        self._events.system_event("membership_changed", NodeInfo(node.shard_id, node.replica_id))
-
-    def replica_failed(self, node: Node, reason: str) -> None:
-        self._events.system_event(
-            "node_failed", FailureInfo(node.shard_id, node.replica_id, reason)
-        )
-        self._report_unloaded(node)
-
-    def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None:
-        self._metrics.snapshot("created")
-        info = SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
-        self._events.system_event("snapshot_created", info)
-        if compacted_to:
-            self._events.system_event(
-                "log_compacted", EntryInfo(node.shard_id, node.replica_id, compacted_to)
-            )
-
-    def snapshot_recovered(self, node: Node, snapshot: pb.Snapshot) -> None:
-        self._metrics.snapshot("recovered")
-        self._events.system_event(
-            "snapshot_recovered", SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
-        )
-
-    def snapshot_send_started(self, message: pb.Message) -> None:
-        self._router.snapshot_send_started(message)
-
-    def log_db_compacted(self, node: Node, index: int) -> None:
-        self._events.system_event(
-            "log_db_compacted", EntryInfo(node.shard_id, node.replica_id, index)
-        )
-
-    def _snapshot_compacted(self, shard_id: int, replica_id: int, index: int) -> None:
-        """An older snapshot was deleted from disk (on an apply worker)."""
-        self._metrics.snapshot("compacted")
-        self._events.system_event("snapshot_compacted", SnapshotInfo(shard_id, replica_id, index))
+def abandon(nh: NodeHost) -> None:
+    """What the operating system does for a process that died holding `nh`: the lock on
+    its directory is released. Nothing is flushed or closed and nobody is told. For
+    simulations (nodehost.testing.simulation), where a process dies by its runtime
+    running nothing more, and its NodeHost must not hold its directory from the grave."""
+    nh._closed = True
+    nh._env.close()
 
 
 def _open_error(config: NodeHostConfig, exc: LogDBError | TransportError) -> str:

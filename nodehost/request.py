@@ -3,6 +3,8 @@
 Rules:
 - A request completes exactly once; the first outcome wins and later ones are ignored
   (an entry applied after its caller timed out is still applied, but nobody is told).
+- Only the host completes a request (`complete`, `mark_committed` here, module
+  functions so that a caller holding a RequestState can wait on it and nothing more).
 - Completion may happen on any thread (the engine loop, an apply worker). Waiters on
   threads use `wait()`; coroutines on any asyncio loop use `await`, and are resumed on
   their own loop.
@@ -120,12 +122,12 @@ class RequestState:
         "_committed_event",
         "_event",
         "_lock",
+        "_on_done",
         "_result",
         "_waiters",
         "deadline",
         "key",
         "notify_commit",
-        "on_done",
         "shard_id",
         "size",
         "started",
@@ -139,11 +141,12 @@ class RequestState:
         shard_id: int = 0,
         size: int = 0,
         started: float = 0.0,
+        on_done: Callable[[ResultCode], None] | None = None,
     ) -> None:
         self.key = key
         self.shard_id = shard_id
         self.size = size  # bytes it holds while pending (a proposal's command)
-        self.started = started  # time.monotonic() when made, for admission by delay
+        self.started = started  # the host's clock when made, for admission by delay
         self.deadline = deadline
         self.notify_commit = notify_commit
         self._lock = threading.Lock()
@@ -153,7 +156,7 @@ class RequestState:
         self._committed_event: threading.Event | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[RequestResult]]] = []
         # Told the outcome's code once, on the completing thread (the metrics of proposals).
-        self.on_done: Callable[[ResultCode], None] | None = None
+        self._on_done = on_done
 
     def done(self) -> bool:
         return self._result is not None
@@ -215,45 +218,45 @@ class RequestState:
             self._waiters.append((loop, future))
         return await future
 
-    # ---------------------------------------------------------------- engine side
 
-    def complete(self, result: RequestResult) -> bool:
-        """Record the outcome; False when one was already recorded."""
-        with self._lock:
-            if self._result is not None:
-                return False
-            self._result = result
-            event, committed_event = self._event, self._committed_event
-            waiters, self._waiters = self._waiters, []
-        if self.on_done is not None:
-            self.on_done(result.code)
-        if event is not None:
-            event.set()
-        if committed_event is not None:
-            committed_event.set()
-        if waiters:
-            running = asyncio._get_running_loop()
-            batch: dict[asyncio.AbstractEventLoop, list[_Resolution]] | None = getattr(
-                _wakeups, "batch", None
-            )
-            for loop, future in waiters:
-                if loop is running:
-                    _resolve(future, result)
-                elif batch is not None:
-                    batch.setdefault(loop, []).append((future, result))
-                elif not loop.is_closed():
-                    _call_soon(loop, _resolve, future, result)
-        return True
+def complete(rs: RequestState, result: RequestResult) -> bool:
+    """Record the outcome of `rs`; False when one was already recorded."""
+    with rs._lock:
+        if rs._result is not None:
+            return False
+        rs._result = result
+        event, committed_event = rs._event, rs._committed_event
+        waiters, rs._waiters = rs._waiters, []
+    if rs._on_done is not None:
+        rs._on_done(result.code)
+    if event is not None:
+        event.set()
+    if committed_event is not None:
+        committed_event.set()
+    if waiters:
+        running = asyncio._get_running_loop()
+        batch: dict[asyncio.AbstractEventLoop, list[_Resolution]] | None = getattr(
+            _wakeups, "batch", None
+        )
+        for loop, future in waiters:
+            if loop is running:
+                _resolve(future, result)
+            elif batch is not None:
+                batch.setdefault(loop, []).append((future, result))
+            elif not loop.is_closed():
+                _call_soon(loop, _resolve, future, result)
+    return True
 
-    def committed(self) -> None:
-        """The entry is committed (notify_commit only)."""
-        with self._lock:
-            if self._result is not None or self._committed is not None:
-                return
-            self._committed = RequestResult(ResultCode.COMMITTED)
-            event = self._committed_event
-        if event is not None:
-            event.set()
+
+def mark_committed(rs: RequestState) -> None:
+    """The entry of `rs` is committed (notify_commit only)."""
+    with rs._lock:
+        if rs._result is not None or rs._committed is not None:
+            return
+        rs._committed = RequestResult(ResultCode.COMMITTED)
+        event = rs._committed_event
+    if event is not None:
+        event.set()
 
 
 _Resolution = tuple["asyncio.Future[RequestResult]", "RequestResult"]
@@ -312,9 +315,14 @@ class PendingRequests:
     """
 
     def __init__(
-        self, max_count: int = 0, max_bytes: int = 0, gate: DelayGate | None = None
+        self,
+        max_count: int = 0,
+        max_bytes: int = 0,
+        gate: DelayGate | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lock = threading.Lock()
+        self._clock = clock  # the host's (nodehost.parts.Clock): when requests finish
         self._by_key: dict[int, RequestState] = {}
         self._deadlines: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
@@ -366,7 +374,7 @@ class PendingRequests:
         rs = self.discard(key)
         gate = self.gate
         if rs is not None and gate is not None:
-            gate.finished(time.monotonic(), len(self._by_key))
+            gate.finished(self._clock(), len(self._by_key))
         return rs
 
     def discard(self, key: int) -> RequestState | None:
@@ -380,7 +388,7 @@ class PendingRequests:
     def complete(self, key: int, result: RequestResult) -> bool:
         """Finish a request that did not go through (dropped, rejected early)."""
         rs = self.discard(key)
-        return rs is not None and rs.complete(result)
+        return rs is not None and complete(rs, result)
 
     def expire(self, now: float) -> int:
         """Time out every request whose deadline passed; returns how many."""
@@ -397,7 +405,7 @@ class PendingRequests:
             if not self._by_key:
                 heap.clear()
         for rs in expired:
-            rs.complete(RequestResult(ResultCode.TIMEOUT))
+            complete(rs, RequestResult(ResultCode.TIMEOUT))
         return len(expired)
 
     def fail_all(
@@ -408,7 +416,7 @@ class PendingRequests:
             self._deadlines.clear()
             self.bytes = 0
         for rs in pending:
-            rs.complete(RequestResult(code, reason=reason, error=error))
+            complete(rs, RequestResult(code, reason=reason, error=error))
 
 
 def check_timeout(timeout: float) -> None:

@@ -20,34 +20,38 @@ from __future__ import annotations
 import os
 import shutil
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from nodehost.engine import Engine
-from nodehost.events import ConnectionInfo, SnapshotInfo
+from nodehost.events import ConnectionInfo, EventDispatcher, SnapshotInfo
+from nodehost.metrics import Metrics
 from nodehost.raft import Refusal
 from protos import raft_pb2 as pb
 
 if TYPE_CHECKING:
     from nodehost.node import Node
-    from nodehost.nodehost import NodeHost
 
 
 class TransportRouter:
     """Routes what the transport receives to replicas (called on the engine loop)."""
 
-    def __init__(self, nh: NodeHost) -> None:
-        self._nh = nh
+    def __init__(
+        self,
+        engine: Engine,
+        events: EventDispatcher,
+        metrics: Metrics,
+        closing: Callable[[], bool],
+    ) -> None:
+        self._engine = engine
+        self._events = events
+        self._metrics = metrics
+        self._closing = closing  # True once the NodeHost is closing
         # (shard, target replica) -> (index, from_id) of each snapshot on its way there.
         self._sending: dict[tuple[int, int], deque[tuple[int, int]]] = {}
 
-    def _engine(self) -> Engine:
-        engine = self._nh._engine
-        assert engine is not None
-        return engine
-
     def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
-        engine = self._engine()
+        engine = self._engine
         nodes = engine.nodes
         admit = engine.receive_queue.admit
         for m in messages:
@@ -69,7 +73,7 @@ class TransportRouter:
             hosts.look_at(source_address)
 
     def on_unreachable(self, shard_id: int, replica_id: int) -> None:
-        engine = self._engine()
+        engine = self._engine
         node = engine.nodes.get(shard_id)
         if node is not None:
             node.local_calls.append(lambda peer: peer.report_unreachable(replica_id))
@@ -79,13 +83,13 @@ class TransportRouter:
         """A snapshot is handed to the transport to stream to `message.to`."""
         key = (message.shard_id, message.to)
         self._sending.setdefault(key, deque()).append((message.snapshot.index, message.from_id))
-        self._nh._events.system_event(
+        self._events.system_event(
             "send_snapshot_started",
             SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
         )
 
     def on_snapshot_status(self, shard_id: int, replica_id: int, failed: bool) -> None:
-        engine = self._engine()
+        engine = self._engine
         node = engine.nodes.get(shard_id)
         if node is not None:
             node.local_calls.append(lambda peer: peer.report_snapshot_status(replica_id, failed))
@@ -97,19 +101,20 @@ class TransportRouter:
             if not sending:
                 del self._sending[(shard_id, replica_id)]
         event = "send_snapshot_aborted" if failed else "send_snapshot_completed"
-        self._nh._metrics.snapshot("send_aborted" if failed else "sent")
-        self._nh._events.system_event(event, SnapshotInfo(shard_id, replica_id, index, from_id))
+        self._metrics.snapshot("send_aborted" if failed else "sent")
+        self._events.system_event(event, SnapshotInfo(shard_id, replica_id, index, from_id))
 
     def on_snapshot_received(self, message: pb.Message) -> None:
-        engine = self._engine()
+        engine = self._engine
         node = engine.nodes.get(message.shard_id)
         if node is None or node.replica_id != message.to or node.stopped:
             return
-        if not self._nh._admission.check_snapshot(node, message):
+        admission = node.admission
+        if admission is not None and not admission.check_snapshot(node, message):
             _discard_received(node, message.snapshot)
             return
-        self._nh._metrics.snapshot("received")
-        self._nh._events.system_event(
+        self._metrics.snapshot("received")
+        self._events.system_event(
             "snapshot_received",
             SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
         )
@@ -117,30 +122,31 @@ class TransportRouter:
         def install() -> None:
             if not node.install_received(message):  # its files do not check out
                 _remove_received(node, message.snapshot)
-                engine.loop.call_soon_threadsafe(
-                    self._nh._admission.refuse, node, message, Refusal.BAD_SNAPSHOT
-                )
+                if admission is not None:
+                    engine.loop.call_soon_threadsafe(
+                        admission.refuse, node, message, Refusal.BAD_SNAPSHOT
+                    )
 
         node.submit_apply("call", install)
 
     def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
-        node = self._engine().nodes.get(shard_id)
+        node = self._engine.nodes.get(shard_id)
         if node is None or node.replica_id != replica_id:
             return None
         return node.snapshots.receive_dir(index)
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool:
-        if self._nh._closed:
+        if self._closing():
             # Peers keep sending until they notice we left: while closing, messages for
             # the replicas just stopped are expected, so they pass here unlogged and
             # on_messages drops them.
             return True
-        node = self._engine().nodes.get(shard_id)
+        node = self._engine.nodes.get(shard_id)
         return node is not None and node.replica_id == replica_id
 
     def on_connection(self, address: str, established: bool) -> None:
         event = "connection_established" if established else "connection_failed"
-        self._nh._events.system_event(event, ConnectionInfo(address))
+        self._events.system_event(event, ConnectionInfo(address))
 
 
 def _discard_received(node: Node, snapshot: pb.Snapshot) -> None:

@@ -72,7 +72,13 @@ class _Peer:
 
 
 class BaseTransport(abc.ABC):
-    def __init__(self, config: TransportConfig, handler: TransportHandler) -> None:
+    def __init__(
+        self,
+        config: TransportConfig,
+        handler: TransportHandler,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
         self.handler = handler
         # Hosts addressed by NodeHost id: where each id answers (hosts.py).
@@ -107,7 +113,8 @@ class BaseTransport(abc.ABC):
         self._batch_budget = min(config.batch_bytes, self._max_record)
         self._peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._rng = random.Random()  # jitter only; nothing replayable depends on it
+        # Back-off jitter. A simulation hands in a seeded one: a run then replays.
+        self._rng = rng or random.Random()
         self._snapshots_out = SnapshotSender(
             config, handler, self.stats, lambda: self._hook, self._open_snapshot
         )

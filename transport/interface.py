@@ -15,6 +15,7 @@ from typing import Protocol
 
 from protos import raft_pb2 as pb
 from transport.faults import FaultHook
+from transport.hosts import HostRegistry
 from transport.registry import Registry
 from transport.stats import TransportStats
 
@@ -49,6 +50,9 @@ class TransportHandler(Protocol):
 class ITransport(Protocol):
     registry: Registry
     stats: TransportStats
+    # Where each NodeHost id answers (NodeHostConfig.address_by_node_host_id); None in
+    # the default mode, where memberships hold addresses.
+    hosts: HostRegistry | None
 
     async def start(self) -> None:
         """Bind and serve; raises BindError when the address is taken."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import random
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from transport.base import BaseTransport, Stream
 from transport.config import TransportConfig
@@ -30,15 +31,24 @@ _END = b""  # the sender finished (no real chunk frame is empty: it names its tr
 
 
 class InMemoryNetwork:
-    """Which in-memory transport listens at which address; thread-safe."""
+    """Which in-memory transport listens at which address; thread-safe.
 
-    def __init__(self) -> None:
+    `latency(source, target)`, when given, is how long (seconds, on the receiver's loop
+    clock) a batch takes from one address to another; a stream still delivers in the
+    order it was written, as TCP does. None: at once (the next turn of the receiver's
+    loop)."""
+
+    def __init__(self, latency: Callable[[str, str], float] | None = None) -> None:
         self._hosts: dict[str, InMemoryTransport] = {}
         self._lock = threading.Lock()
+        self.latency = latency
 
     def _bind(self, address: str, transport: InMemoryTransport) -> None:
         with self._lock:
-            if address in self._hosts:
+            holder = self._hosts.get(address)
+            # A transport whose loop is closed belongs to a process that is gone (a
+            # simulated crash): like a dead process's socket, it holds no address.
+            if holder is not None and not (holder._loop is not None and holder._loop.is_closed()):
                 raise BindError(f"cannot listen on {address}: address in use")
             self._hosts[address] = transport
 
@@ -54,9 +64,14 @@ class InMemoryNetwork:
 
 class InMemoryTransport(BaseTransport):
     def __init__(
-        self, network: InMemoryNetwork, config: TransportConfig, handler: TransportHandler
+        self,
+        network: InMemoryNetwork,
+        config: TransportConfig,
+        handler: TransportHandler,
+        *,
+        rng: random.Random | None = None,
     ) -> None:
-        super().__init__(config, handler)
+        super().__init__(config, handler, rng=rng)
         self._network = network
         self._serving = False
 
@@ -70,7 +85,12 @@ class InMemoryTransport(BaseTransport):
 
     def _target(self, address: str) -> InMemoryTransport:
         target = self._network.lookup(address)
-        if target is None or not target._serving or target._loop is None:
+        if (
+            target is None
+            or not target._serving
+            or target._loop is None
+            or target._loop.is_closed()  # its process is gone
+        ):
             raise ConnectionRefusedError(f"nothing listens at {address}")
         return target
 
@@ -119,16 +139,30 @@ class _MemoryStream:
         self._address = address
         self._source = source
         self._target = target
+        self._last = 0.0  # when the latest frame arrives: none overtakes it
 
     async def write(self, frame: bytes) -> None:
         target = self._target
         loop = target._loop
         if not target._serving or loop is None or loop.is_closed():
             raise ConnectionResetError(f"{self._address} went away")
-        loop.call_soon_threadsafe(target._accept_frame, frame)
+        latency = self._source._network.latency
+        if latency is None:
+            loop.call_soon_threadsafe(target._accept_frame, frame)
+            return
+        at = loop.time() + latency(self._source.config.raft_address, self._address)
+        at = self._last = max(at, self._last)
+        loop.call_soon_threadsafe(_arrive_at, loop, at, target, frame)
 
     async def close(self) -> None:
         pass
+
+
+def _arrive_at(
+    loop: asyncio.AbstractEventLoop, at: float, target: InMemoryTransport, frame: bytes
+) -> None:
+    """On the receiver's loop: take the frame in at `at`."""
+    loop.call_at(at, target._accept_frame, frame)
 
 
 class _MemorySnapshotStream:

@@ -5,13 +5,13 @@ then `get_update` / act on it / `commit_update`. See update.py for the contract.
 """
 
 from .admission import Refusal
-from .config import Mutation, RaftConfig
+from .config import RaftConfig
 from .describe import describe_entry, describe_message, describe_update
 from .logreader import CompactedError, LogReader, UnavailableError
 from .memorylog import MemoryLogReader
 from .messages import MessageType, is_local
 from .peer import Peer
-from .raft import HANDLERS, ProposalResult, Role
+from .raft import HANDLERS, ProposalResult, Raft, Role
 from .update import LeaderInfo, ReadContext, ReadyToRead, Update
 
 __all__ = [
@@ -21,9 +21,9 @@ __all__ = [
     "LogReader",
     "MemoryLogReader",
     "MessageType",
-    "Mutation",
     "Peer",
     "ProposalResult",
+    "Raft",
     "RaftConfig",
     "ReadContext",
     "ReadyToRead",

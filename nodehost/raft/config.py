@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
-
-
-class Mutation(Enum):
-    """Known Raft bugs the chaos suite must catch (see tests/chaos).
-
-    Only tests set these, through `RaftConfig.mutations` (the core's) and the test-only
-    `nodehost.Config._mutations` (all of them); no public setting reaches them. Each is
-    one branch marked MUTATION where it acts: the first three in the core, then the
-    engine's save (engine.py, mutations.py) and the apply layer (rsm/manager.py).
-    """
-
-    READ_INDEX_BEFORE_FIRST_COMMIT = "read-index-before-first-commit"
-    COMMIT_EARLIER_TERM_BY_COUNT = "commit-earlier-term-by-count"
-    FOLLOWER_READ_WITHOUT_READ_INDEX = "follower-read-without-read-index"
-    ACK_BEFORE_FSYNC = "ack-before-fsync"
-    SESSION_APPLY_TWICE = "session-apply-twice"
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
@@ -43,4 +26,3 @@ class RaftConfig:
     # derives the first from its transport's message limit, so no message is too big.
     max_replicate_bytes: int = 4 * 1024 * 1024
     max_inflight: int = 256
-    mutations: frozenset[Mutation] = field(default_factory=frozenset)

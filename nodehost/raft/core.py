@@ -105,7 +105,6 @@ class RaftCore:
         self.told_limited = False
         self.quiesce = Quiesce(config.quiesce, config.election_rtt, config.heartbeat_rtt)
         self.quiesce_on = config.quiesce
-        self.mutations = config.mutations
         # Output, drained by Peer.get_update.
         self.msgs: list[pb.Message] = []
         self.replicate: list[pb.Message] = []

@@ -38,8 +38,11 @@ class Peer:
         initial_members: dict[int, str] | None = None,
         join: bool = False,
         applied: int = 0,
+        *,
+        protocol: type[Raft] = Raft,
     ) -> None:
-        """Start a replica on `log`.
+        """Start a replica on `log`, running `protocol` (Raft; a test may hand in a
+        subclass that breaks one rule on purpose, to prove its checks catch it).
 
         A new replica (empty log, not joining) starts the shard with `initial_members`:
         the bootstrap entries, committed at term 1, come out in the first Update. A
@@ -81,7 +84,7 @@ class Peer:
             raft_log.applied = raft_log.processed
         membership = pb.Membership()
         membership.CopyFrom(log.snapshot().membership)
-        self._raft = Raft(config, raft_log, rng, membership, hard)
+        self._raft = protocol(config, raft_log, rng, membership, hard)
         self._saved_state = (state.term, state.vote, state.commit)
         self._leader = (0, self._raft.term)
         self._outstanding: Update | None = None

@@ -13,7 +13,6 @@ Rules:
 - Membership changes take effect when their entry commits (etcd, dragonboat), through
   `membership.check` and `membership.apply`, exactly as the state machine layer
   applies them later, so both always agree.
-- Known-bug switches (`RaftConfig.mutations`) are test-only and marked MUTATION.
 
 `Raft` is assembled from one mixin per concern, over the shared state of core.py:
 elections.py (timer, votes, check-quorum), replication.py (proposals, AppendEntries

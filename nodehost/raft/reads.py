@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from protos import raft_pb2 as pb
 
-from .config import Mutation
 from .core import RaftCore, Role
 from .readindex import PendingRead
 from .update import ReadContext, ReadyToRead
@@ -31,11 +30,6 @@ class Reads(RaftCore):
         if role is Role.LEADER:
             self._leader_read(ctx, self.replica_id)
         elif self.leader_id and role is not Role.CANDIDATE and role is not Role.PRE_CANDIDATE:
-            if Mutation.FOLLOWER_READ_WITHOUT_READ_INDEX in self.mutations:
-                # MUTATION: serve at our own commit index without asking the leader;
-                # stale as soon as the leader commits something we have not heard of.
-                self.ready_reads.append(ReadyToRead(ctx, self.log.committed))
-                return
             self.msgs.append(
                 pb.Message(
                     type=pb.READ_INDEX,
@@ -62,11 +56,7 @@ class Reads(RaftCore):
             return
         # Our commit index may be behind the cluster's until an entry of our term
         # commits (thesis 6.4, etcd #7331): the caller retries (ShardNotReady).
-        # MUTATION (tests only): READ_INDEX_BEFORE_FIRST_COMMIT serves it anyway.
-        if (
-            not self.term_committed
-            and Mutation.READ_INDEX_BEFORE_FIRST_COMMIT not in self.mutations
-        ):
+        if not self.term_committed:
             self._reject_read(read)
             return
         if self.voters == {self.replica_id}:

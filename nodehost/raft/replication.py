@@ -21,7 +21,6 @@ from operator import attrgetter
 
 from protos import raft_pb2 as pb
 
-from .config import Mutation
 from .core import RaftCore, Role
 from .logreader import CompactedError
 from .messages import ENTRY_OVERHEAD
@@ -340,12 +339,7 @@ class Replication(RaftCore):
                 return
             # Count replicas only for entries of our own term (thesis 3.6.2): an older
             # entry stored on a majority can still be overwritten by a future leader.
-            # MUTATION (tests only): COMMIT_EARLIER_TERM_BY_COUNT commits it anyway,
-            # the figure-8 bug.
-            if (
-                log.term(index) != self.term
-                and Mutation.COMMIT_EARLIER_TERM_BY_COUNT not in self.mutations
-            ):
+            if log.term(index) != self.term:
                 return
             self._commit_to(index)
 

@@ -126,7 +126,6 @@ class StateMachineManager:
         *,
         ordered_config_change: bool = False,
         compression: CompressionType = CompressionType.NONE,
-        session_apply_twice: bool = False,
     ) -> None:
         self.shard_id = shard_id
         self.replica_id = replica_id
@@ -137,8 +136,6 @@ class StateMachineManager:
         self._on_disk = self.kind is StateMachineType.ON_DISK and not self.witness
         self._ordered = ordered_config_change
         self._compression = CompressionType(compression)
-        # MUTATION "session-apply-twice" (test-only, Config._mutations): see _session_entry.
-        self._session_apply_twice = session_apply_twice
         self._lock = threading.Lock()
         self._saving = threading.Lock()  # one snapshot save at a time; taken before _lock
         self._sessions = SessionTable()
@@ -264,18 +261,8 @@ class StateMachineManager:
                 cached = session.cached(e.series_id)
                 if cached is None:
                     self._user_entry(run, e, session)
-                    return
-                if self._session_apply_twice:
-                    # MUTATION: the retry reaches the user again (the session keeps
-                    # the first result), so a retried command takes effect twice.
-                    self._user_entry(run, e, None)
-                    return
-                # A retry: answered again, never applied again.
-                run.out.append(
-                    ApplyResult(
-                        e.index, e.key, e.client_id, e.series_id, ApplyKind.APPLICATION, cached
-                    )
-                )
+                else:
+                    self._answer_retry(run, e, cached)
                 return
         r = ApplyResult(e.index, e.key, e.client_id, e.series_id, ApplyKind.APPLICATION)
         if session is None:
@@ -283,6 +270,14 @@ class StateMachineManager:
         else:
             r.ignored = True  # the client has its answer and moved on
         run.out.append(r)
+
+    def _answer_retry(self, run: _Run, e: pb.Entry, cached: Result) -> None:
+        """A command its session already had applied, proposed again (a client retrying
+        after a timeout): answered with the result it had, never applied again. This
+        is what makes a registered session exactly once."""
+        run.out.append(
+            ApplyResult(e.index, e.key, e.client_id, e.series_id, ApplyKind.APPLICATION, cached)
+        )
 
     def _register(self, e: pb.Entry) -> ApplyResult:
         r = ApplyResult(e.index, e.key, e.client_id, e.series_id, ApplyKind.REGISTER_SESSION)

@@ -16,10 +16,13 @@ set: nothing acknowledged lost, nothing invented). A test should fail on UNKNOWN
 check that ran out of budget proved nothing.
 
 Nothing here touches a NodeHost: histories come from any client, in any process
-that shares the machine's monotonic clock. Two modules do, and are imported by name:
-`nodehost.testing.wire` speaks a NodeHost's Raft port with raw frames, and
+that shares the machine's monotonic clock. Three modules do, and are imported by name:
+`nodehost.testing.wire` speaks a NodeHost's Raft port with raw frames,
 `nodehost.testing.hostile` changes real messages into what a broken or hostile peer
-sends (scripts/hostile_peer.py uses both).
+sends (scripts/hostile_peer.py uses both), and `nodehost.testing.simulation` runs whole
+clusters of NodeHosts, your state machine in them, deterministically under faults, and
+judges their histories with the checks here (see the README's "Testing your state
+machine under the simulation").
 """
 
 from nodehost.testing.durability import check_durability

@@ -1,7 +1,8 @@
 """The suite catches known Raft bugs, each by the damage it does, and nothing else.
 
-Each bug is switched on (Config._mutations, test-only) in a short run with the faults
-that expose it, and must show its own kind of violation (a follower serving reads
+Each bug is built into the workers' NodeHosts (tests/mutants.py: a broken Raft protocol,
+state machine layer or log store, handed in through nodehost.parts) in a short run with
+the faults that expose it, and must show its own kind of violation (a follower serving reads
 without ReadIndex shows stale reads, not merely "some violation"); a recovery timeout
 or an engine crash does not count. Then a control run with the bug off, at the same
 seed and settings, must show no violation at all and must have injected the same
@@ -27,9 +28,9 @@ from typing import Any
 
 import pytest
 
-from nodehost.raft import Mutation
 from tests.chaos.anomalies import Kind
 from tests.chaos.run import RunOptions, run
+from tests.mutants import MUTANTS, Mutant
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -40,7 +41,7 @@ SLOW_SEEDS = 8  # seeds per bug in the long form, each with its control run
 
 @dataclass(frozen=True)
 class Bug:
-    mutation: Mutation
+    mutation: Mutant
     kind: Kind  # the violation the bug causes
     faults: list[str]
     fault_seconds: float
@@ -58,7 +59,7 @@ class Bug:
             min_faults=1,
             warmup_seconds=1.5,
             after_seconds=1.5,
-            mutations=[self.mutation.value] if mutated else [],
+            mutations=[self.mutation.name] if mutated else [],
             recovery_timeout=5.0,
             converge_timeout=5.0,
             check_seconds=30.0,
@@ -68,14 +69,14 @@ class Bug:
 
 BUGS = [
     Bug(
-        Mutation.FOLLOWER_READ_WITHOUT_READ_INDEX,
+        MUTANTS["follower-read-without-read-index"],
         Kind.STALE_READ,
         ["partition-one"],
         2.0,
         "a follower's reads miss writes the leader acknowledged",
     ),
     Bug(
-        Mutation.ACK_BEFORE_FSYNC,
+        MUTANTS["ack-before-fsync"],
         Kind.LOST_WRITE,
         ["kill-all"],
         4.0,
@@ -85,7 +86,7 @@ BUGS = [
         {"snapshot_entries": 0},
     ),
     Bug(
-        Mutation.SESSION_APPLY_TWICE,
+        MUTANTS["session-apply-twice"],
         Kind.APPLIED_TWICE,
         ["drop-reorder"],
         6.0,
@@ -94,7 +95,7 @@ BUGS = [
         {"session_attempt": 0.1},
     ),
     Bug(
-        Mutation.READ_INDEX_BEFORE_FIRST_COMMIT,
+        MUTANTS["read-index-before-first-commit"],
         Kind.STALE_READ,
         ["lagging-leader"],
         2.0,
@@ -112,7 +113,7 @@ BUGS = [
         },
     ),
     Bug(
-        Mutation.COMMIT_EARLIER_TERM_BY_COUNT,
+        MUTANTS["commit-earlier-term-by-count"],
         Kind.STATE_HASHES_DIFFER,
         ["figure-8"],
         1.0,
@@ -161,24 +162,24 @@ def _check_control(bug: Bug, seed: int, out: Path) -> None:
     assert control["replay"] == options.replay()  # the command rebuilt the same run
     assert done.returncode == (0 if control["ok"] else 1), done.stderr[-3000:]
     assert _injected(bug, control), (
-        f"control run of {bug.mutation.value} injected none of {bug.faults}: "
+        f"control run of {bug.mutation.name} injected none of {bug.faults}: "
         f"{control['faults_not_injected']}; replay: {control['replay']}"
     )
     assert control["ok"], (
-        f"control run of {bug.mutation.value} (bug off, seed {seed}) failed; "
+        f"control run of {bug.mutation.name} (bug off, seed {seed}) failed; "
         f"replay: {control['replay']}\n"
         + "\n".join(f"{v['kind']}: {v['detail']}" for v in control["violations"])
     )
 
 
-@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.mutation.value)
+@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.mutation.name)
 def test_known_bug_shows_its_kind_and_its_control_run_is_clean(bug: Bug, chaos_out: Path) -> None:
     tried = []
     for seed in range(1, SEEDS + 1):
         summary = _run(bug.options(seed), chaos_out / f"seed-{seed}")
         if _injected(bug, summary) and bug.kind.value in summary["violation_kinds"]:
             detail = next(v["detail"] for v in summary["violations"] if v["kind"] == bug.kind)
-            print(f"{bug.mutation.value}: {bug.kind.value} with seed {seed}: {detail[:300]}")
+            print(f"{bug.mutation.name}: {bug.kind.value} with seed {seed}: {detail[:300]}")
             _check_control(bug, seed, chaos_out / f"control-seed-{seed}")
             return
         tried.append(
@@ -186,13 +187,13 @@ def test_known_bug_shows_its_kind_and_its_control_run_is_clean(bug: Bug, chaos_o
             f"kinds {summary['violation_kinds']}; replay: {summary['replay']}"
         )
     pytest.fail(
-        f"{bug.mutation.value} ({bug.why}) never showed {bug.kind.value!r}:\n" + "\n".join(tried)
+        f"{bug.mutation.name} ({bug.why}) never showed {bug.kind.value!r}:\n" + "\n".join(tried)
     )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(SLOW_SEEDS * 2 * 150)
-@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.mutation.value)
+@pytest.mark.parametrize("bug", BUGS, ids=lambda b: b.mutation.name)
 def test_known_bug_catch_rate(bug: Bug, chaos_out: Path) -> None:
     """Every seed with its control: the bug shows its kind on some seeds, and no
     control run shows anything."""
@@ -202,8 +203,8 @@ def test_known_bug_catch_rate(bug: Bug, chaos_out: Path) -> None:
         if _injected(bug, summary) and bug.kind.value in summary["violation_kinds"]:
             caught.append(seed)
         _check_control(bug, seed, chaos_out / f"control-seed-{seed}")
-    print(f"{bug.mutation.value}: {bug.kind.value} on {len(caught)}/{SLOW_SEEDS} seeds {caught}")
-    assert caught, f"{bug.mutation.value} never showed {bug.kind.value!r}"
+    print(f"{bug.mutation.name}: {bug.kind.value} on {len(caught)}/{SLOW_SEEDS} seeds {caught}")
+    assert caught, f"{bug.mutation.name} never showed {bug.kind.value!r}"
 
 
 def test_a_bug_options_differ_from_its_control_only_by_the_bug() -> None:

@@ -32,6 +32,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from logdb import ILogDB
 from nodehost import (
     Closed,
     Config,
@@ -42,6 +43,7 @@ from nodehost import (
     ReplicaRemoved,
     SnapshotOption,
 )
+from nodehost.parts import WALL_CLOCK, rocksdb_logdb
 from tests.chaos.clients import Clients, HistoryLog, WorkloadConfig
 from tests.chaos.hooks import EventLog, QuiesceWatch, SendFilter
 from tests.chaos.machine import (
@@ -51,7 +53,8 @@ from tests.chaos.machine import (
     command,
     remove_database,
 )
-from transport import FaultHook
+from tests.mutants import MUTANTS
+from transport import FaultHook, GrpcTransport, ITransport, TransportConfig, TransportHandler
 
 
 class Worker:
@@ -66,6 +69,28 @@ class Worker:
         self.replicas_path = self.dir / "replicas.json"
         self.out_lock = threading.Lock()
         self.events = EventLog()
+        self.hook = FaultHook(seed=config["seed"] * 7919 + self.host)
+        self.filter: SendFilter | None = None
+        # A known bug the run asks for (tests/mutants.py) is built into the parts.
+        mutants = [MUTANTS[name] for name in config["mutations"]]
+        wrappers = [m.wrap_logdb for m in mutants if m.wrap_logdb is not None]
+        parts: dict[str, Any] = {}
+        for m in mutants:
+            parts.update(m.host_parts())
+
+        def logdb(nhc: NodeHostConfig, directory: str) -> ILogDB:
+            store = rocksdb_logdb(nhc, directory)
+            for wrap in wrappers:
+                store = wrap(store, WALL_CLOCK)
+            return store
+
+        def transport(tc: TransportConfig, handler: TransportHandler) -> ITransport:
+            made = GrpcTransport(tc, handler)
+            made.set_fault_hook(self.hook)  # before any replica starts
+            self.filter = SendFilter(made.send, config["seed"] * 7919 + self.host)
+            made.send = self.filter  # type: ignore[method-assign]
+            return made
+
         self.nh = NodeHost(
             NodeHostConfig(
                 node_host_dir=str(self.dir),
@@ -73,13 +98,12 @@ class Worker:
                 rtt_millisecond=config["rtt_ms"],
                 raft_event_listener=self.events,
                 system_event_listener=self.events,
-            )
+            ),
+            logdb_factory=logdb,
+            transport_factory=transport,
+            **parts,
         )
-        self.hook = FaultHook(seed=config["seed"] * 7919 + self.host)
-        self.nh._transport.set_fault_hook(self.hook)
-        transport: Any = self.nh._transport
-        self.filter = SendFilter(transport.send, config["seed"] * 7919 + self.host)
-        transport.send = self.filter
+        assert self.filter is not None
         self.set_faults(config.get("faults") or {})
         self.filter.rules = list(config.get("rewrite") or [])
         self.history = HistoryLog(config["history"])
@@ -117,12 +141,7 @@ class Worker:
 
     def replica_config(self, shard: int, rid: int) -> Config:
         settings = {k: v for k, v in self.config["replica"].items() if v is not None}
-        return Config(
-            shard_id=shard,
-            replica_id=rid,
-            _mutations=frozenset(self.config["mutations"]),
-            **settings,
-        )
+        return Config(shard_id=shard, replica_id=rid, **settings)
 
     def effective_config(self) -> dict[str, Any]:
         """The replica settings in force, defaults included (for the run's summary)."""

@@ -653,6 +653,31 @@ def test_sql_speed(walk: Walk) -> None:
         assert _cell_fits(cell), f"README Speed table: {cell!r} is not the script's figures"
 
 
+# ---------------------------------------------------------------- Testing your state machine
+
+
+def test_testing_your_state_machine_under_the_simulation(walk: Walk) -> None:
+    """The section's test file, saved under the name its first line gives, in the
+    checkout, and run with the section's commands: every seed passes, and the replay
+    command prints the same run each time it is run (one digest)."""
+    section = "Testing your state machine under the simulation"
+    block = walk.readme.take("python", section)
+    first = block.lines()[0]
+    name = first.removeprefix("# ").strip()
+    assert first.startswith("# ") and name.endswith(".py"), first
+    (walk.checkout / name).write_text(block.body)
+    run_tests, replay = commands(walk.readme.take("sh", section))
+    shell = walk.shell()
+    printed = shell.check(run_tests, timeout=600)
+    assert re.search(r"\b20 passed\b", printed), printed
+    once, again = shell.check(replay, timeout=120), shell.check(replay, timeout=120)
+    seed = replay.line.split("--seed ")[1]
+    assert once.splitlines()[0].startswith(f"seed {seed}: ok;"), once
+    assert once.split("digest ")[1].split()[0] == again.split("digest ")[1].split()[0]
+    text = walk.readme.section_text(section)
+    assert f"replay: {replay.line}" in " ".join(text.split()), "the report's last line"
+
+
 # ---------------------------------------------------------------- example-kvstore
 
 

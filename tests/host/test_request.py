@@ -15,21 +15,23 @@ from nodehost.request import (
     RequestState,
     ResultCode,
     batched_wakeups,
+    complete,
+    mark_committed,
 )
 from statemachine import Result
 
 
 def test_first_outcome_wins() -> None:
     rs = RequestState(1, time.monotonic() + 5)
-    assert rs.complete(RequestResult(ResultCode.COMPLETED, Result(7)))
-    assert not rs.complete(RequestResult(ResultCode.TIMEOUT))
+    assert complete(rs, RequestResult(ResultCode.COMPLETED, Result(7)))
+    assert not complete(rs, RequestResult(ResultCode.TIMEOUT))
     assert rs.result().result.value == 7
 
 
 def test_wait_from_thread_and_timeout() -> None:
     rs = RequestState(1, time.monotonic() + 5)
     assert rs.wait(0.01).timeout()
-    threading.Timer(0.02, rs.complete, [RequestResult(ResultCode.COMPLETED)]).start()
+    threading.Timer(0.02, complete, [rs, RequestResult(ResultCode.COMPLETED)]).start()
     assert rs.wait(5).completed()
 
 
@@ -47,7 +49,7 @@ def test_await_from_two_loops_completed_by_a_thread() -> None:
     for t in threads:
         t.start()
     time.sleep(0.05)
-    rs.complete(RequestResult(ResultCode.REJECTED, reason="no"))
+    complete(rs, RequestResult(ResultCode.REJECTED, reason="no"))
     for t in threads:
         t.join(5)
     assert [r.code for r in results] == [ResultCode.REJECTED, ResultCode.REJECTED]
@@ -56,7 +58,7 @@ def test_await_from_two_loops_completed_by_a_thread() -> None:
 def test_await_completed_on_the_same_loop() -> None:
     async def main() -> RequestResult:
         rs = RequestState(1, time.monotonic() + 5)
-        asyncio.get_running_loop().call_later(0.01, rs.complete, RequestResult(ResultCode.DROPPED))
+        asyncio.get_running_loop().call_later(0.01, complete, rs, RequestResult(ResultCode.DROPPED))
         return await rs
 
     assert asyncio.run(main()).dropped()
@@ -81,7 +83,7 @@ def test_batched_completions_wake_each_loop_once_after_the_batch() -> None:
     def apply_batch() -> None:
         with batched_wakeups():
             for k, rs in enumerate(states):
-                rs.complete(RequestResult(ResultCode.COMPLETED, Result(k)))
+                complete(rs, RequestResult(ResultCode.COMPLETED, Result(k)))
             assert calls == []  # nobody is woken before the batch ends
 
     worker = threading.Thread(target=apply_batch)
@@ -133,7 +135,7 @@ def test_wait_committed_needs_notify_commit() -> None:
     with pytest.raises(errors.InvalidOperation):
         RequestState(1, time.monotonic() + 1).wait_committed()
     rs = RequestState(1, time.monotonic() + 5, notify_commit=True)
-    rs.committed()
+    mark_committed(rs)
     assert rs.wait_committed(1).committed()
-    rs.complete(RequestResult(ResultCode.COMPLETED))
+    complete(rs, RequestResult(ResultCode.COMPLETED))
     assert rs.wait().completed()

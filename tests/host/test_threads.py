@@ -36,8 +36,8 @@ def test_only_the_engine_thread_touches_the_core(cluster: Cluster) -> None:
         assert engine is not None
         node = engine.nodes[1]
 
-        def guard(node: Any = node, engine: Any = engine) -> None:
-            node.peer = _LoopOnly(node.peer, engine._thread, seen)
+        def guard(node: Any = node) -> None:  # runs on the engine's loop thread
+            node.peer = _LoopOnly(node.peer, threading.current_thread(), seen)
 
         engine.call(guard)
     host = cluster.host(2)

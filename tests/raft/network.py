@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from nodehost.raft import (
     MemoryLogReader,
     Peer,
+    Raft,
     RaftConfig,
     ReadContext,
     Refusal,
@@ -97,9 +98,11 @@ class Network:
         *,
         seed: int = 0,
         trace: bool = False,
+        protocol: type[Raft] = Raft,
         **config: object,
     ) -> None:
         self.seed = seed
+        self.protocol = protocol  # the core's rules: a test may hand in a broken subclass
         self.rng = random.Random(seed)
         self.config = {"election_rtt": 10, "heartbeat_rtt": 1, **config}
         self.nodes: dict[int, Node] = {}
@@ -142,7 +145,14 @@ class Network:
         cfg = RaftConfig(shard_id=1, replica_id=rid, **{**self.config, **extra})  # type: ignore[arg-type]
         node = Node(rid, cfg, MemoryLogReader(), join, initial)
         self.nodes[rid] = node
-        node.peer = Peer(cfg, node.log, random.Random(self.seed * 1000 + rid), initial, join)
+        node.peer = Peer(
+            cfg,
+            node.log,
+            random.Random(self.seed * 1000 + rid),
+            initial,
+            join,
+            protocol=self.protocol,
+        )
         return node
 
     def add_node(self, rid: int, **extra: object) -> Node:
@@ -179,6 +189,7 @@ class Network:
             random.Random(self.seed * 1000 + rid + 100 * node.restarts),
             node.initial,
             node.join,
+            protocol=self.protocol,
         )
         self._event(f"restart {rid}")
         self.checker.check()

@@ -1,22 +1,24 @@
-"""The known-bug switches (RaftConfig.mutations) and proof that the checks catch them.
+"""Known bugs of the core (tests/mutants.py: subclasses of Raft with one rule taken out)
+and proof that the network's checks catch them.
 
-Each scenario runs twice: with the real rules it is safe; with the bug switched on,
-the network's safety checks raise. A checker that never fires proves nothing.
+Each scenario runs twice: with the real rules it is safe; with the broken protocol, the
+network's safety checks raise. A checker that never fires proves nothing.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from nodehost.raft import Mutation, Role
+from nodehost.raft import Raft, Role
 from protos import raft_pb2 as pb
+from tests.mutants import CommitEarlierTermByCount, ReadIndexBeforeFirstCommit
 
 from .network import Network, SafetyViolation
 
 ELECTION = pb.Message(type=pb.ELECTION)
 
 
-def figure_8(mutations: frozenset[Mutation]) -> Network:
+def figure_8(protocol: type[Raft]) -> Network:
     """Thesis figure 3.7 on five replicas (bootstrap entries are 1..5, term 1).
 
     (a) 1 leads term 2 and gets entry 2/7 onto 2 only.
@@ -26,7 +28,7 @@ def figure_8(mutations: frozenset[Mutation]) -> Network:
     (d) 1 is cut off; 5 wins term 5 (its 3/7 is newer than everyone's 2/7) and
         overwrites index 7. Had (c) committed 2/7, a committed entry is now lost.
     """
-    net = Network.of(5, seed=8, max_replicate_bytes=1, max_inflight=1, mutations=mutations)
+    net = Network.of(5, seed=8, max_replicate_bytes=1, max_inflight=1, protocol=protocol)
     net.elect(1)
     assert net.peer(1).committed == 6
     net.partition([1, 2], [3, 4, 5])
@@ -69,7 +71,7 @@ def figure_8(mutations: frozenset[Mutation]) -> Network:
 
 
 def test_figure_8_is_safe_when_only_current_term_entries_are_counted() -> None:
-    net = figure_8(frozenset())
+    net = figure_8(Raft)
     assert net.peer(5).role is Role.LEADER
     assert net.peer(5).raft.log.term(7) == 3
     assert net.checker.committed[7] == 3
@@ -77,13 +79,13 @@ def test_figure_8_is_safe_when_only_current_term_entries_are_counted() -> None:
 
 def test_figure_8_committing_an_old_term_entry_by_count_is_caught() -> None:
     with pytest.raises(SafetyViolation, match=r"lacks committed entry 2/7|committed 3/7"):
-        figure_8(frozenset({Mutation.COMMIT_EARLIER_TERM_BY_COUNT}))
+        figure_8(CommitEarlierTermByCount)
 
 
-def stale_read(mutations: frozenset[Mutation]) -> tuple[Network, tuple[int, int]]:
+def stale_read(protocol: type[Raft]) -> tuple[Network, tuple[int, int]]:
     """1 commits entry 5 but nobody learns it; 2 takes over and is asked to read
     before an entry of its own term commits. Its commit index (4) is stale."""
-    net = Network.of(3, seed=9, mutations=mutations)
+    net = Network.of(3, seed=9, protocol=protocol)
     net.elect(1)
     # Followers store entry 6 and acknowledge it, but never hear that it committed.
     net.filters.append(lambda m: m.from_id == 1 and not m.entries)
@@ -100,11 +102,11 @@ def stale_read(mutations: frozenset[Mutation]) -> tuple[Network, tuple[int, int]
 
 
 def test_read_before_the_first_commit_of_the_term_is_refused() -> None:
-    net, ctx = stale_read(frozenset())
+    net, ctx = stale_read(Raft)
     assert net.read_served(2, ctx)  # answered: dropped, so the client retries
     assert net.checker.reads_served == 0
 
 
 def test_serving_a_read_before_the_first_commit_of_the_term_is_caught() -> None:
     with pytest.raises(SafetyViolation, match="stale read"):
-        stale_read(frozenset({Mutation.READ_INDEX_BEFORE_FIRST_COMMIT}))
+        stale_read(ReadIndexBeforeFirstCommit)
