@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from examples.benchmark.histogram import Histogram
+from nodehost.bench.histogram import Histogram
 from examples.benchmark.settings import parser
 from examples.benchmark.worker import placement
 
