@@ -17,9 +17,9 @@ from typing import Any
 import psutil
 import pytest
 
-from nodehost.bench.histogram import Histogram
 from examples.benchmark.settings import parser
 from examples.benchmark.worker import placement
+from nodehost.bench.histogram import Histogram
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["-n", "3", "-s", "4", "-c", "4", "-d", "1", "-w", "0.3", "--probe-seconds", "0.2"]
