@@ -25,30 +25,23 @@ import argparse
 import logging
 import multiprocessing as mp
 import os
-import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, BinaryIO
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import psutil  # noqa: E402
-
-from nodehost import Config, NodeHost, NodeHostConfig, RaftError  # noqa: E402
-from statemachine import (  # noqa: E402
+from nodehost import Config, NodeHost, NodeHostConfig, RaftError
+from nodehost.bench import CpuWindow, free_ports, own_peak_rss_mib, rss_mib, stop_children
+from nodehost.bench.report import machine, machine_line
+from statemachine import (
     Entry,
     IStateMachine,
     Result,
     SnapshotFile,
     SnapshotFileCollection,
 )
-from tests.host.cluster import free_ports  # noqa: E402
 
 TARGET_PERCENT = 5.0
 
@@ -119,9 +112,8 @@ def host_main(
         elif command == "quiesced":
             conn.send(sum(1 for n in list(engine.nodes.values()) if n.quiesced))
         elif command == "rss":
-            rss = psutil.Process().memory_info().rss
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            conn.send((rss, max(rss, peak)))
+            rss = rss_mib(os.getpid())
+            conn.send((rss, max(rss, own_peak_rss_mib())))
         elif command == "stop":
             nh.close()
             conn.send("stopped")
@@ -196,17 +188,10 @@ class Hosts:
         return {rid: self.recv(rid, timeout) for rid in self.conns}
 
     def stop(self) -> None:
-        for rid, conn in self.conns.items():
-            if self.procs[rid].is_alive():
-                try:
-                    conn.send(("stop", None))
-                except OSError:
-                    pass
-        for p in self.procs.values():
-            p.join(30)
-            if p.is_alive():
-                os.kill(p.pid, 9)
-                p.join()
+        by_process = {p: self.conns[rid] for rid, p in self.procs.items()}
+        stop_children(
+            list(self.procs.values()), polite=lambda p: by_process[p].send(("stop", None)), grace=30
+        )
 
 
 def wait_until(what: str, condition: Callable[[], bool], timeout: float) -> float:
@@ -220,24 +205,17 @@ def wait_until(what: str, condition: Callable[[], bool], timeout: float) -> floa
 
 def measure(pids: dict[int, int], seconds: float) -> dict[int, float]:
     """CPU of each process over the window, as a percentage of one core."""
-    procs = {rid: psutil.Process(pid) for rid, pid in pids.items()}
-    before = {rid: p.cpu_times() for rid, p in procs.items()}
-    t0 = time.monotonic()
-    time.sleep(seconds)
-    elapsed = time.monotonic() - t0
-    after = {rid: p.cpu_times() for rid, p in procs.items()}
-    return {
-        rid: 100.0
-        * ((after[rid].user - before[rid].user) + (after[rid].system - before[rid].system))
-        / elapsed
-        for rid in procs
-    }
+    window = CpuWindow(pids.values())
+    time.sleep(seconds)  # the measured window itself: the hosts idle through it
+    percent = window.stop()
+    return {rid: percent[pid] for rid, pid in pids.items()}
 
 
 def run(args: argparse.Namespace) -> bool:
     quiesce = not args.no_quiesce
     shards = args.shards
     root = tempfile.mkdtemp(prefix="bench-idle-")
+    print(machine_line(machine()), flush=True)
     print(
         f"{shards} shards x {args.hosts} replicas, one NodeHost process per replica, "
         f"rtt {args.rtt_ms} ms, election_rtt 10, heartbeat_rtt 1, "
@@ -297,10 +275,7 @@ def run(args: argparse.Namespace) -> bool:
     for rid, value in percent.items():
         rss, peak = memory[rid]
         quiet = f", {still[rid]}/{shards} replicas quiesced at the end" if quiesce else ""
-        print(
-            f"  host {rid}: {value:5.2f}%  (RSS {rss / 2**20:.0f} MiB, "
-            f"peak {peak / 2**20:.0f} MiB{quiet})"
-        )
+        print(f"  host {rid}: {value:5.2f}%  (RSS {rss:.0f} MiB, peak {peak:.0f} MiB{quiet})")
     worst = max(percent.values())
     verdict = "under" if worst < TARGET_PERCENT else "OVER"
     print(f"worst host {worst:.2f}% of a core: {verdict} the {TARGET_PERCENT:.0f}% target")

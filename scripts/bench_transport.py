@@ -28,37 +28,25 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
-import resource
 import shutil
-import socket
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import grpc
 
-import grpc  # noqa: E402
-import psutil  # noqa: E402
-
-from protos import raft_pb2 as pb  # noqa: E402
-from transport import GrpcTransport, TransportConfig  # noqa: E402
-from transport.frames import BATCH_METHOD, SERVICE  # noqa: E402
+from nodehost.bench import free_port, own_cpu_seconds, own_peak_rss_mib, stop_children
+from nodehost.bench.ceilings import beside
+from nodehost.bench.report import machine, machine_line
+from protos import raft_pb2 as pb
+from transport import GrpcTransport, TransportConfig
+from transport.frames import BATCH_METHOD, SERVICE
 
 MiB = 1024 * 1024
 DEPLOYMENT = 42
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def run_loop(kind: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -71,15 +59,6 @@ def run_loop(kind: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
             runner.run(main())
     else:
         asyncio.run(main())
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_seconds() -> float:
-    t = psutil.Process().cpu_times()
-    return float(t.user + t.system)
 
 
 class Handler:
@@ -143,9 +122,9 @@ def receiver_main(
         while handler.count == 0:
             await asyncio.sleep(0.01)
         await asyncio.sleep(warmup)
-        c0, t0, cpu0 = handler.count, time.perf_counter(), cpu_seconds()
+        c0, t0, cpu0 = handler.count, time.perf_counter(), own_cpu_seconds()
         await asyncio.sleep(seconds)
-        c1, t1, cpu1 = handler.count, time.perf_counter(), cpu_seconds()
+        c1, t1, cpu1 = handler.count, time.perf_counter(), own_cpu_seconds()
         out.send(((c1 - c0) / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), dict(t.stats.rejected)))
         await t.close()
 
@@ -164,7 +143,7 @@ def sender_main(port: int, loop: str, shards: int, pass_size: int, control: Conn
         batch = messages_for(shards, pass_size)
         high_water = 2 * t.config.batch_bytes
         passes = 0
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        cpu0, t0 = own_cpu_seconds(), time.perf_counter()
         while True:
             if t.queued_bytes(target) < high_water:
                 t.send(batch)
@@ -174,7 +153,7 @@ def sender_main(port: int, loop: str, shards: int, pass_size: int, control: Conn
                 await asyncio.sleep(0.0005)
             if passes % 64 == 0 and control.poll():
                 break
-        cpu = (cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+        cpu = (own_cpu_seconds() - cpu0) / (time.perf_counter() - t0)
         s = t.stats
         control.send((s.messages_sent, s.batches_sent, s.dropped, cpu))
         await t.close()
@@ -212,9 +191,9 @@ def raw_receiver_main(port: int, loop: str, warmup: float, seconds: float, out: 
         while count == 0:
             await asyncio.sleep(0.01)
         await asyncio.sleep(warmup)
-        c0, t0, cpu0 = count, time.perf_counter(), cpu_seconds()
+        c0, t0, cpu0 = count, time.perf_counter(), own_cpu_seconds()
         await asyncio.sleep(seconds)
-        c1, t1, cpu1 = count, time.perf_counter(), cpu_seconds()
+        c1, t1, cpu1 = count, time.perf_counter(), own_cpu_seconds()
         out.send(((c1 - c0) / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), {}))
         await server.stop(0)
 
@@ -243,7 +222,7 @@ def raw_sender_main(
         )
         call = channel.stream_unary(BATCH_METHOD)()
         writes = 0
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        cpu0, t0 = own_cpu_seconds(), time.perf_counter()
         try:
             while writes % 16 != 0 or not control.poll():
                 if encode:  # the least any transport must do: encode what it is given
@@ -254,7 +233,7 @@ def raw_sender_main(
                 writes += 1
         except grpc.aio.AioRpcError:
             pass  # the receiver finished first
-        cpu = (cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+        cpu = (own_cpu_seconds() - cpu0) / (time.perf_counter() - t0)
         call.cancel()
         await channel.close()
         control.send((writes, cpu))
@@ -272,13 +251,12 @@ def measure(
     r_out, r_in = ctx.Pipe(duplex=False)
     s_ctl, s_ctl_child = ctx.Pipe()
     rp = ctx.Process(target=receiver, args=(*receiver_args, r_in))
-    rp.start()
-    if not r_out.poll(30) or r_out.recv() != "ready":
-        rp.kill()
-        raise SystemExit("receiver did not start")
     sp = ctx.Process(target=sender, args=(*sender_args, s_ctl_child))
-    sp.start()
     try:
+        rp.start()
+        if not r_out.poll(30) or r_out.recv() != "ready":
+            raise SystemExit("receiver did not start")
+        sp.start()
         if not r_out.poll(120):
             raise SystemExit("receiver did not report")
         received = r_out.recv()
@@ -287,12 +265,13 @@ def measure(
             raise SystemExit("sender did not report")
         sent = s_ctl.recv()
     finally:
-        for p in (sp, rp):
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        # Each reports and then exits by itself: the wait for that is the polite part.
+        stop_children([p for p in (sp, rp) if p.pid is not None], polite=_no_request, grace=10)
     return received, sent
+
+
+def _no_request(child: object) -> None:
+    pass
 
 
 # ---------------------------------------------------------------------- part 3
@@ -303,10 +282,10 @@ def snapshot_receiver_main(port: int, loop: str, root: str, out: Connection) -> 
         handler = Handler({(1, 1)}, root)
         t = GrpcTransport(TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), handler)
         await t.start()
-        out.send(("ready", peak_rss_mib()))
+        out.send(("ready", own_peak_rss_mib()))
         while handler.snapshot is None and not t.stats.rejected:
             await asyncio.sleep(0.01)
-        out.send((peak_rss_mib(), handler.snapshot is not None, dict(t.stats.rejected)))
+        out.send((own_peak_rss_mib(), handler.snapshot is not None, dict(t.stats.rejected)))
         await t.close()
 
     run_loop(loop, main)
@@ -318,7 +297,7 @@ def snapshot_sender_main(port: int, loop: str, path: str, out: Connection) -> No
         t = GrpcTransport(TransportConfig(f"127.0.0.1:{free_port()}", "", DEPLOYMENT), handler)
         await t.start()
         t.registry.add(1, 1, f"127.0.0.1:{port}")
-        rss0 = peak_rss_mib()
+        rss0 = own_peak_rss_mib()
         start = time.perf_counter()
         t.send_snapshot(
             pb.Message(
@@ -333,7 +312,7 @@ def snapshot_sender_main(port: int, loop: str, path: str, out: Connection) -> No
         while handler.status is None:
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - start
-        out.send((elapsed, handler.status, rss0, peak_rss_mib()))
+        out.send((elapsed, handler.status, rss0, own_peak_rss_mib()))
         await t.close()
 
     run_loop(loop, main)
@@ -392,14 +371,21 @@ def _transfer(loop: str, path: str, dst: str) -> tuple[float, float, float]:
     r_out, r_in = ctx.Pipe(duplex=False)
     s_out, s_in = ctx.Pipe(duplex=False)
     rp = ctx.Process(target=snapshot_receiver_main, args=(port, loop, dst, r_in))
-    rp.start()
-    r_out.recv()
     sp = ctx.Process(target=snapshot_sender_main, args=(port, loop, path, s_in))
-    sp.start()
-    elapsed, failed, _, sender_rss = s_out.recv()
-    receiver_rss, ok, rejected = r_out.recv()
-    for p in (sp, rp):
-        p.join(10)
+    try:
+        rp.start()
+        if not r_out.poll(30):
+            raise SystemExit("snapshot receiver did not start")
+        r_out.recv()
+        sp.start()
+        if not s_out.poll(600):
+            raise SystemExit("snapshot sender did not report within 600 s")
+        elapsed, failed, _, sender_rss = s_out.recv()
+        if not r_out.poll(60):
+            raise SystemExit("snapshot receiver did not report")
+        receiver_rss, ok, rejected = r_out.recv()
+    finally:
+        stop_children([p for p in (sp, rp) if p.pid is not None], polite=_no_request, grace=10)
     received = os.path.join(dst, "snapshot-1-100")
     if not (ok and not failed and _same_file(path, os.path.join(received, "snapshot.bin"))):
         raise SystemExit(f"snapshot transfer failed: {rejected}")
@@ -535,10 +521,9 @@ def main() -> None:
     parser.add_argument("--skip-messages", action="store_true")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where snapshot files go")
     args = parser.parse_args()
-    print(
-        f"loop={args.loop} cores={os.cpu_count()} load average={os.getloadavg()[0]:.1f} "
-        f"shards={args.shards}"
-    )
+    print(machine_line(machine()))
+    print(f"loop={args.loop} shards={args.shards}")
+    print("\n".join(beside("grpc_stream", "grpc_stream_64", "tcp_frames")))
     if not args.skip_messages:
         for pass_size in args.pass_size:
             bench_messages(args, pass_size)
