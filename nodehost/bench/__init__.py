@@ -33,6 +33,7 @@ from nodehost.bench.sampling import (
 __all__ = [
     "CpuWindow",
     "Histogram",
+    "Watch",
     "Workers",
     "free_port",
     "free_ports",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterable
 
@@ -84,4 +85,63 @@ class CpuWindow:
                 except psutil.Error:
                     pass
             out[pid] = 100.0 * (self._last[pid] - first) / wall
+        return out
+
+
+class Watch:
+    """CPU and peak RSS of processes that may exit before the window closes.
+
+    A background thread reads each PID every `interval` seconds; a process's figures
+    are the last ones read, so one that exits (and is reaped) early still reports
+    what it used up to its last sample. Peak RSS is the kernel's high-water mark, so
+    a sample taken after the peak still sees it.
+    """
+
+    def __init__(self, pids: Iterable[int], interval: float = 0.2) -> None:
+        self._pids = list(pids)
+        self._interval = interval
+        self._first: dict[int, float] = {}
+        self._cpu: dict[int, float] = {}
+        self._peak: dict[int, float] = {}
+        self._processes: dict[int, psutil.Process] = {}
+        for pid in self._pids:
+            try:
+                self._processes[pid] = psutil.Process(pid)
+            except psutil.Error:
+                pass
+        self._sample()
+        self._first = dict(self._cpu)
+        self._started = time.monotonic()
+        self._ended = self._started
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-watch", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        for pid, process in self._processes.items():
+            try:
+                self._cpu[pid] = _cpu_seconds(process)
+            except psutil.Error:
+                continue
+            peak = peak_rss_mib(pid)
+            if not math.isnan(peak):
+                self._peak[pid] = max(peak, self._peak.get(pid, 0.0))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def stop(self) -> dict[int, tuple[float, float]]:
+        """{pid: (percent of one core over the window, peak RSS MiB)}; NaN if never read."""
+        self._stop.set()
+        self._thread.join(10.0)
+        self._sample()
+        wall = max(time.monotonic() - self._started, 1e-9)
+        out: dict[int, tuple[float, float]] = {}
+        for pid in self._pids:
+            if pid in self._cpu and pid in self._first:
+                cpu = 100.0 * (self._cpu[pid] - self._first[pid]) / wall
+            else:
+                cpu = math.nan
+            out[pid] = (cpu, self._peak.get(pid, math.nan))
         return out
