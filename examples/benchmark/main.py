@@ -252,6 +252,11 @@ def summarize(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    if args.compare_etcd or args.compare_dqlite:
+        from examples.benchmark.compare import run as comparison
+
+        comparison.main(args)
+        return
     progress = Progress(sys.stdout.isatty() and not args.json)
     temporary = not args.dir
     directory = Path(tempfile.mkdtemp(prefix="nodehost-bench-") if temporary else args.dir)

@@ -145,6 +145,43 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="print one JSON object instead of the text report"
     )
+    compare = p.add_argument_group(
+        "comparison with etcd and dqlite (docs/performance.md)",
+        "Run the library and a peer alternately in one run, with the same requests "
+        "outstanding, and print both figures, the ratios and each process's memory.",
+    )
+    compare.add_argument(
+        "--compare-etcd",
+        action="store_true",
+        help="a 3-member etcd cluster (Debian's etcd-server) beside the library: writes "
+        "and linearizable reads at --outstanding, and one writer one at a time",
+    )
+    compare.add_argument(
+        "--compare-dqlite",
+        action="store_true",
+        help="Debian's go-dqlite beside the library: dqlite-demo against example-kvstore "
+        "(sequential HTTP PUT and GET through the leader and a follower), "
+        "dqlite-benchmark's one writer against one sync_propose writer",
+    )
+    compare.add_argument(
+        "--outstanding",
+        type=_bounded(int, 1, 1_000_000),
+        default=768,
+        help="requests outstanding in total for the many-client figures (default 768: "
+        "256 clients in each of 3 processes)",
+    )
+    compare.add_argument(
+        "--rounds",
+        type=_bounded(int, 1, 100),
+        default=2,
+        help="alternating rounds; each figure is the median (default 2)",
+    )
+    compare.add_argument(
+        "--load-processes",
+        type=_bounded(int, 1, 64),
+        default=2,
+        help="etcd load generator processes sharing --outstanding (default 2)",
+    )
     return p
 
 

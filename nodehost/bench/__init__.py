@@ -24,6 +24,7 @@ from nodehost.bench.ports import free_port, free_ports
 from nodehost.bench.processes import Workers, stop_children
 from nodehost.bench.sampling import (
     CpuWindow,
+    Watch,
     own_cpu_seconds,
     own_peak_rss_mib,
     peak_rss_mib,

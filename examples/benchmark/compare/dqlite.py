@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from nodehost.bench import Histogram, Workers, free_ports
+from nodehost.bench import Histogram, Watch, Workers, free_ports
 from nodehost.bench.processes import WorkerFailed
 
 READY_TIMEOUT = 60.0
@@ -130,7 +130,7 @@ class BenchmarkFigures:
     errors: int
     seconds: float
     histogram: Histogram
-    pids: list[int]
+    processes: dict[int, tuple[float, float]]  # pid: (CPU % of a core, peak RSS MiB)
 
 
 def dqlite_benchmark(
@@ -164,23 +164,26 @@ def dqlite_benchmark(
             command += ["--join", addresses[0]]
         children.append(workers.start(f"dqlite-benchmark{i + 1}", command))
     driver = children[0]
+    watch = Watch([c.pid for c in children])
     try:
         driver.wait(timeout=READY_TIMEOUT + seconds + 60)
     except subprocess.TimeoutExpired:
         raise WorkerFailed("dqlite-benchmark: the driver did not finish in time") from None
     if driver.returncode:
         raise WorkerFailed(workers.failure(workers.children.index(driver), "it failed"))
-    pids = [c.pid for c in children]
+    processes = watch.stop()
     results = sorted((directory / "dqlite-benchmark1").glob("*/results/*"))
     if not results:
         raise WorkerFailed("dqlite-benchmark wrote no results file")
-    return _read_results(results, float(seconds), pids)
+    return _read_results(results, float(seconds), processes)
 
 
 _HEADER = re.compile(r"^(n|n_err) (\d+)$")
 
 
-def _read_results(paths: list[Path], seconds: float, pids: list[int]) -> BenchmarkFigures:
+def _read_results(
+    paths: list[Path], seconds: float, processes: dict[int, tuple[float, float]]
+) -> BenchmarkFigures:
     histogram = Histogram()
     writes = errors = 0
     for path in paths:
@@ -200,4 +203,4 @@ def _read_results(paths: list[Path], seconds: float, pids: list[int]) -> Benchma
                     measuring = False  # the errors section follows
                     continue
                 histogram.record(float(parts[1]) / 1000.0)
-    return BenchmarkFigures(writes, errors, seconds, histogram, pids)
+    return BenchmarkFigures(writes, errors, seconds, histogram, processes)
