@@ -65,7 +65,7 @@ from statemachine import (
     Result,
     StateMachineType,
 )
-from transport import BindError, GrpcTransport, TransportConfig, TransportError
+from transport import BindError, TransportConfig, TransportError, create_transport
 
 log = logging.getLogger("nodehost")
 
@@ -109,7 +109,8 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             )
             self._engine.listener = self
             self._router = TransportRouter(self)
-            self._transport = GrpcTransport(
+            self._transport = create_transport(
+                config.transport,
                 TransportConfig(
                     raft_address=config.raft_address,
                     listen_address=config.listen_address,

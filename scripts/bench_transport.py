@@ -3,8 +3,10 @@
     uv run python scripts/bench_transport.py                 # all parts, uvloop
     uv run python scripts/bench_transport.py --loop asyncio --skip-snapshot
 
-Parts:
-1. messages: a sender process calls `GrpcTransport.send` once per "engine pass" with
+Parts (every part runs each kind of `--transports`, gRPC and TCP by default, in turn):
+0. ping-pong: one small message out and its answer back, one at a time, between two
+   processes: the transport's round trip, what a sequential proposal pays per hop.
+1. messages: a sender process calls the transport's `send` once per "engine pass" with
    `--pass-size` small Raft messages spread over `--shards` shards; a receiver process
    counts what its handler is given. The sender keeps at most two frames' worth of
    bytes queued (a closed loop: we measure capacity, not the drop policy).
@@ -38,11 +40,18 @@ from typing import Any
 
 import grpc
 
-from nodehost.bench import free_port, own_cpu_seconds, own_peak_rss_mib, stop_children
+from nodehost.bench import (
+    Histogram,
+    free_port,
+    free_ports,
+    own_cpu_seconds,
+    own_peak_rss_mib,
+    stop_children,
+)
 from nodehost.bench.ceilings import beside
 from nodehost.bench.report import machine, machine_line
 from protos import raft_pb2 as pb
-from transport import GrpcTransport, TransportConfig
+from transport import GrpcTransport, TransportConfig, create_transport
 from transport.frames import BATCH_METHOD, SERVICE
 
 MiB = 1024 * 1024
@@ -112,11 +121,11 @@ def messages_for(shards: int, count: int) -> list[pb.Message]:
 
 
 def receiver_main(
-    port: int, loop: str, shards: int, warmup: float, seconds: float, out: Connection
+    kind: str, port: int, loop: str, shards: int, warmup: float, seconds: float, out: Connection
 ) -> None:
     async def main() -> None:
         handler = Handler({(s, 1) for s in range(1, shards + 1)})
-        t = GrpcTransport(TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), handler)
+        t = create_transport(kind, TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), handler)
         await t.start()
         out.send("ready")
         while handler.count == 0:
@@ -131,10 +140,12 @@ def receiver_main(
     run_loop(loop, main)
 
 
-def sender_main(port: int, loop: str, shards: int, pass_size: int, control: Connection) -> None:
+def sender_main(
+    kind: str, port: int, loop: str, shards: int, pass_size: int, control: Connection
+) -> None:
     async def main() -> None:
-        t = GrpcTransport(
-            TransportConfig(f"127.0.0.1:{free_port()}", "", DEPLOYMENT), Handler(set())
+        t = create_transport(
+            kind, TransportConfig(f"127.0.0.1:{free_port()}", "", DEPLOYMENT), Handler(set())
         )
         await t.start()
         target = f"127.0.0.1:{port}"
@@ -159,6 +170,139 @@ def sender_main(port: int, loop: str, shards: int, pass_size: int, control: Conn
         await t.close()
 
     run_loop(loop, main)
+
+
+# ---------------------------------------------------------------------- part 1b
+
+
+class Echo(Handler):
+    """Answers every message at once: the far end of a ping-pong."""
+
+    def __init__(self, transport_box: list[Any]) -> None:
+        super().__init__({(1, 2)})
+        self.box = transport_box
+
+    def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
+        self.box[0].send(
+            [
+                pb.Message(type=pb.HEARTBEAT_RESP, shard_id=1, to=1, from_id=2, term=m.term)
+                for m in messages
+            ]
+        )
+
+
+class Waiter(Handler):
+    def __init__(self) -> None:
+        super().__init__({(1, 1)})
+        self.future: asyncio.Future[None] | None = None
+
+    def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+
+def pong_main(kind: str, port: int, ping_port: int, loop: str, out: Connection) -> None:
+    async def main() -> None:
+        box: list[Any] = []
+        t = create_transport(kind, TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), Echo(box))
+        box.append(t)
+        t.registry.add(1, 1, f"127.0.0.1:{ping_port}")
+        await t.start()
+        out.send("ready")
+        while not out.poll(0.05):
+            await asyncio.sleep(0.05)
+        out.send((0, 0, {}))
+        await t.close()
+
+    run_loop(loop, main)
+
+
+def ping_main(
+    kind: str, port: int, pong_port: int, loop: str, warmup: float, seconds: float, out: Connection
+) -> None:
+    async def main() -> None:
+        waiter = Waiter()
+        t = create_transport(kind, TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), waiter)
+        t.registry.add(1, 2, f"127.0.0.1:{pong_port}")
+        await t.start()
+        histogram = Histogram()
+        running = asyncio.get_running_loop()
+        started = time.perf_counter()
+        opens, closes = started + warmup, started + warmup + seconds
+        cpu0 = 0.0
+        term = 1
+        while (sent := time.perf_counter()) < closes:
+            waiter.future = running.create_future()
+            t.send([pb.Message(type=pb.HEARTBEAT, shard_id=1, to=2, from_id=1, term=term)])
+            try:
+                await asyncio.wait_for(waiter.future, 5.0)
+            except TimeoutError:
+                continue  # the first ones go out while the connection opens
+            done = time.perf_counter()
+            term += 1
+            if sent >= opens:
+                if histogram.total == 0:
+                    cpu0 = own_cpu_seconds()
+                histogram.record(done - sent)
+        cpu = own_cpu_seconds() - cpu0
+        out.send((histogram.to_json(), cpu))
+        await t.close()
+
+    run_loop(loop, main)
+
+
+def bench_pingpong(args: argparse.Namespace) -> None:
+    """One message out and its answer back, one at a time: the transport's round trip."""
+    figures: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in args.transports}
+    ctx = mp.get_context("spawn")
+    for round_number in range(args.repeat):
+        kinds = list(args.transports)
+        if round_number % 2:
+            kinds.reverse()
+        for kind in kinds:
+            ping_port, pong_port = free_ports(2)
+            pong_out, pong_in = ctx.Pipe()
+            ping_out, ping_in = ctx.Pipe(duplex=False)
+            pong = ctx.Process(
+                target=pong_main, args=(kind, pong_port, ping_port, args.loop, pong_in)
+            )
+            ping = ctx.Process(
+                target=ping_main,
+                args=(kind, ping_port, pong_port, args.loop, args.warmup, args.seconds, ping_in),
+            )
+            try:
+                pong.start()
+                if not pong_out.poll(30):
+                    raise SystemExit("the echo process did not start")
+                pong_out.recv()
+                ping.start()
+                if not ping_out.poll(args.warmup + args.seconds + 60):
+                    raise SystemExit("the ping process did not report")
+                data, cpu = ping_out.recv()
+                pong_out.send("stop")
+            finally:
+                stop_children(
+                    [p for p in (ping, pong) if p.pid is not None], polite=_no_request, grace=10
+                )
+            histogram = Histogram.from_json(data)
+            rate = histogram.total / args.seconds
+            figures[kind].append(
+                (
+                    rate,
+                    histogram.percentile_ms(0.5),
+                    histogram.percentile_ms(0.99),
+                    cpu / max(1, histogram.total) * 1e6,
+                )
+            )
+    for kind in args.transports:
+        rows = figures[kind]
+        rate, p50, p99, cpu_us = (statistics.median(column) for column in zip(*rows, strict=True))
+        print(
+            f"{kind} transport ping-pong (one message each way, one at a time): "
+            f"{rate:,.0f} round trips/s, p50 {p50:.3f} ms, p99 {p99:.3f} ms, "
+            f"pinging side's CPU {cpu_us:.0f} us per round trip (median of {args.repeat})"
+        )
+    print("\n".join(beside("grpc_pingpong", "tcp_pingpong")))
 
 
 # ---------------------------------------------------------------------- part 2
@@ -453,23 +597,31 @@ def raw_receiver_bytes_main(
 
 
 def bench_messages(args: argparse.Namespace, pass_size: int) -> None:
-    """`--repeat` rounds of (transport, both ceilings), interleaved so that each figure
-    meets the same neighbours on a shared machine; medians are printed."""
-    ours: list[tuple[float, float, float]] = []
+    """`--repeat` rounds of (each transport kind, both ceilings), interleaved so that
+    each figure meets the same neighbours on a shared machine; medians are printed."""
+    ours: dict[str, list[tuple[float, float, float]]] = {k: [] for k in args.transports}
+    frames: dict[str, list[float]] = {k: [] for k in args.transports}
     ceilings: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     per_frame = 0
     problems = 0
-    for _ in range(args.repeat):
-        port = free_port()
-        (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
-            receiver_main,
-            (port, args.loop, args.shards, args.warmup, args.seconds),
-            sender_main,
-            (port, args.loop, args.shards, pass_size),
-        )
-        ours.append((rate, scpu / rate * 1e6, rcpu / rate * 1e6))
-        problems += dropped + sum(rejected.values())
-        per_frame = per_frame or max(1, round(sent / max(1, batches)))
+    for round_number in range(args.repeat):
+        kinds = list(args.transports)
+        if round_number % 2:
+            kinds.reverse()
+        for kind in kinds:
+            port = free_port()
+            (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
+                receiver_main,
+                (kind, port, args.loop, args.shards, args.warmup, args.seconds),
+                sender_main,
+                (kind, port, args.loop, args.shards, pass_size),
+            )
+            ours[kind].append((rate, scpu / rate * 1e6, rcpu / rate * 1e6))
+            frames[kind].append(sent / max(1, batches))
+            problems += dropped + sum(rejected.values())
+            per_frame = per_frame or max(1, round(sent / max(1, batches)))
+        if args.skip_ceilings:
+            continue
         for encode in (False, True):
             port = free_port()
             (raw, raw_rcpu, _), (_, raw_scpu) = measure(
@@ -480,19 +632,24 @@ def bench_messages(args: argparse.Namespace, pass_size: int) -> None:
             )
             ceilings[encode].append((raw, raw_scpu / raw * 1e6, raw_rcpu / raw * 1e6))
     size = len(messages_for(args.shards, 1)[0].SerializeToString())
-    rate, scpu_us, rcpu_us = _medians(ours)
-    print(
-        f"transport, {pass_size} messages per send(): {rate:,.0f} msgs/s one way "
-        f"(median of {args.repeat}: {', '.join(f'{r:,.0f}' for r, _, _ in ours)}; "
-        f"{size} byte messages, {per_frame} per frame, {problems} dropped or rejected); "
-        f"CPU per message: sender {scpu_us:.2f} us, receiver {rcpu_us:.2f} us"
-    )
+    for kind in args.transports:
+        rate, scpu_us, rcpu_us = _medians(ours[kind])
+        print(
+            f"{kind} transport, {pass_size} messages per send(): {rate:,.0f} msgs/s one way "
+            f"(median of {args.repeat}: {', '.join(f'{r:,.0f}' for r, _, _ in ours[kind])}; "
+            f"{size} byte messages, {statistics.median(frames[kind]):,.1f} per frame, "
+            f"{problems} dropped or rejected); "
+            f"CPU per message: sender {scpu_us:.2f} us, receiver {rcpu_us:.2f} us"
+        )
+    if args.skip_ceilings:
+        return
+    rate = _medians(ours[args.transports[0]])[0]
     for encode, what in ((False, "pre-encoded frames"), (True, "a MessageBatch encoded per frame")):
         raw, raw_scpu_us, raw_rcpu_us = _medians(ceilings[encode])
         print(
             f"  ceiling: raw grpc.aio stream, {what} of {per_frame} messages, decoded and "
             f"walked: {raw:,.0f} msgs/s (CPU per message: sender {raw_scpu_us:.2f} us, "
-            f"receiver {raw_rcpu_us:.2f} us); transport/ceiling = {rate / raw:.2f}"
+            f"receiver {raw_rcpu_us:.2f} us); {args.transports[0]}/ceiling = {rate / raw:.2f}"
         )
 
 
@@ -515,15 +672,25 @@ def main() -> None:
         help="messages per send() call (comma-separated: one run each)",
     )
     parser.add_argument("--shards", type=int, default=64)
+    parser.add_argument(
+        "--transports",
+        type=lambda text: [kind.strip() for kind in text.split(",")],
+        default=["grpc", "tcp"],
+        help="transport kinds, comma-separated, measured in turn (default grpc,tcp)",
+    )
+    parser.add_argument("--skip-ceilings", action="store_true", help="no raw gRPC runs")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per figure (median)")
     parser.add_argument("--snapshot-mib", type=int, default=256)
     parser.add_argument("--skip-snapshot", action="store_true")
     parser.add_argument("--skip-messages", action="store_true")
+    parser.add_argument("--skip-pingpong", action="store_true")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where snapshot files go")
     args = parser.parse_args()
     print(machine_line(machine()))
     print(f"loop={args.loop} shards={args.shards}")
     print("\n".join(beside("grpc_stream", "grpc_stream_64", "tcp_frames")))
+    if not args.skip_pingpong:
+        bench_pingpong(args)
     if not args.skip_messages:
         for pass_size in args.pass_size:
             bench_messages(args, pass_size)

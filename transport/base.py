@@ -54,6 +54,13 @@ class Stream(Protocol):
     async def close(self) -> None: ...
 
 
+class ImmediateStream(Stream, Protocol):
+    """A stream that can often take a frame without waiting (a socket whose buffer has
+    room): `try_write` returns False, having written nothing, when it would wait."""
+
+    def try_write(self, frame: bytes) -> bool: ...
+
+
 class _Peer:
     """One remote address: its queue of encoded messages and the task that drains it."""
 
@@ -259,13 +266,17 @@ class BaseTransport(abc.ABC):
                     stream = peer.stream = await self._connect(peer.address)
                 self.stats.connects += 1
                 self._connection_event(peer.address, established=True)
+                # A frame a socket takes at once needs no timer: the timeout (a timer
+                # armed and cancelled per frame) is paid only when the write waits.
+                try_write = getattr(stream, "try_write", None)
                 while True:
                     if not peer.records:
                         peer.wake.clear()
                         await peer.wake.wait()
                     frame, in_flight = self._take(peer)
-                    async with asyncio.timeout(config.write_timeout):
-                        await stream.write(frame)
+                    if try_write is None or not try_write(frame):
+                        async with asyncio.timeout(config.write_timeout):
+                            await stream.write(frame)
                     self.stats.batches_sent += 1
                     self.stats.messages_sent += in_flight
                     in_flight = 0

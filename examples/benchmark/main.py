@@ -52,6 +52,7 @@ def worker_configs(args: argparse.Namespace, directory: Path) -> list[WorkerConf
             timeout=args.timeout,
             snapshot_entries=args.snapshot_entries,
             sequential=args.sequential,
+            transport=args.transport,
         )
         for i in range(args.processes)
     ]

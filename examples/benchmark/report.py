@@ -58,7 +58,7 @@ def text(r: dict[str, Any]) -> str:
         f"example-benchmark: {s['processes']} processes, {s['shards']} "
         f"shard{'s' if s['shards'] != 1 else ''}, {mode}",
         f"  sm {s['sm']}, payload {s['payload']} B, read ratio {s['read_ratio']:g}, "
-        f"fsync {'ON' if s['fsync'] else 'OFF (not durable)'}, rtt {s['rtt_ms']} ms, "
+        f"fsync {'ON' if s['fsync'] else 'OFF (not durable)'}, rtt {s['rtt_ms']} ms, {s['transport']} transport, "
         f"{s['warmup']:g}s warm-up, {s['duration']:g}s measured",
         f"  {machine_line(m)}",
         "",

@@ -123,6 +123,12 @@ def parser() -> argparse.ArgumentParser:
         "A thread woken by IO (the log's fsync) may wait this long for the GIL",
     )
     p.add_argument(
+        "--transport",
+        choices=("grpc", "tcp"),
+        default="grpc",
+        help="NodeHostConfig.transport: gRPC streams or length-prefixed TCP frames (default grpc)",
+    )
+    p.add_argument(
         "--balance-leaders",
         action=argparse.BooleanOptionalAction,
         default=True,

@@ -80,6 +80,7 @@ class WorkerConfig:
     timeout: float
     snapshot_entries: int
     sequential: bool
+    transport: str = "grpc"
 
     def to_argument(self) -> str:
         return json.dumps(asdict(self))
@@ -122,6 +123,7 @@ class Worker:
                 raft_event_listener=self.elections,
                 fsync=config.fsync,
                 enable_metrics=config.metrics,
+                transport=config.transport,
             )
         )
         self.sessions: dict[int, Session] = {}

@@ -18,7 +18,7 @@ from transport_kit import LOOPS, Recorder, eventually, heartbeat, make, run, set
 from transport import BindError, FaultHook, InMemoryNetwork, NotStarted
 from transport.base import MAX_BATCH_MESSAGES, BaseTransport
 
-KINDS = ("grpc", "memory")
+KINDS = ("grpc", "tcp", "memory")
 
 
 @pytest.fixture(params=[(k, lp) for k in KINDS for lp in LOOPS], ids=lambda p: f"{p[0]}-{p[1]}")

@@ -15,7 +15,13 @@ import uvloop
 
 from protos import raft_pb2 as pb
 from tests.conftest import IN_CI
-from transport import GrpcTransport, InMemoryNetwork, InMemoryTransport, TransportConfig
+from transport import (
+    GrpcTransport,
+    InMemoryNetwork,
+    InMemoryTransport,
+    TcpTransport,
+    TransportConfig,
+)
 from transport.base import BaseTransport
 from transport.snapshot_send import stream_snapshot
 
@@ -120,6 +126,8 @@ def make(
     cfg = config(**kw)
     if kind == "grpc":
         return GrpcTransport(cfg, handler)
+    if kind == "tcp":
+        return TcpTransport(cfg, handler)
     assert network is not None
     return InMemoryTransport(network, cfg, handler)
 

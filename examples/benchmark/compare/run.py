@@ -52,6 +52,7 @@ def ours(args: argparse.Namespace, directory: Path, mode: str) -> Figure:
         *("-n", str(args.processes), "-s", str(args.shards), "-p", str(args.payload)),
         *("-d", str(args.duration), "-w", str(args.warmup), "--probe-seconds", "0"),
         *("--rtt-ms", str(args.rtt_ms), "--timeout", str(args.timeout)),
+        *("--transport", args.transport),
     ]
     if mode == "sequential":
         argv.append("--sequential")
@@ -371,6 +372,7 @@ _SETTINGS = {
     "outstanding",
     "load_processes",
     "rtt_ms",
+    "transport",
     "compare_etcd",
     "compare_dqlite",
 }
@@ -417,7 +419,8 @@ def text(result: dict[str, Any]) -> str:
         f"fsync on, {s['outstanding']} requests outstanding in total, "
         f"{s['rounds']} round{'s' if s['rounds'] != 1 else ''} alternating (median), "
         f"{s['warmup']:g}s warm-up, {s['duration']:g}s measured",
-        f"  nodehost: {s['processes']} processes, {s['shards']} shards, rtt {s['rtt_ms']} ms",
+        f"  nodehost: {s['processes']} processes, {s['shards']} shards, rtt {s['rtt_ms']} ms, "
+        f"{s['transport']} transport",
         f"  {machine_line(result['machine'])}",
     ]
     scenarios = result["scenarios"]
