@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from protos import raft_pb2 as pb
@@ -56,9 +56,16 @@ class Stream(Protocol):
 
 class ImmediateStream(Stream, Protocol):
     """A stream that can often take a frame without waiting (a socket whose buffer has
-    room): `try_write` returns False, having written nothing, when it would wait."""
+    room): `try_write` returns False, having written nothing, when it would wait.
+
+    Nothing comes back on it, so it says itself when it breaks: `notify_lost(wake)`
+    has `wake` called then, and `lost()` returns the reason from then on."""
 
     def try_write(self, frame: bytes) -> bool: ...
+
+    def notify_lost(self, wake: Callable[[], None]) -> None: ...
+
+    def lost(self) -> BaseException | None: ...
 
 
 class _Peer:
@@ -269,10 +276,15 @@ class BaseTransport(abc.ABC):
                 # A frame a socket takes at once needs no timer: the timeout (a timer
                 # armed and cancelled per frame) is paid only when the write waits.
                 try_write = getattr(stream, "try_write", None)
+                lost = getattr(stream, "lost", None)
+                if lost is not None:
+                    stream.notify_lost(peer.wake.set)  # type: ignore[attr-defined]
                 while True:
                     if not peer.records:
                         peer.wake.clear()
                         await peer.wake.wait()
+                    if lost is not None and (reason := lost()) is not None:
+                        raise ConnectionError(f"connection lost: {describe(reason)}")
                     frame, in_flight = self._take(peer)
                     if try_write is None or not try_write(frame):
                         async with asyncio.timeout(config.write_timeout):

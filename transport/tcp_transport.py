@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 from protos import raft_pb2 as pb
@@ -140,15 +140,26 @@ class _ClientConnection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._received = bytearray()
         self._answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._on_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self._transport = cast(asyncio.Transport, transport)
         self._transport.set_write_buffer_limits(high=_HIGH_WATER)
 
+    def notify_lost(self, wake: Callable[[], None]) -> None:
+        self._on_lost = wake
+        if self._closed is not None:
+            wake()
+
+    def lost(self) -> BaseException | None:
+        return self._closed
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = exc or ConnectionError("connection closed by the peer")
         self._wake(self._closed)
+        if self._on_lost is not None:
+            self._on_lost()
         if not self._answered.done():
             self._answered.set_exception(ConnectionError("the peer closed without answering"))
             self._answered.exception()  # retrieved here: nobody may be waiting for it

@@ -88,14 +88,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
     }
 
 
+TRANSPORTS = ("grpc", "tcp")
+
+
 class Cluster:
-    def __init__(self, pki: dict[str, dict[str, str]], tmp: Path) -> None:
+    def __init__(self, pki: dict[str, dict[str, str]], tmp: Path, kind: str = "grpc") -> None:
         self.root = tmp / "snapshots"
         self.root.mkdir()
         self.ha = Recorder(hosted={(1, 1)})
         self.hb = Recorder(hosted={(1, 2)}, snapshot_root=str(self.root))
-        self.a = make("grpc", self.ha, mutual_tls=True, **pki["nh1"])
-        self.b = make("grpc", self.hb, mutual_tls=True, **pki["nh2"])
+        self.a = make(kind, self.ha, mutual_tls=True, **pki["nh1"])
+        self.b = make(kind, self.hb, mutual_tls=True, **pki["nh2"])
         self.a.registry.add(1, 2, self.b.config.raft_address)
         self.b.registry.add(1, 1, self.a.config.raft_address)
 
@@ -109,14 +112,15 @@ class Cluster:
         await self.b.close()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_members_of_the_deployment_talk_over_mutual_tls(
-    pki: dict[str, dict[str, str]], tmp_path: Path
+    transport: str, pki: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
     snapshot_file = tmp_path / "snap.bin"
     snapshot_file.write_bytes(b"s" * 100_000)
 
     async def main() -> None:
-        c = await Cluster(pki, tmp_path).start()
+        c = await Cluster(pki, tmp_path, transport).start()
         try:
             c.a.send([heartbeat(to=2, from_id=1)])
             c.b.send([heartbeat(to=1, from_id=2)])
@@ -139,19 +143,20 @@ def test_members_of_the_deployment_talk_over_mutual_tls(
     run("uvloop", main)
 
 
-def _outsider(kind: str, pki: dict[str, dict[str, str]]) -> BaseTransport:
+def _outsider(kind: str, transport: str, pki: dict[str, dict[str, str]]) -> BaseTransport:
     if kind == "foreign-ca":  # a proper certificate, from the wrong CA
-        return make("grpc", Recorder(), mutual_tls=True, **pki["intruder"])
-    return make("grpc", Recorder())  # no TLS at all
+        return make(transport, Recorder(), mutual_tls=True, **pki["intruder"])
+    return make(transport, Recorder())  # no TLS at all
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("kind", ["foreign-ca", "plaintext"])
 def test_outsiders_never_reach_the_engine(
-    kind: str, pki: dict[str, dict[str, str]], tmp_path: Path
+    kind: str, transport: str, pki: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
     async def main() -> None:
-        c = await Cluster(pki, tmp_path).start()
-        outsider = _outsider(kind, pki)
+        c = await Cluster(pki, tmp_path, transport).start()
+        outsider = _outsider(kind, transport, pki)
         await outsider.start()
         outsider.registry.add(1, 2, c.b.config.raft_address)
         try:
