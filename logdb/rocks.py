@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from rocksdict import (
+    AccessType,
     BlockBasedOptions,
     Cache,
     DBRecoveryMode,
@@ -148,9 +149,20 @@ class RocksLogDB:
         write_buffer_bytes: int = 16 * MiB,
         cache_bytes: int = 16 * MiB,
         fsync: bool = True,
+        read_only: bool = False,
     ) -> None:
+        """Open (or create) the store at `path`.
+
+        `read_only` opens an existing store for reading only, for tools that inspect a
+        stopped NodeHost: RocksDB replays the write-ahead log into memory without
+        writing anything back, nothing is created, and every write raises
+        StoreClosedError. (rocksdict itself still rewrites its small
+        `rocksdict-config.json` in `path` on every open; a caller that must leave the
+        directory untouched opens a directory of links to the store's files.)
+        """
         keys.check_id("deployment_id", deployment_id)
         self.path = path
+        self.read_only = read_only
         # False only for benchmarks that measure everything but the disk: a write is
         # then durable against a process crash (it is in the OS) but not a power cut.
         self._fsync = fsync
@@ -160,10 +172,21 @@ class RocksLogDB:
         self._no_sync = WriteOptions()
         self._no_sync.sync = False
         try:
-            os.makedirs(path, exist_ok=True)
-            if wal_dir:
-                os.makedirs(wal_dir, exist_ok=True)
-            self._db = Rdict(path, _options(wal_dir, write_buffer_bytes, cache_bytes))
+            if read_only:
+                if not os.path.isfile(os.path.join(path, "CURRENT")):
+                    raise FormatError(f"{path} holds no log store")
+                self._db = Rdict(
+                    path,
+                    _options(wal_dir, write_buffer_bytes, cache_bytes),
+                    access_type=AccessType.read_only(False),
+                )
+            else:
+                os.makedirs(path, exist_ok=True)
+                if wal_dir:
+                    os.makedirs(wal_dir, exist_ok=True)
+                self._db = Rdict(path, _options(wal_dir, write_buffer_bytes, cache_bytes))
+        except LogDBError:
+            raise
         except Exception as e:
             raise _open_error(path, e) from None
         try:
@@ -179,6 +202,8 @@ class RocksLogDB:
         except Exception as e:
             raise _open_error(self.path, e) from None
         if raw is None:
+            if self.read_only:
+                raise FormatError(f"{self.path} holds no log store header")
             it = self._db.iter(ReadOptions())
             it.seek_to_first()
             holds_data = it.valid()
@@ -237,6 +262,8 @@ class RocksLogDB:
     def _check_writable(self) -> None:
         if self._closed:
             raise StoreClosedError(f"store at {self.path} is closed")
+        if self.read_only:
+            raise StoreClosedError(f"store at {self.path} was opened read-only")
         if self._failed is not None:
             raise WriteError(
                 f"store at {self.path} refused the write: an earlier write failed "

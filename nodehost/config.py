@@ -7,6 +7,7 @@ it, with `InvalidConfig` naming the field, never later inside the engine.
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -114,6 +115,20 @@ class NodeHostConfig:
     # TCP or TLS, the same batches and checks at a fraction of the per-frame cost).
     # Every NodeHost of a deployment must use the same one.
     transport: str = "grpc"
+    # The admin service the `nodehost` command talks to (nodehost.admin): "" = off;
+    # "unix:PATH" = a local socket only this user and root may use; "host:port" =
+    # TCP with mutual TLS, using ca_file/cert_file/key_file (mutual_tls must be on).
+    admin_address: str = ""
+    # Address hosts by NodeHost id (Dragonboat v4's NodeHost-id addressing): memberships
+    # and initial members name NodeHost ids instead of host:port, and each host's current
+    # address is learned from the hosts themselves (transport/hosts.py), starting from
+    # `seeds` (host:port of other NodeHosts). A host may then restart on another address
+    # and keep its replicas; raft_address is no longer pinned by the data directory.
+    address_by_node_host_id: bool = False
+    seeds: list[str] = field(default_factory=list)
+    # This host's id (a UUID) when its directory is new; "" picks a random one. Later
+    # starts must give the same id or none.
+    node_host_id: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.node_host_dir, str) or not self.node_host_dir:
@@ -144,6 +159,8 @@ class NodeHostConfig:
             for name in ("ca_file", "cert_file", "key_file"):
                 if not getattr(self, name):
                     raise InvalidConfig(f"{name} is required when mutual_tls is on")
+        _check_admin_address(self)
+        _check_addressing(self)
 
     def _check_sizes(self) -> None:
         """Every message must fit in a frame, and every queue must hold a message."""
@@ -173,6 +190,44 @@ class NodeHostConfig:
                     f"{name} ({value}) must be 0 (twice max_message_size) or at least "
                     f"max_message_size ({limit}): a queue must hold the largest message"
                 )
+
+
+def _check_addressing(config: NodeHostConfig) -> None:
+    if not isinstance(config.address_by_node_host_id, bool):
+        raise InvalidConfig("address_by_node_host_id must be a bool")
+    if config.node_host_id:
+        try:
+            canonical = str(uuid.UUID(config.node_host_id))
+        except (ValueError, TypeError, AttributeError):
+            raise InvalidConfig(f"node_host_id {config.node_host_id!r} is not a UUID") from None
+        config.node_host_id = canonical
+    if not isinstance(config.seeds, list | tuple):
+        raise InvalidConfig("seeds must be a list of host:port")
+    config.seeds = list(config.seeds)
+    if config.seeds and not config.address_by_node_host_id:
+        raise InvalidConfig("seeds are used only with address_by_node_host_id")
+    for i, seed in enumerate(config.seeds):
+        if not isinstance(seed, str):
+            raise InvalidConfig(f"seeds[{i}]: {seed!r} is not host:port")
+        parse_address(seed, f"seeds[{i}]")
+
+
+def _check_admin_address(config: NodeHostConfig) -> None:
+    """An admin service is only ever reachable by those who already control the host:
+    a local socket, or TCP behind the transport's mutual TLS."""
+    text = config.admin_address
+    if not isinstance(text, str):
+        raise InvalidConfig(f"admin_address must be a string, got {text!r}")
+    if not text or text.startswith("unix:") or "/" in text:
+        return  # a socket path: checked when the service binds it
+    parse_address(text, "admin_address")
+    if not config.mutual_tls:
+        raise InvalidConfig(
+            "admin_address: a TCP admin service needs mutual_tls (with ca_file, cert_file "
+            "and key_file); use unix:PATH for a local socket"
+        )
+    if text in (config.raft_address, config.listen_address):
+        raise InvalidConfig(f"admin_address {text} is the Raft transport's address")
 
 
 @dataclass

@@ -30,15 +30,60 @@ from nodehost.errors import DirectoryLocked, InvalidConfig
 FORMAT_VERSION = 1
 MIN_FREE_BYTES = 16 * 1024 * 1024
 _PROBE = ".nodehost-space-probe"
+LOCK_FILE = "LOCK"
+ID_FILE = "NODEHOST.ID"
+FLAGS_FILE = "nodehost.json"
+LOGDB_DIR = "logdb"
+SNAPSHOT_ROOT = "snapshots"
+
+
+def replica_snapshot_dir(root: Path, shard_id: int, replica_id: int) -> Path:
+    """Where a replica's snapshot store lives under a NodeHost directory."""
+    return root / SNAPSHOT_ROOT / f"shard-{shard_id}-replica-{replica_id}"
+
+
+def tombstone_path(root: Path, shard_id: int, replica_id: int) -> Path:
+    """Present once a replica's data was removed: it can never start again."""
+    return root / SNAPSHOT_ROOT / f"shard-{shard_id}-replica-{replica_id}.removed"
+
+
+def read_flags(root: Path) -> dict[str, object] | None:
+    """The settings the data in `root` was written with (nodehost.json); None when
+    the file does not exist. Reads only; InvalidConfig when it is damaged."""
+    path = root / FLAGS_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        found = json.loads(text)
+        if not isinstance(found, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        raise InvalidConfig(f"{path} is damaged: {exc}") from exc
+    if found.get("format") != FORMAT_VERSION:
+        raise InvalidConfig(
+            f"{path}: data format {found.get('format')!r}, this version reads {FORMAT_VERSION}"
+        )
+    return found
 
 
 class Env:
-    def __init__(self, node_host_dir: str, wal_dir: str, raft_address: str, deployment_id: int):
+    def __init__(
+        self,
+        node_host_dir: str,
+        wal_dir: str,
+        raft_address: str,
+        deployment_id: int,
+        *,
+        node_host_id: str = "",
+        address_by_node_host_id: bool = False,
+    ):
         self.root = Path(node_host_dir)
         self._lock_fd = -1
         with _named("node_host_dir", self.root):
             self.root.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock_fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -48,12 +93,12 @@ class Env:
             ) from None
         try:
             with _named("node_host_dir", self.root):
-                self.node_host_id = self._load_id()
-                self._check_flags(raft_address, deployment_id)
+                self.node_host_id = self._load_id(node_host_id)
+                self._check_flags(raft_address, deployment_id, address_by_node_host_id)
                 check_room(self.root)
-                self.snapshot_root = self.root / "snapshots"
+                self.snapshot_root = self.root / SNAPSHOT_ROOT
                 self.snapshot_root.mkdir(exist_ok=True)
-            self.logdb_dir = Path(wal_dir) if wal_dir else self.root / "logdb"
+            self.logdb_dir = Path(wal_dir) if wal_dir else self.root / LOGDB_DIR
             if wal_dir:
                 with _named("wal_dir", self.logdb_dir):
                     self.logdb_dir.mkdir(parents=True, exist_ok=True)
@@ -63,11 +108,11 @@ class Env:
             raise
 
     def snapshot_dir(self, shard_id: int, replica_id: int) -> Path:
-        return self.snapshot_root / f"shard-{shard_id}-replica-{replica_id}"
+        return replica_snapshot_dir(self.root, shard_id, replica_id)
 
     def tombstone(self, shard_id: int, replica_id: int) -> Path:
         """Present once a replica's data was removed: it can never start again."""
-        return self.snapshot_root / f"shard-{shard_id}-replica-{replica_id}.removed"
+        return tombstone_path(self.root, shard_id, replica_id)
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -75,43 +120,54 @@ class Env:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def _load_id(self) -> str:
-        path = self.root / "NODEHOST.ID"
+    def _load_id(self, wanted: str) -> str:
+        path = self.root / ID_FILE
         if path.exists():
             text = path.read_text().strip()
             try:
-                return str(uuid.UUID(text))
+                found = str(uuid.UUID(text))
             except ValueError as exc:
                 raise InvalidConfig(f"{path} holds no NodeHost id: {text[:40]!r}") from exc
-        node_host_id = str(uuid.uuid4())
+            if wanted and wanted != found:
+                raise InvalidConfig(
+                    f"node_host_id is {wanted} but the data in {self.root} belongs to "
+                    f"NodeHost {found}"
+                )
+            return found
+        node_host_id = wanted or str(uuid.uuid4())
         _write_atomic(path, node_host_id + "\n")
         return node_host_id
 
-    def _check_flags(self, raft_address: str, deployment_id: int) -> None:
-        path = self.root / "nodehost.json"
-        wanted = {
-            "format": FORMAT_VERSION,
-            "raft_address": raft_address,
-            "deployment_id": deployment_id,
-        }
-        if not path.exists():
+    def _check_flags(self, raft_address: str, deployment_id: int, by_node_host_id: bool) -> None:
+        """The settings other hosts know this one by must not change under its data: its
+        raft_address (unless hosts are addressed by id: then its NodeHost id, which the
+        directory keeps), its deployment, and how memberships name hosts."""
+        path = self.root / FLAGS_FILE
+        wanted: dict[str, object] = {"format": FORMAT_VERSION}
+        if by_node_host_id:
+            wanted["address_by_node_host_id"] = True
+        else:
+            wanted["raft_address"] = raft_address
+        wanted["deployment_id"] = deployment_id
+        found = read_flags(self.root)
+        if found is None:
             _write_atomic(path, json.dumps(wanted, indent=1) + "\n")
             return
-        try:
-            found = json.loads(path.read_text())
-            if not isinstance(found, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
-            raise InvalidConfig(f"{path} is damaged: {exc}") from exc
-        if found.get("format") != FORMAT_VERSION:
+        if bool(found.get("address_by_node_host_id", False)) != by_node_host_id:
             raise InvalidConfig(
-                f"{path}: data format {found.get('format')!r}, this version reads {FORMAT_VERSION}"
+                f"address_by_node_host_id is {by_node_host_id} but the data in {self.root} was "
+                f"written with {not by_node_host_id}: its memberships name hosts the other way"
             )
-        for key in ("raft_address", "deployment_id"):
+        for key in [k for k in ("raft_address", "deployment_id") if k in wanted]:
             if found.get(key) != wanted[key]:
                 raise InvalidConfig(
                     f"{key} is {wanted[key]!r} but the data in {self.root} was written with "
                     f"{found.get(key)!r}; other replicas know this NodeHost by the old value"
+                    + (
+                        " (with address_by_node_host_id hosts may change address)"
+                        if key == "raft_address"
+                        else ""
+                    )
                 )
 
 

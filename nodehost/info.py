@@ -49,6 +49,9 @@ class ShardInfo:
     applied_index: int
     failed: str | None = None
     is_removed: bool = False  # this replica learnt it was removed: it can never serve again
+    non_votings: dict[int, str] = field(default_factory=dict)
+    witnesses: dict[int, str] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -62,3 +65,6 @@ class NodeHostInfo:
     raft_address: str
     shard_info_list: list[ShardInfo] = field(default_factory=list)
     log_info: list[tuple[int, int]] = field(default_factory=list)
+    # NodeHost id -> address of every host located, this one included (hosts addressed
+    # by NodeHost id only; empty otherwise).
+    hosts: dict[str, str] = field(default_factory=dict)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nodehost import errors
-from nodehost.config import parse_address
+from nodehost.addressing import check_target
+from nodehost.config import NodeHostConfig
 from nodehost.engine import Engine
 from nodehost.info import Membership
 from nodehost.request import RequestResult, RequestState, check_timeout
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 class MembershipAPI:
     _keys: itertools.count[int]
+    config: NodeHostConfig
 
     if TYPE_CHECKING:
 
@@ -147,7 +149,7 @@ class MembershipAPI:
             raise errors.InvalidOperation(f"bad replica id {replica_id!r}")
         if change != pb.REMOVE_NODE:
             try:
-                parse_address(target, "target")
+                check_target(target, "target", self.config.address_by_node_host_id)
             except errors.InvalidConfig as exc:
                 raise errors.InvalidOperation(str(exc)) from None
         node = self._serving_node(shard_id)

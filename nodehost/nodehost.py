@@ -19,9 +19,11 @@ from typing import Any
 
 from logdb import LogDBError, RocksLogDB
 from nodehost import errors
+from nodehost.addressing import check_target
+from nodehost.admin.server import AdminServer, start_admin
 from nodehost.aio import AsyncAPI
 from nodehost.bootstrap import check_bootstrap
-from nodehost.config import Config, NodeHostConfig, parse_address
+from nodehost.config import Config, NodeHostConfig
 from nodehost.engine import Engine, EngineListener
 from nodehost.env import Env
 from nodehost.events import (
@@ -86,10 +88,16 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._keys = itertools.count(self._rng.getrandbits(62) + 1)
         self._stale_read_warned = False
         self._env = Env(
-            config.node_host_dir, config.wal_dir, config.raft_address, config.deployment_id
+            config.node_host_dir,
+            config.wal_dir,
+            config.raft_address,
+            config.deployment_id,
+            node_host_id=config.node_host_id,
+            address_by_node_host_id=config.address_by_node_host_id,
         )
         self._logdb: RocksLogDB | None = None
         self._engine: Engine | None = None
+        self._admin: AdminServer | None = None
         try:
             self._logdb = RocksLogDB(
                 str(self._env.logdb_dir), deployment_id=config.deployment_id, fsync=config.fsync
@@ -123,6 +131,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                         config.max_send_queue_size, config.max_message_size
                     ),
                     max_message_size=config.max_message_size,
+                    address_by_node_host_id=config.address_by_node_host_id,
+                    node_host_id=self._env.node_host_id,
+                    seeds=tuple(config.seeds),
                 ),
                 self._router,
             )
@@ -131,6 +142,7 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             self._metrics.watch_transport(self._transport_stats)
             self._metrics.watch_replicas(self._leadership)
             self._metrics.watch_receive_queue(self._engine.receive_queue.as_dict)
+            self._admin = start_admin(self)  # hook: issue 18, the admin service
         except (LogDBError, TransportError) as exc:
             self._release()
             raise errors.InvalidConfig(_open_error(config, exc)) from exc
@@ -156,6 +168,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
             if self._closed:
                 return
             self._closed = True
+        if self._admin is not None:  # first: no operator call reaches a closing host
+            self._admin.close()
+            self._admin = None
         self._events.system_event("node_host_shutting_down")
         engine = self._engine
         if engine is not None:
@@ -168,6 +183,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._release()
 
     def _release(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         if self._engine is not None:
             self._engine.close()
         if self._logdb is not None:
@@ -238,10 +256,11 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         if not isinstance(config, Config):
             raise errors.InvalidConfig("config must be a nodehost.Config")
         members = dict(initial_members or {})
+        config_by_id = self.config.address_by_node_host_id
         for rid, address in members.items():
             if isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0:
                 raise errors.InvalidConfig(f"initial_members: bad replica id {rid!r}")
-            parse_address(address, f"initial_members[{rid}]")
+            check_target(address, f"initial_members[{rid}]", config_by_id)
         if len(set(members.values())) != len(members):
             raise errors.InvalidConfig("initial_members: two replicas share an address")
         shard_id, replica_id = config.shard_id, config.replica_id
@@ -466,17 +485,46 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
 
     def remove_data(self, shard_id: int, replica_id: int) -> None:
-        """Delete a stopped replica's log and snapshots; the id can never start here again."""
+        """Delete a stopped replica's log and snapshots; the id can never start here again.
+
+        Only for a replica already deleted from its shard (request_delete_replica):
+        removing the data of a member that the shard still counts on loses its votes
+        and its copy of the log. ShardNotStopped while the replica runs here.
+        """
         engine = self._check_open()
-        node = engine.nodes.get(shard_id)
-        if node is not None and node.replica_id == replica_id:
-            raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
-        assert self._logdb is not None
-        tombstone = self._env.tombstone(shard_id, replica_id)
-        tombstone.write_text("removed\n")
-        self._logdb.remove_node_data(shard_id, replica_id)
-        shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
+        with self._lock:  # against a start_* of the same replica meanwhile
+            node = engine.nodes.get(shard_id)
+            if node is not None and node.replica_id == replica_id:
+                raise errors.ShardNotStopped(f"stop shard {shard_id} before removing its data")
+            assert self._logdb is not None
+            tombstone = self._env.tombstone(shard_id, replica_id)
+            tombstone.write_text("removed\n")
+            self._logdb.remove_node_data(shard_id, replica_id)
+            shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
         self._events.system_event("node_deleted", NodeInfo(shard_id, replica_id))
+
+    def sync_remove_data(self, shard_id: int, replica_id: int, timeout: float) -> None:
+        """remove_data once the replica has fully left this NodeHost (Dragonboat's
+        SyncRemoveData): a replica being stopped is waited for, up to `timeout`
+        (Timeout past it); one still running raises ShardNotStopped at once."""
+        engine = self._check_open()
+        check_timeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            node = engine.nodes.get(shard_id)
+            if node is None or node.replica_id != replica_id:
+                break
+            if not node.stopped:
+                raise errors.ShardNotStopped(
+                    f"shard {shard_id} replica {replica_id} is running: stop it first"
+                )
+            if time.monotonic() >= deadline:
+                raise errors.Timeout(
+                    f"shard {shard_id} replica {replica_id} did not finish stopping in {timeout:g}s"
+                )
+            time.sleep(0.01)
+            self._check_open()
+        self.remove_data(shard_id, replica_id)
 
     def has_node_info(self, shard_id: int, replica_id: int) -> bool:
         """True when this host has started that replica before (its bootstrap record)."""
@@ -685,6 +733,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
         engine = self._check_open()
         option = option or NodeHostInfoOption()
         info = NodeHostInfo(self.id, self.raft_address)
+        hosts = self._transport.hosts
+        if hosts is not None:
+            info.hosts = hosts.known()
         for node in list(engine.nodes.values()):
             m = node.membership
             info.shard_info_list.append(
@@ -702,6 +753,9 @@ class NodeHost(MembershipAPI, AsyncAPI, EngineListener):
                     applied_index=node.applied_index,
                     failed=node.failed,
                     is_removed=node.replica_id in m.removed,
+                    non_votings=dict(m.non_votings),
+                    witnesses=dict(m.witnesses),
+                    removed=set(m.removed),
                 )
             )
         if not option.skip_log_info and self._logdb is not None:

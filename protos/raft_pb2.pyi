@@ -359,3 +359,25 @@ class Ack(_message.Message):
     RECEIVED_FIELD_NUMBER: _ClassVar[int]
     received: int
     def __init__(self, received: _Optional[int] = ...) -> None: ...
+
+class HostAddress(_message.Message):
+    __slots__ = ("node_host_id", "address")
+    NODE_HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    node_host_id: str
+    address: str
+    def __init__(self, node_host_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class HostHello(_message.Message):
+    __slots__ = ("deployment_id", "bin_ver", "node_host_id", "address", "known")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BIN_VER_FIELD_NUMBER: _ClassVar[int]
+    NODE_HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: int
+    bin_ver: int
+    node_host_id: str
+    address: str
+    known: _containers.RepeatedCompositeFieldContainer[HostAddress]
+    def __init__(self, deployment_id: _Optional[int] = ..., bin_ver: _Optional[int] = ..., node_host_id: _Optional[str] = ..., address: _Optional[str] = ..., known: _Optional[_Iterable[_Union[HostAddress, _Mapping]]] = ...) -> None: ...

@@ -28,9 +28,10 @@ from typing import Protocol
 from protos import raft_pb2 as pb
 from transport.breaker import Breaker
 from transport.config import TransportConfig
-from transport.errors import NotStarted, TransportError, describe
+from transport.errors import NotStarted, TransportConfigError, TransportError, describe
 from transport.faults import FaultHook
 from transport.frames import batch_header, message_records
+from transport.hosts import HostRegistry
 from transport.inbound import Inbound
 from transport.interface import TransportHandler
 from transport.registry import Registry
@@ -88,7 +89,27 @@ class BaseTransport(abc.ABC):
     def __init__(self, config: TransportConfig, handler: TransportHandler) -> None:
         self.config = config
         self.handler = handler
-        self.registry = Registry()
+        # Hosts addressed by NodeHost id: where each id answers (hosts.py).
+        self.hosts: HostRegistry | None = None
+        if config.address_by_node_host_id:
+            if type(self)._identify is BaseTransport._identify:
+                raise TransportConfigError(
+                    f"{type(self).__name__} cannot address hosts by NodeHost id"
+                )
+            self.hosts = HostRegistry(
+                config.node_host_id,
+                config.raft_address,
+                config.deployment_id,
+                config.seeds,
+                self._identify,
+                self._host_moved,
+                lambda: self.registry.host_ids(),
+            )
+        self.registry = Registry(
+            config.address_by_node_host_id,
+            self.hosts.address_of if self.hosts is not None else None,
+            self.hosts.wake if self.hosts is not None else None,
+        )
         self.stats = TransportStats()
         self._hook: FaultHook | None = None
         self._inbound = Inbound(config, handler, self.stats, lambda: self._hook)
@@ -114,6 +135,9 @@ class BaseTransport(abc.ABC):
             raise TransportError("transport already started")
         self._loop = asyncio.get_running_loop()
         await self._serve()
+        if self.hosts is not None:
+            task = self._loop.create_task(self.hosts.run(), name="transport-hosts")
+            self._tasks.add(task)
 
     async def close(self) -> None:
         if self._closed or self._loop is None:
@@ -328,6 +352,8 @@ class BaseTransport(abc.ABC):
                 delay,
             )
         self._report_unreachable(self.registry.replicas_at(peer.address))
+        if self.hosts is not None:
+            self.hosts.address_down(peer.address)
         self._connection_event(peer.address, established=False)
 
     def _connection_event(self, address: str, established: bool) -> None:
@@ -344,6 +370,15 @@ class BaseTransport(abc.ABC):
             except Exception:
                 self.stats.handler_errors += 1
                 log.exception("the engine failed on unreachable (%d, %d)", shard_id, replica_id)
+
+    # ------------------------------------------------------------------ hosts by id
+
+    def _host_moved(self, node_host_id: str, address: str) -> None:
+        self.registry.host_moved(node_host_id, address)
+
+    async def _identify(self, address: str, hello: pb.HostHello, timeout: float) -> pb.HostHello:
+        """Ask the host at `address` who it is (hosts addressed by NodeHost id)."""
+        raise TransportError(f"{type(self).__name__} cannot address hosts by NodeHost id")
 
     # ------------------------------------------------------------------ snapshots
 

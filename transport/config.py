@@ -9,6 +9,7 @@ Rules:
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 
 from transport.errors import TransportConfigError
@@ -22,6 +23,14 @@ DEFAULT_SNAPSHOT_CHUNK_SIZE = 2 * MiB
 # alone): big enough that a gRPC message costs little per Raft message, small enough
 # that one frame does not hold the stream for long.
 DEFAULT_BATCH_BYTES = 4 * MiB
+
+
+def is_node_host_id(text: str) -> bool:
+    """A NodeHost id is a UUID in its canonical text form."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except (ValueError, TypeError, AttributeError):
+        return False
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -56,6 +65,11 @@ class TransportConfig:
     backoff_max: float = 2.0
     snapshot_chunk_timeout: float = 30.0  # an incoming transfer silent this long is dropped
     max_snapshot_streams: int = 8  # concurrent transfers each way
+    # Hosts addressed by NodeHost id (hosts.py): memberships name ids, resolved to the
+    # addresses hosts answer Identify at; seeds are addresses of hosts to ask first.
+    address_by_node_host_id: bool = False
+    node_host_id: str = ""
+    seeds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("raft_address",) + (("listen_address",) if self.listen_address else ()):
@@ -82,6 +96,15 @@ class TransportConfig:
             raise TransportConfigError(
                 f"need 0 < backoff_min <= backoff_max, got {self.backoff_min}, {self.backoff_max}"
             )
+        if self.address_by_node_host_id and not is_node_host_id(self.node_host_id):
+            raise TransportConfigError(
+                f"node_host_id {self.node_host_id!r} is not a NodeHost id (a UUID)"
+            )
+        for seed in self.seeds:
+            try:
+                split_address(seed)
+            except ValueError as e:
+                raise TransportConfigError(f"seeds: {e}") from None
         if self.mutual_tls:
             for name in ("ca_file", "cert_file", "key_file"):
                 path = getattr(self, name)

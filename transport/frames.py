@@ -21,6 +21,7 @@ BIN_VERSION = 1
 SERVICE = "nodehost.raft.Raft"
 BATCH_METHOD = f"/{SERVICE}/SendBatches"
 SNAPSHOT_METHOD = f"/{SERVICE}/SendSnapshot"
+IDENTIFY_METHOD = f"/{SERVICE}/Identify"
 
 MAX_UINT64 = 2**64 - 1
 

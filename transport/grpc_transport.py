@@ -20,12 +20,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from protos import raft_pb2 as pb
 from transport.base import BaseTransport, Stream
 from transport.config import MiB, TransportConfig
 from transport.errors import BindError
-from transport.frames import BATCH_METHOD, SERVICE, SNAPSHOT_METHOD, ack
+from transport.frames import BATCH_METHOD, IDENTIFY_METHOD, SERVICE, SNAPSHOT_METHOD, ack
 from transport.interface import TransportHandler
 from transport.snapshot_recv import SnapshotRejected
 from transport.snapshot_send import SnapshotStream
@@ -77,6 +78,7 @@ class GrpcTransport(BaseTransport):
             {
                 "SendBatches": grpc.stream_unary_rpc_method_handler(self._serve_batches),
                 "SendSnapshot": grpc.stream_unary_rpc_method_handler(self._serve_snapshot),
+                "Identify": grpc.unary_unary_rpc_method_handler(self._serve_identify),
             },
         )
         server.add_generic_rpc_handlers((handlers,))
@@ -129,7 +131,38 @@ class GrpcTransport(BaseTransport):
         self.stats.snapshots_received += 1
         return ack(count)
 
+    async def _serve_identify(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if not self._authenticated(context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
+        if self.hosts is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "this NodeHost addresses hosts by host:port"
+            )
+        assert self.hosts is not None
+        hello = pb.HostHello()
+        try:
+            hello.ParseFromString(request)
+        except DecodeError:
+            self.stats.reject(Reject.MALFORMED, f"Identify from {context.peer()}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a HostHello")
+        if hello.deployment_id != self.config.deployment_id:
+            self.stats.reject(Reject.WRONG_DEPLOYMENT, f"Identify from {context.peer()}")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "another deployment")
+        return self.hosts.on_hello(hello).SerializeToString()
+
     # ------------------------------------------------------------------ dialling
+
+    async def _identify(self, address: str, hello: pb.HostHello, timeout: float) -> pb.HostHello:
+        async with asyncio.timeout(timeout):
+            channel = await self._channel(address)
+            try:
+                call = channel.unary_unary(IDENTIFY_METHOD)
+                raw = await call(hello.SerializeToString(), timeout=timeout)
+            finally:
+                await channel.close()
+        answer = pb.HostHello()
+        answer.ParseFromString(raw)
+        return answer
 
     async def _channel(self, address: str) -> grpc.aio.Channel:
         """A new channel to `address`, READY; raises as soon as gRPC gives up on it."""

@@ -255,6 +255,7 @@ def nodehost_config(
         # frame one sends, the others accept (the queues follow it).
         max_message_size=message_size_for(entry),
         system_event_listener=watch,
+        admin_address=settings.admin_address,
     )
 
 

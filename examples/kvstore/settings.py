@@ -146,6 +146,13 @@ OPTIONS = (
         "kvstore",
         "names this cluster in the discovery store; clusters sharing one use different keys",
     ),
+    Option(
+        "admin",
+        ("--admin",),
+        "ADMIN_ADDRESS",
+        "",
+        "unix:PATH of an admin socket for the `nodehost` operator command; none if empty",
+    ),
 )
 
 
@@ -167,6 +174,7 @@ class Settings:
     max_value_bytes: int = 4 * MiB
     log_level: str = "info"
     discovery: DiscoveryConfig | None = None  # DISCO_MODE: the members are found, not listed
+    admin_address: str = ""  # "unix:PATH", or "" for no admin service
 
     @property
     def http_host_port(self) -> tuple[str, int]:
@@ -277,6 +285,14 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str] | None 
     log_level = text("log_level").lower()
     if log_level not in LOG_LEVELS:
         raise SettingsError(f"--log-level/LOG_LEVEL: {log_level!r} is not one of {LOG_LEVELS}")
+    admin = given.get("admin", "")
+    if admin and not (admin.startswith("unix:") or "/" in admin):
+        raise SettingsError(
+            f"--admin/ADMIN_ADDRESS: {admin!r} is not unix:PATH; this service offers the admin "
+            "service on a local socket only (a TCP one needs the transport's mutual TLS)"
+        )
+    if admin and not admin.startswith("unix:"):
+        admin = "unix:" + admin
     try:
         timeout = float(text("timeout"))
     except ValueError:
@@ -304,6 +320,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str] | None 
         max_value_bytes=number("max_value_bytes", 16, 64 * MiB),
         log_level=log_level,
         discovery=discovery,
+        admin_address=admin,
     )
 
 

@@ -20,7 +20,7 @@ contract: it changes with the benchmarks.
 """
 
 from nodehost.bench.histogram import Histogram
-from nodehost.bench.ports import free_port, free_ports
+from nodehost.bench.ports import free_port, free_port_pairs, free_ports
 from nodehost.bench.processes import Workers, stop_children
 from nodehost.bench.sampling import (
     CpuWindow,
@@ -37,6 +37,7 @@ __all__ = [
     "Watch",
     "Workers",
     "free_port",
+    "free_port_pairs",
     "free_ports",
     "own_cpu_seconds",
     "own_peak_rss_mib",

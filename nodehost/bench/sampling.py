@@ -76,6 +76,11 @@ class CpuWindow:
     def stop(self) -> dict[int, float]:
         """Percent of one core per PID since the window opened."""
         wall = max(time.monotonic() - self._started, 1e-9)
+        return {pid: 100.0 * spent / wall for pid, spent in self.seconds().items()}
+
+    def seconds(self) -> dict[int, float]:
+        """CPU seconds per PID since the window opened (a process gone since counts
+        what it had used when last read)."""
         out: dict[int, float] = {}
         for pid, first in self._start.items():
             process = self._processes.get(pid)
@@ -84,7 +89,7 @@ class CpuWindow:
                     self._last[pid] = _cpu_seconds(process)
                 except psutil.Error:
                     pass
-            out[pid] = 100.0 * (self._last[pid] - first) / wall
+            out[pid] = self._last[pid] - first
         return out
 
 

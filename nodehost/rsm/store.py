@@ -117,7 +117,7 @@ class SnapshotStore:
         self.shard_id = shard_id
         self.replica_id = replica_id
         self._on_removed = on_removed
-        self.dir = os.path.join(os.path.abspath(root), f"snapshot-{shard_id}-{replica_id}")
+        self.dir = store_dir(root, shard_id, replica_id)
         self._lock = threading.Lock()
         removing = self.dir + _DELETING
         if os.path.exists(removing):
@@ -222,12 +222,7 @@ class SnapshotStore:
     # ------------------------------------------------------------------ internals
 
     def _complete_indexes(self) -> list[int]:
-        indexes = []
-        for name in os.listdir(self.dir):
-            m = _NAME.match(name)
-            if m and m.group(2) is None:
-                indexes.append(int(m.group(1), 16))
-        return sorted(indexes)
+        return complete_indexes(self.dir)
 
     def _load(self, index: int) -> pb.Snapshot:
         directory = os.path.join(self.dir, snapshot_dir_name(index))
@@ -257,6 +252,37 @@ class SnapshotStore:
             else:
                 shutil.rmtree(path, ignore_errors=True)
         _fsync_dir(self.dir)
+
+
+def store_dir(root: str, shard_id: int, replica_id: int) -> str:
+    """Where the SnapshotStore made with `root` keeps its snapshots."""
+    return os.path.join(os.path.abspath(root), f"snapshot-{shard_id}-{replica_id}")
+
+
+def complete_indexes(directory: str) -> list[int]:
+    """Indexes of the complete snapshots in a store's directory, oldest first; reads only."""
+    indexes = []
+    for name in os.listdir(directory):
+        m = _NAME.match(name)
+        if m and m.group(2) is None:
+            indexes.append(int(m.group(1), 16))
+    return sorted(indexes)
+
+
+def read_snapshot_dir(directory: str) -> pb.Snapshot:
+    """The metadata of the complete snapshot in `directory` (a store's or an exported
+    one), with absolute file paths. Reads only; SnapshotCorrupt when it is damaged."""
+    directory = os.path.abspath(directory)
+    return _relocate(_read_metadata(directory), None, directory)
+
+
+def verify_files(snapshot: pb.Snapshot) -> None:
+    """Check every file of `snapshot` against its metadata (sizes and digests), reading
+    each once; SnapshotCorrupt names the first one that does not match."""
+    if snapshot.filepath:
+        verify(snapshot.filepath, snapshot)
+    for f in snapshot.files:
+        check_external(f)
 
 
 def _swap_in(temp_dir: str, final_dir: str) -> None:

@@ -9,6 +9,12 @@
     result = check_operations(kv_model(), recorder.operations(), timeout=30)
     assert result.ok, result.explanation
 
+Three checks: `check_operations` (any model, by search, within a budget: OK, ILLEGAL
+or UNKNOWN), `check_list_append` (an append-only list with unique elements, decided
+exactly and fast however many appends timed out) and `check_durability` (a grow-only
+set: nothing acknowledged lost, nothing invented). A test should fail on UNKNOWN: a
+check that ran out of budget proved nothing.
+
 Nothing here touches a NodeHost: histories come from any client, in any process
 that shares the machine's monotonic clock.
 """
@@ -28,12 +34,15 @@ from nodehost.testing.lincheck import (
     Verdict,
     check_operations,
 )
+from nodehost.testing.listappend import check_list_append
 from nodehost.testing.models import (
     KVModel,
+    ListAppendModel,
     Model,
     RegisterModel,
     SetModel,
     kv_model,
+    list_model,
     register_model,
     set_model,
 )
@@ -43,6 +52,7 @@ __all__ = [
     "CheckResult",
     "HistoryRecorder",
     "KVModel",
+    "ListAppendModel",
     "Model",
     "Operation",
     "PartitionResult",
@@ -50,9 +60,11 @@ __all__ = [
     "SetModel",
     "Verdict",
     "check_durability",
+    "check_list_append",
     "check_operations",
     "dump_history",
     "kv_model",
+    "list_model",
     "load_history",
     "register_model",
     "set_model",

@@ -17,6 +17,7 @@ Rules:
   kv        ("get", k) -> value | ("put", k, v) | ("append", k, v) | ("delete", k)
             | ("cas", k, old, new) -> bool        (an absent key reads as None)
   set       ("add", x) -> None | ("read",) -> the whole set
+  list      ("append", x) -> None | ("read",) -> the whole list, oldest first
 """
 
 from __future__ import annotations
@@ -260,6 +261,54 @@ def normalize_set_history(history: Sequence[Operation]) -> list[Operation]:
     return kept
 
 
+@dataclass(frozen=True, slots=True)
+class ListAppendModel:
+    """A list that only grows at its end, read whole. With unique elements prefer
+    `check_list_append`, which decides in O(n log n) what this model makes the search
+    explore (each subset and order of the timed-out appends is a state)."""
+
+    def init(self) -> tuple[Any, ...]:
+        return ()
+
+    def step(self, state: tuple[Any, ...], input: Any, output: Any) -> tuple[bool, tuple[Any, ...]]:
+        if input[0] == "append":
+            return True, (*state, input[1])
+        return output is UNKNOWN or output == state, state
+
+    def partition(self, history: Sequence[Operation]) -> dict[Hashable, list[Operation]]:
+        return {None: normalize_list_history(history)}
+
+    def read_only(self, input: Any, output: Any) -> bool:
+        return bool(input[0] == "read")
+
+    def describe_operation(self, input: Any, output: Any) -> str:
+        if input[0] == "append":
+            return f"append({input[1]!r})"
+        if output is UNKNOWN:
+            return "read() -> ?"
+        return f"read() -> [{', '.join(map(repr, output))}]"
+
+
+def normalize_list_history(history: Sequence[Operation]) -> list[Operation]:
+    """Validate list operations; reads answer tuples; unanswered reads are dropped."""
+    kept: list[Operation] = []
+    for op in history:
+        inp = op.input
+        if isinstance(inp, tuple) and len(inp) == 2 and inp[0] == "append":
+            _check_output(op, "append")
+            kept.append(op)
+        elif inp == ("read",):
+            if op.output is UNKNOWN:
+                continue
+            if not isinstance(op.output, list | tuple):
+                raise ValueError(f"a list read returns a list or tuple, got {op.output!r}")
+            out = tuple(op.output)
+            kept.append(Operation(op.client_id, inp, op.call, out, op.return_time))
+        else:
+            raise ValueError(f"not a list operation: {inp!r} (see models.py)")
+    return kept
+
+
 def register_model(initial: Any = None) -> RegisterModel:
     return RegisterModel(initial)
 
@@ -270,3 +319,7 @@ def kv_model() -> KVModel:
 
 def set_model() -> SetModel:
     return SetModel()
+
+
+def list_model() -> ListAppendModel:
+    return ListAppendModel()

@@ -22,6 +22,7 @@ from nodehost.bench import (
     CpuWindow,
     Histogram,
     Workers,
+    free_port_pairs,
     free_ports,
     own_cpu_seconds,
     own_peak_rss_mib,
@@ -54,6 +55,17 @@ def test_free_ports_are_distinct_and_bindable() -> None:
             s.bind(("127.0.0.1", port))
     with pytest.raises(ValueError):
         free_ports(-1)
+
+
+def test_free_port_pairs_leave_both_ports_of_each_pair_bindable() -> None:
+    ports = free_port_pairs(3, 1000)
+    assert len(set(ports)) == 3
+    for port in ports:
+        for each in (port, port + 1000):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", each))
+    with pytest.raises(ValueError):
+        free_port_pairs(2, 0)
 
 
 def test_workers_stop_politely_then_by_signal_and_are_gone(tmp_path: Path) -> None:

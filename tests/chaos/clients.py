@@ -13,6 +13,11 @@ Rules:
   proposed, nothing short of a result makes it "fail".
 - Keys live for one generation (`gen_seconds`), the same for every process, so each
   key's history stays small enough to check while clients still contend on it.
+- With `bursts` = (busy, idle) seconds, every client of a shard pauses in the same
+  idle phases (one clock for all processes, each shard at its own offset), so idle
+  shards can quiesce and must wake up for the next burst.
+- A client without sessions (a shard whose state machine takes none) sends its
+  appends through the no-op session: one attempt, outcome unknown on a timeout.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class WorkloadConfig:
     think: tuple[float, float]
     kv_keys: int
     append_keys: int
+    bursts: tuple[float, float] = (0.0, 0.0)  # (busy, idle) seconds; idle 0: always busy
 
 
 class Client:
@@ -95,11 +101,13 @@ class Client:
         client_id: int,
         shard: int,
         kind: str,
+        sessions: bool,
         rng: random.Random,
         stop: threading.Event,
     ) -> None:
         self.nh, self.history, self.config = nh, history, config
         self.id, self.shard, self.kind, self.rng, self.stop = client_id, shard, kind, rng, stop
+        self.sessions = sessions
         self.n = 0
         self.last_seen: dict[str, Any] = {}
         self.session: Session | None = None
@@ -174,16 +182,30 @@ class Client:
     def think(self) -> float:
         return self.rng.uniform(*self.config.think)
 
+    def idle_for(self) -> float:
+        """Seconds until this shard's next busy phase (0 while busy)."""
+        busy, idle = self.config.bursts
+        if idle <= 0:
+            return 0.0
+        cycle = busy + idle
+        now = (time.monotonic_ns() - self.config.epoch_ns) / 1e9 + self.shard * cycle / 4
+        phase = now % cycle
+        return 0.0 if phase < busy else cycle - phase
+
     # ------------------------------------------------------------------ sync
 
     def run_sync(self) -> None:
         while not self.stop.is_set():
+            idle = self.idle_for()
+            if idle > 0:
+                self.stop.wait(idle)
+                continue
             self.n += 1
             kind, input = self.next_op()
             self.history.invoke(self.id, self.n, self.shard, input)
             if kind == "read":
                 status, out = self._sync_read(input)
-            elif kind == "write":
+            elif kind == "write" or not self.sessions:
                 status, out = self._sync_write(input)
             else:
                 status, out = self._sync_session_write(input)
@@ -239,6 +261,10 @@ class Client:
 
     async def run_async(self) -> None:
         while not self.stop.is_set():
+            idle = self.idle_for()
+            if idle > 0:
+                await asyncio.sleep(min(idle, 0.2))  # short naps: `stop` is a thread event
+                continue
             self.n += 1
             kind, input = self.next_op()
             self.history.invoke(self.id, self.n, self.shard, input)
@@ -246,7 +272,7 @@ class Client:
             if kind == "read":
                 call = self.nh.aio_read(self.shard, self.query(input), timeout)
                 status, out = await self._aio(call, input, read=True)
-            elif kind == "write":
+            elif kind == "write" or not self.sessions:
                 call = self.nh.aio_propose(self.noop, self.to_command(input), timeout)
                 status, out = await self._aio(call, input, read=False)
             else:
@@ -303,12 +329,14 @@ class Clients:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self, clients: list[tuple[int, int, str, bool, random.Random]]) -> None:
-        """`clients`: (client id, shard, workload kind, asyncio?, rng)."""
+    def start(self, clients: list[tuple[int, int, str, bool, bool, random.Random]]) -> None:
+        """`clients`: (client id, shard, workload kind, asyncio?, sessions?, rng)."""
         self.stop.clear()
         aio: list[Client] = []
-        for client_id, shard, kind, is_async, rng in clients:
-            c = Client(self.nh, self.history, self.config, client_id, shard, kind, rng, self.stop)
+        for client_id, shard, kind, is_async, sessions, rng in clients:
+            c = Client(
+                self.nh, self.history, self.config, client_id, shard, kind, sessions, rng, self.stop
+            )
             if is_async:
                 aio.append(c)
             else:

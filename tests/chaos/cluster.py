@@ -39,6 +39,7 @@ class Host:
         self.incarnation = 0
         self.paused = False
         self.ready: dict[str, Any] = {}
+        self.replica_config: dict[str, Any] = {}  # the settings in force, as it reported
         self._replies: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -85,6 +86,7 @@ class Host:
         except queue.Empty:
             return False
         self.ready = first.get("ready", {})
+        self.replica_config = first.get("config", {})
         return "ready" in first
 
     def _pump(self, proc: subprocess.Popen[bytes], ready: queue.Queue[dict[str, Any]]) -> None:
@@ -254,16 +256,26 @@ class Cluster:
             t.join(timeout + 10)
         return replies
 
-    def set_network(self, network: Network) -> None:
+    def set_network(self, network: Network) -> list[int]:
+        """Hand every live host its share; the hosts that did not confirm (a host not
+        running takes its share when it starts)."""
         self.network = network
-        for h in self.hosts:
-            if h.alive and not h.paused:
-                h.request("faults", 5.0, faults=network.for_host(h.index, self.addresses))
-
-    def set_rewrite(self, rules: dict[int, list[dict[str, int]]]) -> None:
-        self.rewrite = rules
+        missed = []
         for h in self.live():
-            h.request("rewrite", 5.0, rules=rules.get(h.index, []))
+            reply = h.request("faults", 5.0, faults=network.for_host(h.index, self.addresses))
+            if reply is None or "ok" not in reply:
+                missed.append(h.index)
+        return missed
+
+    def set_rewrite(self, rules: dict[int, list[dict[str, int]]]) -> list[int]:
+        """Like `set_network`, for the send filter's rules."""
+        self.rewrite = rules
+        missed = []
+        for h in self.live():
+            reply = h.request("rewrite", 5.0, rules=rules.get(h.index, []))
+            if reply is None or "ok" not in reply:
+                missed.append(h.index)
+        return missed
 
     def states(self) -> dict[int, dict[str, Any]]:
         """Each live host's view: {"shards": {shard: {...}}, "fatal": ...}."""

@@ -1,12 +1,15 @@
 """Options of the chaos suite.
 
-    uv run pytest tests/chaos                       # CI: a bounded run, ~3 minutes
-    uv run pytest -m chaos --chaos-minutes 30       # a long run (its faults last 30 min)
-    uv run pytest tests/chaos --chaos-seed 42       # the main run with a chosen seed
+    uv run pytest tests/chaos                       # CI: bounded runs
+    uv run pytest tests/chaos --chaos-minutes 30    # each profile's faults last 30 min
+    uv run pytest tests/chaos --chaos-runs 4        # 4 seeds per profile
+    uv run pytest tests/chaos --chaos-seed 42       # the main runs with a chosen seed
+    uv run pytest tests/chaos --run-slow            # also every known bug on many seeds
 
-Without --chaos-seed the main run draws a seed and prints it; every failing run names
-the one command that replays it. --chaos-out keeps each run's directory (histories,
-logs, summary.json) under the given path instead of pytest's tmp_path.
+Without --chaos-seed each main run draws a seed and prints it (with --chaos-seed S,
+run i of a profile uses S + i); every failing run names the one command that replays
+it. --chaos-out keeps each run's directory (histories, logs, summary.json) under the
+given path instead of pytest's tmp_path.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=0.0,
         help="length of the main chaos run's fault period in minutes (0: the CI run)",
     )
-    group.addoption("--chaos-seed", type=int, default=None, help="seed of the main chaos run")
+    group.addoption("--chaos-seed", type=int, default=None, help="seed of the main chaos runs")
+    group.addoption(
+        "--chaos-runs", type=int, default=1, help="seeds run per profile by the main runs"
+    )
     group.addoption("--chaos-out", default="", help="keep run directories under this path")
 
 
@@ -33,6 +39,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "long_run: the chaos run that --chaos-minutes lengthens (and its timeout)"
     )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "chaos_run_index" in metafunc.fixturenames:
+        runs = metafunc.config.getoption("--chaos-runs")
+        if runs < 1:
+            raise pytest.UsageError("--chaos-runs must be at least 1")
+        metafunc.parametrize("chaos_run_index", range(runs), ids=lambda i: f"run{i + 1}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,18 +1,29 @@
-"""What a worker adds to its NodeHost for the suite: message-level faults and an event log.
+"""What a worker adds to its NodeHost for the suite: message-level faults, an event
+log and a watch on quiesce.
 
 Rules:
-- Both are test instruments around the public API: the send filter wraps the
-  transport's `send` (as the FaultHook, the only private entry point the suite uses),
-  the event log is an ordinary listener.
+- All are test instruments: the send filter wraps the transport's `send` (as the
+  FaultHook does), the quiesce watch reads the engine's per-replica `quiesced` flag,
+  which no public API shows; these are the only private entry points the suite uses.
+  The event log is an ordinary listener.
 - Nothing here changes a message the core still holds: rewrites work on copies.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from nodehost import IRaftEventListener, ISystemEventListener, LeaderInfo, SnapshotInfo
+from nodehost import (
+    IRaftEventListener,
+    ISystemEventListener,
+    LeaderInfo,
+    NodeHost,
+    SnapshotInfo,
+)
 from protos import raft_pb2 as pb
 from tests.chaos.clients import HistoryLog
 
@@ -78,22 +89,68 @@ class SendFilter:
 
 
 class EventLog(ISystemEventListener, IRaftEventListener):
-    """Writes the Raft events the summary counts into the history file (so they
-    survive SIGKILL with everything else the host did)."""
+    """Writes the Raft events the run checks and counts into the history file (so they
+    survive SIGKILL with everything else the host did). Every leader a replica learns
+    of is written with its term: two leaders named for one term break Raft's Election
+    Safety, whoever reported them."""
 
     def __init__(self) -> None:
         self.history: HistoryLog | None = None
+        self.snapshots_received: Counter[int] = Counter()
 
-    def _write(self, name: str, shard: int) -> None:
+    def write(self, name: str, shard: int, **fields: Any) -> None:
         if self.history is not None:
-            self.history.write({"e": "ev", "name": name, "s": shard})
+            self.history.write({"e": "ev", "name": name, "s": shard, **fields})
 
     def leader_updated(self, info: LeaderInfo) -> None:
-        if info.leader_id == info.replica_id:
-            self._write("became_leader", info.shard_id)
+        if info.leader_id:
+            self.write(
+                "leader", info.shard_id, rid=info.replica_id, term=info.term, leader=info.leader_id
+            )
 
     def snapshot_received(self, info: SnapshotInfo) -> None:
-        self._write("snapshot_received", info.shard_id)
+        self.snapshots_received[info.shard_id] += 1
+        self.write("snapshot_received", info.shard_id)
 
     def snapshot_created(self, info: SnapshotInfo) -> None:
-        self._write("snapshot_created", info.shard_id)
+        self.write("snapshot_created", info.shard_id)
+
+
+class QuiesceWatch:
+    """Samples which replicas are quiesced (every 50 ms) and writes each change to the
+    event log, so a run shows that its shards did quiesce and woke up again."""
+
+    PERIOD = 0.05
+
+    def __init__(self, nh: NodeHost, events: EventLog) -> None:
+        self._nh = nh
+        self._events = events
+        self._now: dict[int, bool] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="quiesce-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def quiesced(self, shard: int) -> bool:
+        return self._now.get(shard, False)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.PERIOD):
+            engine: Any = self._nh._engine
+            if engine is None:
+                continue
+            try:
+                nodes = list(engine.nodes.items())
+            except RuntimeError:  # changed while copied: sample again next time
+                continue
+            for shard, node in nodes:
+                now = bool(node.quiesced)
+                if now != self._now.get(shard, False):
+                    self._events.write("quiesced" if now else "woke", shard)
+                self._now[shard] = now

@@ -8,10 +8,16 @@ Rules:
   from a whole cluster, and `heal` undoes whatever an interrupted one left.
 - Membership changes never leave a host without a replica for long: `reconcile`
   brings every host back into every shard after each change and at the end.
+- Only what happened counts. Each fault returns None once it did what it is for (the
+  process died, every live host took the network rules, the leadership moved, the
+  cut-off host received a snapshot...) or the reason it did not; `attempted` counts
+  every start, `injected` only the faults that happened, and `not_injected` lists the
+  others with their reasons. A fault that raised counts as not injected.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -55,15 +61,17 @@ class Fault:
 
 def schedule(seed: int, seconds: float, kinds: dict[str, float], hosts: int) -> list[Fault]:
     """The faults of one run, each after a short quiet gap. Planned for twice
-    `seconds` at nominal durations: restarts on a busy machine take longer, and the
-    run stops starting faults when its time is up, not when the plan ends."""
+    `seconds` and a minute more at nominal durations: restarts on a busy machine take
+    longer, a run may go on until enough faults happened, and the run stops starting
+    faults when its time is up, not when the plan ends. A longer plan only adds faults
+    at its end, so a seed's first faults never change."""
     rng = random.Random(f"nemesis/{seed}")
     names = sorted(kinds)
     weights = [kinds[k] for k in names]
     faults: list[Fault] = []
     gap = rng.uniform(0.0, 1.0)
     t = gap
-    while t < 2 * seconds:
+    while t < 2 * seconds + 60.0:
         kind = rng.choices(names, weights)[0]
         duration = _duration(kind, rng)
         host = rng.randrange(hosts)
@@ -93,7 +101,9 @@ class Nemesis:
     cluster: Cluster
     shards: list[int]
     log: Callable[[str], None]
+    attempted: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)
+    not_injected: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     next_rid: dict[int, int] = field(default_factory=dict)
@@ -102,24 +112,43 @@ class Nemesis:
 
     # ------------------------------------------------------------------ running
 
-    def run(self, faults: list[Fault], started: float, until: float) -> None:
+    def run(
+        self,
+        faults: list[Fault],
+        started: float,
+        until: float,
+        min_injected: int = 0,
+        latest: float = math.inf,
+    ) -> None:
         """Inject `faults` in order, each after its gap; start none after `until`
-        (monotonic seconds), but let the one running finish."""
+        (monotonic seconds) once `min_injected` faults happened, and none after
+        `latest` at all; let the one running finish."""
         for fault in faults:
-            if not self._sleep_until(time.monotonic() + fault.gap) or time.monotonic() >= until:
+            if not self._sleep_until(time.monotonic() + fault.gap):
+                return
+            now = time.monotonic()
+            if now >= latest or (now >= until and sum(self.injected.values()) >= min_injected):
                 return
             begin = time.monotonic()
+            self.attempted[fault.kind] += 1
             try:
-                getattr(self, "_" + fault.kind.replace("-", "_"))(fault)
+                reason = getattr(self, "_" + fault.kind.replace("-", "_"))(fault)
             except Exception as exc:  # a fault that cannot run is a finding, not a crash
+                reason = f"raised {exc!r}"
                 self.problems.append(f"{fault.kind} at {begin - started:.1f}s failed: {exc!r}")
                 self.heal()
-            self.injected[fault.kind] += 1
+            at = round(begin - started, 3)
+            if reason is None:
+                self.injected[fault.kind] += 1
+            else:
+                self.log(f"{fault.kind} not injected: {reason}")
+                self.not_injected.append({"kind": fault.kind, "at": at, "reason": reason})
             self.timeline.append(
                 {
                     "kind": fault.kind,
-                    "at": round(begin - started, 3),
+                    "at": at,
                     "seconds": round(time.monotonic() - begin, 3),
+                    "injected": reason is None,
                 }
             )
             if self.stop.is_set():
@@ -164,11 +193,12 @@ class Nemesis:
 
     # ------------------------------------------------------------------ targets
 
-    def leader_host(self, fallback: int) -> int:
-        """The host leading the most shards (ties: the lowest index)."""
+    def leader_host(self) -> int | None:
+        """The host leading the most shards (ties: the lowest index); None if no live
+        host leads any."""
         leaders = self.cluster.leaders()
         if not leaders:
-            return fallback
+            return None
         counts = Counter(host for host, _ in leaders.values())
         return max(sorted(counts), key=lambda h: counts[h])
 
@@ -183,60 +213,85 @@ class Nemesis:
 
     # ------------------------------------------------------------------ processes
 
-    def _kill(self, hosts: list[Host], seconds: float) -> None:
-        for h in hosts:
+    def _kill(self, hosts: list[Host], seconds: float) -> str | None:
+        alive = [h for h in hosts if h.alive]
+        for h in alive:
             h.send_kill()  # all at once: none outlives the others by a flush
-        for h in hosts:
+        for h in alive:
             h.reap()
-        self.log(f"killed {[h.index for h in hosts]} for {seconds}s")
+        killed = [h.index for h in alive if not h.alive]
+        self.log(f"killed {killed} for {seconds}s")
         self._hold(seconds)
-        self._restart(hosts)
+        self._restart([h for h in hosts if not h.alive])
+        if len(killed) < len(hosts):
+            missed = sorted({h.index for h in hosts} - set(killed))
+            return f"hosts {missed} were not running"
+        return None
 
-    def _kill_one(self, fault: Fault) -> None:
-        self._kill([self.cluster.hosts[fault.host]], fault.duration)
+    def _kill_one(self, fault: Fault) -> str | None:
+        return self._kill([self.cluster.hosts[fault.host]], fault.duration)
 
-    def _kill_leader(self, fault: Fault) -> None:
-        self._kill([self.cluster.hosts[self.leader_host(fault.host)]], fault.duration)
+    def _kill_leader(self, fault: Fault) -> str | None:
+        leader = self.leader_host()
+        if leader is None:
+            return "no live host leads a shard"
+        return self._kill([self.cluster.hosts[leader]], fault.duration)
 
-    def _kill_all(self, fault: Fault) -> None:
-        self._kill(list(self.cluster.hosts), fault.duration)
+    def _kill_all(self, fault: Fault) -> str | None:
+        return self._kill(list(self.cluster.hosts), fault.duration)
 
-    def _pause_leader(self, fault: Fault) -> None:
-        h = self.cluster.hosts[self.leader_host(fault.host)]
+    def _pause_leader(self, fault: Fault) -> str | None:
+        leader = self.leader_host()
+        if leader is None:
+            return "no live host leads a shard"
+        h = self.cluster.hosts[leader]
         h.pause()
+        if not h.paused:
+            return f"host {h.index} was not running"
         self.log(f"paused {h.index} for {fault.duration}s")
         self._hold(fault.duration)
         h.resume()
+        return None
 
     # ------------------------------------------------------------------ network
 
-    def _partition(self, cuts: set[tuple[int, int]], seconds: float, **random_faults: Any) -> None:
-        self.cluster.set_network(Network(cuts=cuts, **random_faults))
+    def _partition(
+        self, cuts: set[tuple[int, int]], seconds: float, **random_faults: Any
+    ) -> str | None:
+        missed = self.cluster.set_network(Network(cuts=cuts, **random_faults))
         self.log(f"network {sorted(cuts)} {random_faults or ''} for {seconds}s")
         self._hold(seconds)
         self.cluster.set_network(Network())
+        if missed:
+            return f"hosts {missed} did not take the network rules"
+        return None
 
-    def _partition_one(self, fault: Fault) -> None:
-        self._partition(self._cut_off(fault.host), fault.duration)
+    def _partition_one(self, fault: Fault) -> str | None:
+        return self._partition(self._cut_off(fault.host), fault.duration)
 
-    def _partition_leader(self, fault: Fault) -> None:
-        self._partition(self._cut_off(self.leader_host(fault.host)), fault.duration)
+    def _partition_leader(self, fault: Fault) -> str | None:
+        leader = self.leader_host()
+        if leader is None:
+            return "no live host leads a shard"
+        return self._partition(self._cut_off(leader), fault.duration)
 
-    def _partition_asymmetric(self, fault: Fault) -> None:
+    def _partition_asymmetric(self, fault: Fault) -> str | None:
         """One host can only send, or only receive (its pick: the second host's parity)."""
         cut = self._cut_off(fault.host)
         outbound = fault.other % 2 == 0
-        self._partition({(a, b) for a, b in cut if (a == fault.host) == outbound}, fault.duration)
+        return self._partition(
+            {(a, b) for a, b in cut if (a == fault.host) == outbound}, fault.duration
+        )
 
-    def _partition_bridge(self, fault: Fault) -> None:
+    def _partition_bridge(self, fault: Fault) -> str | None:
         """Two hosts cannot talk; the third (the bridge) talks to both."""
         n = len(self.cluster.hosts)
         a, b = fault.host, fault.other
         assert n >= 3 and a != b
-        self._partition({(a, b), (b, a)}, fault.duration)
+        return self._partition({(a, b), (b, a)}, fault.duration)
 
-    def _drop_reorder(self, fault: Fault) -> None:
-        self._partition(
+    def _drop_reorder(self, fault: Fault) -> str | None:
+        return self._partition(
             set(),
             fault.duration,
             drop=0.2,
@@ -247,53 +302,97 @@ class Nemesis:
 
     # ------------------------------------------------------------------ Raft operations
 
-    def _transfer_leader(self, fault: Fault) -> None:
-        """Move the leadership of every shard to another of its replicas."""
+    def _transfer_leader(self, fault: Fault) -> str | None:
+        """Move the leadership of every shard to another of its replicas. Injected if
+        at least one shard's leadership reached its target."""
         states = self.cluster.states()
         rng = random.Random(fault.shard_pick)
+        targets: dict[int, tuple[int, int]] = {}  # shard -> (target replica, term)
         for shard in self.shards:
             views = [s["shards"].get(str(shard)) for s in states.values()]
             views = [v for v in views if v is not None and v["leader"] and v["nodes"]]
             if not views:
                 continue
             view = max(views, key=lambda v: v["term"])
-            targets = [r for r in view["nodes"] if r != view["leader"]]
-            if not targets:
+            candidates = [r for r in view["nodes"] if r != view["leader"]]
+            if not candidates:
                 continue
-            target = rng.choice(targets)
+            target = rng.choice(candidates)
             for h in self.cluster.live():
-                h.request("transfer", 5.0, shard=shard, target=target)
+                reply = h.request("transfer", 5.0, shard=shard, target=target)
+                if reply is not None and "ok" in reply:
+                    targets[shard] = (target, view["term"])
                 break
+        if not targets:
+            return "no shard had a leader and a live host to ask"
+        moved = self._wait_moved(targets, 5.0)
+        self.log(f"transfer-leader: moved {sorted(moved)} of {sorted(targets)}")
+        return None if moved else f"no leadership reached its target {targets}"
 
-    def _snapshot(self, fault: Fault, shards: list[int] | None = None) -> None:
-        """Snapshot and compact every replica of the shards, keeping few entries."""
-        for shard in shards or self.shards:
-            self.cluster.broadcast("snapshot", timeout=10.0, shard=shard, overhead=2)
+    def _wait_moved(self, targets: dict[int, tuple[int, int]], timeout: float) -> set[int]:
+        """The shards whose leader is their target replica, in a later term."""
+        moved: set[int] = set()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self.stop.is_set():
+            for state in self.cluster.states().values():
+                for shard, (target, term) in targets.items():
+                    v = state["shards"].get(str(shard))
+                    if v is not None and v["rid"] == target == v["leader"] and v["term"] > term:
+                        moved.add(shard)
+            if len(moved) == len(targets):
+                break
+            time.sleep(0.1)
+        return moved
 
-    def _snapshot_catchup(self, fault: Fault) -> None:
+    def _snapshot(self, fault: Fault) -> str | None:
+        """Snapshot and compact every replica of every shard, keeping few entries.
+        Injected if at least one replica saved a snapshot."""
+        saved = 0
+        for shard in self.shards:
+            replies = self.cluster.broadcast("snapshot", timeout=10.0, shard=shard, overhead=2)
+            saved += sum(1 for r in replies.values() if r is not None and "ok" in r)
+        return None if saved else "no replica saved a snapshot"
+
+    def _snapshot_catchup(self, fault: Fault) -> str | None:
         """Cut one host off, compact the others past it, reconnect: it must catch up by
-        snapshot."""
-        host = fault.host
-        self.cluster.set_network(Network(cuts=self._cut_off(host)))
-        self.log(f"snapshot-catchup: {host} cut off for {fault.duration}s")
+        snapshot. Injected if the host did receive one (it may have caught up from the
+        log instead: the others' logs kept what it missed)."""
+        host = self.cluster.hosts[fault.host]
+        if not host.alive:
+            return f"host {host.index} was not running"
+        before = host.request("state", 5.0)
+        missed = self.cluster.set_network(Network(cuts=self._cut_off(host.index)))
+        self.log(f"snapshot-catchup: {host.index} cut off for {fault.duration}s")
         self._hold(fault.duration / 2)
-        others = [h for h in self.cluster.live() if h.index != host]
+        others = [h for h in self.cluster.live() if h.index != host.index]
         for shard in self.shards:
             self.cluster.broadcast("snapshot", others, timeout=10.0, shard=shard, overhead=0)
-        self._hold(fault.duration / 2)
         self.cluster.set_network(Network())
+        end = time.monotonic() + fault.duration / 2
+        received = False
+        while not received and time.monotonic() < end and not self.stop.is_set():
+            now = host.request("state", 5.0)
+            received = _snapshots_received(now) > _snapshots_received(before)
+            if not received:
+                time.sleep(0.1)
+        self._hold(end - time.monotonic())
+        if missed:
+            return f"hosts {missed} did not take the network rules"
+        if before is None or "ok" not in before:
+            return f"host {host.index} did not answer before the cut"
+        return None if received else f"host {host.index} caught up without a snapshot"
 
-    def _membership(self, fault: Fault) -> None:
+    def _membership(self, fault: Fault) -> str | None:
         """Replace one host's replica of one shard by a new replica id on the same host."""
         shard = self.shard(fault)
         c = self.cluster
         host = c.hosts[fault.host]
         if not host.alive:
-            return
+            return f"host {host.index} was not running"
         state = host.request("state", 5.0)
         view = state["ok"]["shards"].get(str(shard)) if state and "ok" in state else None
         if view is None:
-            return
+            return f"host {host.index} runs no replica of shard {shard}"
         helper = next((h for h in c.live() if h.index != host.index), host)
         old = view["rid"]
         self.membership_changed = True
@@ -301,19 +400,22 @@ class Nemesis:
         self.log(f"membership: shard {shard} remove {old} on {host.index}: {reply}")
         if reply is None or "ok" not in reply:
             self.reconcile()
-            return
+            return f"removing replica {old} of shard {shard} failed: {reply}"
         host.request("drop_replica", 10.0, shard=shard)
-        self._add(shard, host, helper)
+        return self._add(shard, host, helper)
 
-    def _add(self, shard: int, host: Host, helper: Host) -> None:
+    def _add(self, shard: int, host: Host, helper: Host) -> str | None:
         rid = self.next_rid.get(shard, len(self.cluster.hosts) + 1)
         self.next_rid[shard] = rid + 1
         reply = helper.request("add_replica", 8.0, shard=shard, rid=rid, address=host.address)
         self.log(f"membership: shard {shard} add {rid} on {host.index}: {reply}")
-        if reply is not None and "ok" in reply:
-            host.request("join", 10.0, shard=shard, rid=rid)
-        else:
+        if reply is None or "ok" not in reply:
             self.reconcile()
+            return f"adding replica {rid} to shard {shard} failed: {reply}"
+        joined = host.request("join", 10.0, shard=shard, rid=rid)
+        if joined is None or "ok" not in joined:
+            return f"replica {rid} of shard {shard} did not start: {joined}"
+        return None
 
     def reconcile(self, deadline: float = 30.0) -> None:
         """Make every host hold a live replica of every shard again (bounded)."""
@@ -356,7 +458,7 @@ class Nemesis:
 
     # ------------------------------------------------------------------ scripted
 
-    def _figure_8(self, fault: Fault) -> None:
+    def _figure_8(self, fault: Fault) -> str | None:
         """Raft thesis figure 3.7 on three hosts, steered by partitions and by holding
         back REPLICATE entries above a term (the worker's SendFilter):
 
@@ -373,8 +475,7 @@ class Nemesis:
         c = self.cluster
         a, term = self._wait_leader(shard, None, 0, 10.0)
         if a is None:
-            self.problems.append("figure-8: no leader to start from")
-            return
+            return "no leader to start from"
         rids = self._rids(shard)
         b, cc = [h for h in range(len(c.hosts)) if h != a][:2]
         self.log(f"figure-8 on shard {shard}: A={a} term {term}")
@@ -382,18 +483,19 @@ class Nemesis:
         # set before the cuts and lifted after them: links never open while a rule
         # that should hold them back is missing.
         hold = {"shard": shard, "max_term": term}
-        c.set_rewrite(
+        missed = c.set_rewrite(
             {
                 a: [{**hold, "to": rids[b]}, {**hold, "to": rids[cc]}],
                 b: [{**hold, "to": rids[cc]}],
                 cc: [{**hold, "to": rids[b]}],
             }
         )
-        c.set_network(Network(cuts=self._cut_off(a)))
+        missed += c.set_network(Network(cuts=self._cut_off(a)))
         w, w_term = self._wait_leader(shard, {b, cc}, term, 10.0)
         if w is None:
-            self.problems.append("figure-8: B and C elected nobody")
-            return
+            c.set_rewrite({})
+            c.set_network(Network())
+            return "B and C elected nobody"
         v = cc if w == b else b
         self._hold(1.0)
         self.log(f"figure-8: W={w} term {w_term}, V={v}")
@@ -403,11 +505,18 @@ class Nemesis:
         self._hold(1.5)
         c.set_network(Network(cuts=self._cut_off(a)))
         c.set_rewrite({})
-        self._wait_leader(shard, {w, v}, a_term, 6.0)
+        last, _ = self._wait_leader(shard, {w, v}, a_term, 6.0)
         self._hold(1.0)
         c.set_network(Network())
+        if missed:
+            return f"hosts {sorted(set(missed))} did not take the rules"
+        if new_a is None:
+            return "A did not lead again (step 3)"
+        if last is None:
+            return "neither W nor V led after A (step 4)"
+        return None
 
-    def _lagging_leader(self, fault: Fault) -> None:
+    def _lagging_leader(self, fault: Fault) -> str | None:
         """A follower that learned of commits late becomes leader by transfer, and its
         first entry is held back: until an entry of its own term commits, its commit
         index is behind what clients were already told (thesis 6.4, etcd #7331), so a
@@ -422,19 +531,17 @@ class Nemesis:
         c = self.cluster
         leader, term = self._wait_leader(shard, None, 0, 10.0)
         if leader is None:
-            self.problems.append("lagging-leader: no leader to start from")
-            return
+            return "no leader to start from"
         t = fault.host if fault.host != leader else fault.other
         state = c.hosts[t].request("state", 5.0)
         view = state["ok"]["shards"].get(str(shard)) if state and "ok" in state else None
         if view is None:
-            self.problems.append(f"lagging-leader: host {t} has no replica of shard {shard}")
-            return
+            return f"host {t} has no replica of shard {shard}"
         rid = view["rid"]
         self.log(f"lagging-leader on shard {shard}: T={t} (replica {rid}), leader {leader}")
         lag = {"shard": shard, "to": rid, "max_commit": view["applied"]}
         hold = {"shard": shard, "from": rid, "max_term": term}
-        c.set_rewrite({h.index: [lag, hold] for h in c.hosts})
+        missed = c.set_rewrite({h.index: [lag, hold] for h in c.hosts})
         self._hold(fault.duration / 3)
         for h in c.live():
             h.request("transfer", 5.0, shard=shard, target=rid)
@@ -444,6 +551,9 @@ class Nemesis:
         self._hold(fault.duration / 3)
         c.set_rewrite({})
         self._hold(fault.duration / 3)
+        if missed:
+            return f"hosts {missed} did not take the rules"
+        return None if found is not None else "T never led"
 
     def _rids(self, shard: int) -> dict[int, int]:
         return {
@@ -462,3 +572,9 @@ class Nemesis:
                 return found
             time.sleep(0.05)
         return None, above
+
+
+def _snapshots_received(reply: dict[str, Any] | None) -> int:
+    if reply is None or "ok" not in reply:
+        return 0
+    return sum(int(v.get("snapshots_received", 0)) for v in reply["ok"]["shards"].values())

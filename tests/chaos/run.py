@@ -2,10 +2,20 @@
 heal, recovery, final reads, replica comparison and the checks. One JSON summary.
 
     uv run python -m tests.chaos.run --seed 7 --fault-seconds 40
+    uv run python -m tests.chaos.run --seed 7 --profile defaults
 
 The same command replays a run: the seed fixes the fault schedule and every client's
 choices (timing, and so the exact interleaving, is the machine's). A failing run's
 summary names that command in `replay`.
+
+Rules:
+- A run passes only when nothing is in `violations`: every check decided (an
+  undecided one is a violation), nothing was found, the cluster recovered and its
+  replicas agree. Each violation is named by its kind (anomalies.Kind).
+- The summary counts faults as the nemesis saw them: attempted, injected, and the
+  ones that did not happen with their reasons; only injected ones prove anything.
+- Options are a profile (PROFILES) plus deviations; the replay command names the
+  profile and only the deviations.
 """
 
 from __future__ import annotations
@@ -17,37 +27,51 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.chaos.anomalies import Kind, summarize
 from tests.chaos.cluster import Cluster
 from tests.chaos.nemesis import KINDS, Nemesis, schedule
-from tests.chaos.verify import judge, load, throughput
+from tests.chaos.verify import Verdicts, counts, judge, load, throughput
 from tests.host.cluster import free_ports
 
 MAX_FAULT_SECONDS = 120.0  # a fault still running this long after the period is cut short
+MAX_EXTRA_SECONDS = 60.0  # faults start this long past the period at most, for min_faults
 SHOWN = 1500  # characters of one violation in the summary's list (all in "checker")
 
 
 @dataclass
 class RunOptions:
+    """Everything a run depends on besides the machine. Replica settings left at None
+    are `nodehost.Config`'s defaults; `profile` names the base the others deviate from
+    (PROFILES), which is what `replay` and the command line start from."""
+
     seed: int
+    profile: str = "tuned"
     fault_seconds: float = 40.0
+    min_faults: int = 0  # faults go on past fault_seconds until this many were injected
     warmup_seconds: float = 5.0
     after_seconds: float = 5.0
     shards: int = 4
     workloads: list[str] = field(default_factory=lambda: ["register", "kv", "set", "kv"])
+    machines: list[str] = field(default_factory=lambda: ["regular"])  # cycled over shards
     sync_clients: int = 1  # per host and shard
     async_clients: int = 1
     faults: list[str] = field(default_factory=lambda: sorted(KINDS))
     mutations: list[str] = field(default_factory=list)
     gen_seconds: float = 10.0
+    bursts: tuple[float, float] = (0.0, 0.0)  # clients' (busy, idle) seconds; idle 0: always
     rtt_ms: int = 20
-    election_rtt: int = 25
-    heartbeat_rtt: int = 2
-    snapshot_entries: int = 200
-    compaction_overhead: int = 50
+    election_rtt: int | None = 25
+    heartbeat_rtt: int | None = 2
+    check_quorum: bool | None = True
+    pre_vote: bool | None = True
+    quiesce: bool | None = None
+    snapshot_entries: int | None = 200
+    compaction_overhead: int | None = 50
     op_timeout: float = 2.0
     session_attempt: float = 0.5
     session_deadline: float = 4.0
@@ -56,20 +80,94 @@ class RunOptions:
     recovery_timeout: float = 30.0
     converge_timeout: float = 15.0
 
+    @classmethod
+    def of(cls, profile: str, seed: int, **overrides: Any) -> RunOptions:
+        """The options of a profile, with some changed."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+        return cls(seed=seed, profile=profile, **{**PROFILES[profile], **overrides})
+
     def replay(self) -> str:
-        """The command that reruns this run (options left at their default omitted)."""
-        defaults = RunOptions(seed=0)
+        """The command that reruns this run (options left at their profile's omitted)."""
+        base = RunOptions.of(self.profile, seed=self.seed)
         args = [f"--seed {self.seed}"]
+        if self.profile != "tuned":
+            args.append(f"--profile {self.profile}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "seed" or value == getattr(defaults, f.name):
+            if f.name in ("seed", "profile") or value == getattr(base, f.name):
                 continue
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, list | tuple):
-                args.append(f"{flag} {','.join(str(v) for v in value)}")
-            else:
-                args.append(f"{flag} {value}")
+            args.append(f"--{f.name.replace('_', '-')} {_show(value)}")
         return "uv run python -m tests.chaos.run " + " ".join(args)
+
+    def replica_settings(self) -> dict[str, Any]:
+        """The `nodehost.Config` fields the run sets (None: the library's default)."""
+        return {name: getattr(self, name) for name in REPLICA_SETTINGS}
+
+
+# The replica settings a run may set; the rest are always the library's defaults.
+REPLICA_SETTINGS = (
+    "election_rtt",
+    "heartbeat_rtt",
+    "check_quorum",
+    "pre_vote",
+    "quiesce",
+    "snapshot_entries",
+    "compaction_overhead",
+)
+
+# The bases runs start from: deviations from RunOptions' defaults.
+PROFILES: dict[str, dict[str, Any]] = {
+    # Settings chosen for a fast, busy test: quick elections with check-quorum and
+    # pre-vote, frequent snapshots, the regular state machine, clients always busy.
+    "tuned": {},
+    # What a user who sets nothing gets: every replica setting is nodehost.Config's
+    # default (pre-vote and check-quorum as shipped), quiesce on, the concurrent and
+    # on-disk state machines, and clients that pause long enough for idle shards to
+    # quiesce. Only the host's time unit, rtt_millisecond, is set (the library's
+    # 200 ms would make each election take seconds).
+    "defaults": {
+        "rtt_ms": 25,
+        "election_rtt": None,
+        "heartbeat_rtt": None,
+        "check_quorum": None,
+        "pre_vote": None,
+        "quiesce": True,
+        "snapshot_entries": None,
+        "compaction_overhead": None,
+        "machines": ["concurrent", "on-disk"],
+        "bursts": (3.0, 5.0),
+    },
+}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _parse(text: str, hint: Any, name: str) -> Any:
+    """A command-line value of one RunOptions field (the inverse of `_show`)."""
+    choices = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = type(None) in typing.get_args(hint)
+    base = choices[0] if optional else hint
+    if optional and text == "default":
+        return None
+    origin = typing.get_origin(base)
+    if origin is list:
+        return [v for v in text.split(",") if v]
+    if origin is tuple:
+        return tuple(float(v) for v in text.split(","))
+    if base is bool:
+        if text.lower() not in ("true", "false"):
+            raise argparse.ArgumentTypeError(f"--{name}: true or false, not {text!r}")
+        return text.lower() == "true"
+    return base(text)
 
 
 class Log:
@@ -98,7 +196,11 @@ def run(options: RunOptions, out_dir: Path, echo: bool = False) -> dict[str, Any
     shards = list(range(1, options.shards + 1))
     cluster = Cluster(out_dir, _worker_config(options, shards))
     nemesis = Nemesis(cluster, shards, log)
-    summary: dict[str, Any] = {"seed": options.seed, "replay": options.replay()}
+    summary: dict[str, Any] = {
+        "seed": options.seed,
+        "profile": options.profile,
+        "replay": options.replay(),
+    }
     marks: dict[str, float] = {}
     try:
         _drive(options, cluster, nemesis, shards, log, summary, marks)
@@ -108,7 +210,7 @@ def run(options: RunOptions, out_dir: Path, echo: bool = False) -> dict[str, Any
     histories = load([(h.index, p) for h in cluster.hosts for p in h.histories()])
     log(f"histories loaded: {len(histories.kv)} register/kv operations")
     verdicts = judge(histories, options.check_seconds, out_dir)
-    log(f"checked in {verdicts.seconds}s")
+    log(f"checked in {verdicts.seconds}s: {verdicts.linearizable}")
     ops = histories.counts
     summary["ops"] = {
         "attempted": ops["attempted"],
@@ -128,19 +230,25 @@ def run(options: RunOptions, out_dir: Path, echo: bool = False) -> dict[str, Any
         "linearizable": verdicts.linearizable,
         "explanation": verdicts.explanation,
         "keys": verdicts.keys,
+        "list_keys": verdicts.list_keys,
         "unknown_keys": verdicts.unknown_keys,
         "seconds": verdicts.seconds,
-        "durability_violations": verdicts.durability,
+        "budget_seconds": options.check_seconds,
+        "illegal": verdicts.illegal,
         "final_reads": verdicts.final_reads,
+        "missing_final_reads": verdicts.missing_final_reads,
     }
     summary["raft_events"] = dict(sorted(histories.events.items()))
-    summary["acked_writes_lost"] = verdicts.acked_writes_lost
-    summary["applied_twice"] = verdicts.applied_twice
-    summary["violations"] = _violations(summary)
+    found = counts(verdicts.findings)
+    summary["anomalies"] = {kind.value: n for kind, n in sorted(found.items())}
+    summary["acked_writes_lost"] = found[Kind.LOST_WRITE]
+    summary["applied_twice"] = found[Kind.APPLIED_TWICE]
+    summary["violations"] = _violations(summary, verdicts)
+    summary["violation_kinds"] = sorted({v["kind"] for v in summary["violations"]})
     summary["ok"] = not summary["violations"]
     summary["options"] = dataclasses.asdict(options)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    log(f"summary: ok={summary['ok']} violations={summary['violations']}")
+    log(f"summary: ok={summary['ok']} violations={summary['violation_kinds']}")
     log.close()
     return summary
 
@@ -152,17 +260,20 @@ def _worker_config(options: RunOptions, shards: list[int]) -> dict[str, Any]:
         "seed": options.seed,
         "epoch_ns": time.monotonic_ns(),
         "shards": [
-            {"id": s, "kind": options.workloads[(s - 1) % len(options.workloads)]} for s in shards
+            {
+                "id": s,
+                "kind": options.workloads[(s - 1) % len(options.workloads)],
+                "machine": options.machines[(s - 1) % len(options.machines)],
+            }
+            for s in shards
         ],
         "sync_clients": options.sync_clients,
         "async_clients": options.async_clients,
         "mutations": options.mutations,
         "gen_seconds": options.gen_seconds,
         "rtt_ms": options.rtt_ms,
-        "election_rtt": options.election_rtt,
-        "heartbeat_rtt": options.heartbeat_rtt,
-        "snapshot_entries": options.snapshot_entries,
-        "compaction_overhead": options.compaction_overhead,
+        "replica": options.replica_settings(),
+        "bursts": list(options.bursts),
         "op_timeout": options.op_timeout,
         "session_attempt": options.session_attempt,
         "session_deadline": options.session_deadline,
@@ -183,7 +294,8 @@ def _drive(
 ) -> None:
     """The live part: load, faults, heal, recovery, final reads, replica comparison."""
     cluster.start()
-    log("hosts started")
+    summary["replica_config"] = cluster.hosts[0].replica_config
+    log(f"hosts started; replica settings {summary['replica_config']}")
     marks["load"] = time.monotonic()
     first_leaders = _wait_all_leaders(cluster, shards, 60.0)
     log(f"leaders after {first_leaders:.2f}s; warm-up {options.warmup_seconds}s")
@@ -193,15 +305,23 @@ def _drive(
     faults = schedule(options.seed, options.fault_seconds, kinds, len(cluster.hosts))
     marks["faults"] = start = time.monotonic()
     until = start + options.fault_seconds
-    thread = threading.Thread(target=nemesis.run, args=(faults, start, until), daemon=True)
+    # Recorded before the faults: a run cut short by an exception still says what ran.
+    summary["faults_attempted"] = nemesis.attempted
+    summary["faults_injected"] = nemesis.injected
+    summary["faults_not_injected"] = nemesis.not_injected
+    latest = until + MAX_EXTRA_SECONDS
+    thread = threading.Thread(
+        target=nemesis.run, args=(faults, start, until, options.min_faults, latest), daemon=True
+    )
     thread.start()
-    thread.join(options.fault_seconds + MAX_FAULT_SECONDS)
+    thread.join(options.fault_seconds + MAX_EXTRA_SECONDS + MAX_FAULT_SECONDS)
     nemesis.stop.set()  # only if a fault overran its bound: cut it short
     thread.join(120)
     nemesis.stop.clear()
     log("fault period over")
     nemesis.heal()
     marks["heal"] = time.monotonic()
+    summary["fault_minutes"] = round((marks["heal"] - marks["faults"]) / 60, 3)
     log("healed")
     if nemesis.membership_changed:
         nemesis.reconcile()
@@ -217,31 +337,48 @@ def _drive(
     log(f"final reads: {finals}")
     summary.update(_compare_replicas(cluster, shards, options.converge_timeout))
     log("replicas compared")
+    summary["faults_attempted"] = dict(sorted(nemesis.attempted.items()))
     summary["faults_injected"] = dict(sorted(nemesis.injected.items()))
     summary["fault_timeline"] = nemesis.timeline
     summary["nemesis_problems"] = nemesis.problems
 
 
-def _violations(summary: dict[str, Any]) -> list[str]:
-    found = []
+def _violations(summary: dict[str, Any], verdicts: Verdicts) -> list[dict[str, str]]:
+    """Everything that fails the run, each named by its Kind."""
+    found: list[tuple[Kind, str]] = []
     checker = summary["checker"]
-    if checker["linearizable"] == "illegal":
-        found.append(_short(f"not linearizable: {checker['explanation']}", SHOWN))
-    found.extend(_short(v, SHOWN) for v in checker["durability_violations"])
-    if summary["acked_writes_lost"]:
-        found.append(f"{summary['acked_writes_lost']} acknowledged writes lost")
-    if summary["applied_twice"]:
-        found.append(f"{summary['applied_twice']} writes applied twice")
+    if verdicts.illegal:
+        more = f" ({len(verdicts.illegal)} keys in all)" if len(verdicts.illegal) > 1 else ""
+        found.append((Kind.NOT_LINEARIZABLE, verdicts.illegal[0] + more))
+    if checker["linearizable"] == "unknown":
+        found.append(
+            (
+                Kind.UNDECIDED,
+                f"{checker['explanation']} (a check that ran out of budget proves nothing: "
+                "raise --check-seconds or shorten the keys' lives with --gen-seconds)",
+            )
+        )
+    found.extend(summarize(verdicts.findings).items())
+    if verdicts.missing_final_reads:
+        found.append(
+            (
+                Kind.NO_FINAL_READ,
+                f"shards {verdicts.missing_final_reads}: no host answered a final read, so "
+                "lost writes cannot be counted",
+            )
+        )
     if summary.get("replica_hash_mismatch"):
-        found.append(f"replica hashes differ: {summary['hash_details']}")
+        found.append((Kind.STATE_HASHES_DIFFER, f"{summary['hash_details']}"))
     if summary.get("replica_failures"):
-        found.append(f"replicas failed: {summary['replica_failures']}")
+        found.append((Kind.REPLICA_FAILED, f"{summary['replica_failures']}"))
     if summary.get("recovery_seconds") is None:
-        found.append("no recovery: some shard never accepted writes after the heal")
+        found.append((Kind.NO_RECOVERY, "some shard never accepted writes after the heal"))
     if summary.get("replicas_not_converged"):
-        found.append(f"replicas never reached one applied index: {summary['hash_details']}")
-    found.extend(p for p in summary.get("nemesis_problems", []) if "did not restart" in p)
-    return found
+        found.append((Kind.NOT_CONVERGED, f"applied indexes: {summary['hash_details']}"))
+    restarts = [p for p in summary.get("nemesis_problems", []) if "did not restart" in p]
+    if restarts:
+        found.append((Kind.HOST_DID_NOT_RESTART, "; ".join(restarts)))
+    return [{"kind": kind.value, "detail": _short(detail, SHOWN)} for kind, detail in found]
 
 
 def _short(text: str, limit: int) -> str:
@@ -294,6 +431,8 @@ def _compare_replicas(cluster: Cluster, shards: list[int], timeout: float) -> di
             for host, v in views.items():
                 if v["failed"]:
                     failures.append(f"host {host} shard {shard}: {v['failed']}")
+            # A failed replica is reported as such; its state is not comparable.
+            views = {host: v for host, v in views.items() if not v["failed"]}
             applied = {v["applied"] for v in views.values()}
             hashes = {v["hash"] for v in views.values()}
             if len(applied) > 1:
@@ -316,35 +455,31 @@ def _compare_replicas(cluster: Cluster, shards: list[int], timeout: float) -> di
 def parse_args(argv: list[str] | None) -> tuple[RunOptions, str]:
     """RunOptions from command-line flags (the ones `RunOptions.replay` writes)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    defaults = RunOptions(seed=0)
-    for f in dataclasses.fields(RunOptions):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if f.name == "seed":
-            parser.add_argument(flag, type=int, required=True)
-        elif isinstance(default, list | tuple):
-            parser.add_argument(flag, default=",".join(map(str, default)))
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--profile", default="tuned", choices=sorted(PROFILES))
+    hints = typing.get_type_hints(RunOptions)
+    names = [f.name for f in dataclasses.fields(RunOptions) if f.name not in ("seed", "profile")]
+    for name in names:
+        parser.add_argument("--" + name.replace("_", "-"), default=None, metavar="VALUE")
     parser.add_argument("--out", default="", help="run directory (default: a temp dir)")
     args = parser.parse_args(argv)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(RunOptions):
-        value = getattr(args, f.name)
-        default = getattr(defaults, f.name)
-        if isinstance(default, list):
-            value = [v for v in value.split(",") if v]
-        elif isinstance(default, tuple):
-            value = tuple(float(v) for v in value.split(","))
-        values[f.name] = value
-    return RunOptions(**values), args.out
+    overrides = {}
+    for name in names:
+        text = getattr(args, name)
+        if text is not None:
+            try:
+                overrides[name] = _parse(text, hints[name], name)
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                parser.error(f"--{name.replace('_', '-')}: {exc}")
+    return RunOptions.of(args.profile, args.seed, **overrides), args.out
 
 
 def main(argv: list[str] | None = None) -> int:
     options, out_arg = parse_args(argv)
     out = Path(out_arg) if out_arg else Path(tempfile.mkdtemp(prefix=f"chaos-{options.seed}-"))
     summary = run(options, out, echo=True)
-    print(json.dumps({k: summary[k] for k in ("ok", "violations", "ops", "checker")}, indent=2))
+    shown = ("ok", "violations", "ops", "faults_attempted", "faults_injected", "checker")
+    print(json.dumps({k: summary.get(k) for k in shown}, indent=2, default=str))
     print(f"summary: {out / 'summary.json'}")
     return 0 if summary["ok"] else 1
 

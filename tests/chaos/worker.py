@@ -13,6 +13,11 @@ Rules:
   SIGKILL starts exactly the replicas the host had (a replica added later joins).
 - Network faults are set on the transport's FaultHook before any replica starts: a
   restarted host must not talk to the hosts it is cut from for even one message.
+- Replica settings the run leaves unset (None) are `nodehost.Config`'s defaults, as a
+  user who sets nothing gets them; the ready line reports the values in force.
+- Each shard runs one state machine kind on every host (regular, concurrent or
+  on-disk); an on-disk replica keeps its data beside the NodeHost directory, and a
+  replica removed from its shard loses it with the rest of its data.
 """
 
 from __future__ import annotations
@@ -38,8 +43,14 @@ from nodehost import (
     SnapshotOption,
 )
 from tests.chaos.clients import Clients, HistoryLog, WorkloadConfig
-from tests.chaos.hooks import EventLog, SendFilter
-from tests.chaos.machine import ChaosKV, command
+from tests.chaos.hooks import EventLog, QuiesceWatch, SendFilter
+from tests.chaos.machine import (
+    ChaosConcurrentKV,
+    ChaosDiskKV,
+    ChaosKV,
+    command,
+    remove_database,
+)
 from transport import FaultHook
 
 
@@ -50,6 +61,8 @@ class Worker:
         self.addresses: list[str] = config["addresses"]
         self.dir = Path(config["dir"])
         self.shards: dict[int, str] = {int(s["id"]): s["kind"] for s in config["shards"]}
+        self.machines: dict[int, str] = {int(s["id"]): s["machine"] for s in config["shards"]}
+        self.machine_root = str(self.dir.parent / "machines")
         self.replicas_path = self.dir / "replicas.json"
         self.out_lock = threading.Lock()
         self.events = EventLog()
@@ -83,10 +96,12 @@ class Worker:
                 think=(config["think"][0], config["think"][1]),
                 kv_keys=config["kv_keys"],
                 append_keys=config["append_keys"],
+                bursts=(config["bursts"][0], config["bursts"][1]),
             ),
         )
         self.client_serial = 0
         self.probe_serial = 0
+        self.quiesce_watch = QuiesceWatch(self.nh, self.events)
 
     # ------------------------------------------------------------------ replicas
 
@@ -101,18 +116,33 @@ class Worker:
         os.replace(tmp, self.replicas_path)
 
     def replica_config(self, shard: int, rid: int) -> Config:
-        c = self.config
+        settings = {k: v for k, v in self.config["replica"].items() if v is not None}
         return Config(
             shard_id=shard,
             replica_id=rid,
-            election_rtt=c["election_rtt"],
-            heartbeat_rtt=c["heartbeat_rtt"],
-            check_quorum=True,
-            pre_vote=True,
-            snapshot_entries=c["snapshot_entries"],
-            compaction_overhead=c["compaction_overhead"],
-            _mutations=frozenset(c["mutations"]),
+            _mutations=frozenset(self.config["mutations"]),
+            **settings,
         )
+
+    def effective_config(self) -> dict[str, Any]:
+        """The replica settings in force, defaults included (for the run's summary)."""
+        c = self.replica_config(1, 1)
+        names = ("election_rtt", "heartbeat_rtt", "check_quorum", "pre_vote", "quiesce")
+        more = ("snapshot_entries", "compaction_overhead", "max_in_mem_log_size")
+        return {name: getattr(c, name) for name in names + more}
+
+    def start_one(self, shard: int, rid: int, members: dict[int, str], join: bool) -> None:
+        config = self.replica_config(shard, rid)
+        machine = self.machines[shard]
+        if machine == "regular":
+            self.nh.start_replica(members, join, ChaosKV, config)
+        elif machine == "concurrent":
+            self.nh.start_concurrent_replica(members, join, ChaosConcurrentKV, config)
+        elif machine == "on-disk":
+            create = ChaosDiskKV.factory(self.machine_root)
+            self.nh.start_on_disk_replica(members, join, create, config)
+        else:
+            raise ValueError(f"unknown state machine kind {machine!r}")
 
     def start_replicas(self) -> dict[int, int]:
         table = self.replica_table()
@@ -123,7 +153,7 @@ class Worker:
             rid, join = entry["rid"], entry["join"]
             initial = {} if join or self.nh.has_node_info(shard, rid) else members
             try:
-                self.nh.start_replica(initial, join, ChaosKV, self.replica_config(shard, rid))
+                self.start_one(shard, rid, initial, join)
             except ReplicaRemoved:
                 continue
             started[shard] = rid
@@ -142,7 +172,9 @@ class Worker:
                 self.client_serial += 1
                 client_id = (self.host + 1) * 10**8 + inc * 10**4 + self.client_serial
                 rng = random.Random(f"{seed}/{self.host}/{inc}/{shard}/{i}")
-                clients.append((client_id, shard, kind, i >= c["sync_clients"], rng))
+                # On-disk state machines take no client sessions (see IOnDiskStateMachine).
+                sessions = self.machines[shard] != "on-disk"
+                clients.append((client_id, shard, kind, i >= c["sync_clients"], sessions, rng))
         self.clients.start(clients)
 
     # ------------------------------------------------------------------ commands
@@ -209,7 +241,7 @@ class Worker:
             table = self.replica_table()
             table[shard] = {"rid": rid, "join": True}
             self.save_table(table)
-            nh.start_replica({}, True, ChaosKV, self.replica_config(shard, rid))
+            self.start_one(shard, rid, {}, True)
             return True
         if op == "final":
             return self.final_reads(timeout)
@@ -227,6 +259,8 @@ class Worker:
         except RaftError:
             pass
         self.nh.remove_data(shard, entry["rid"])
+        if self.machines[shard] == "on-disk":
+            remove_database(self.machine_root, shard, entry["rid"])
         return True
 
     def state(self) -> dict[str, Any]:
@@ -243,6 +277,8 @@ class Worker:
                 "applied": s.applied_index,
                 "failed": s.failed,
                 "nodes": sorted(s.nodes),
+                "quiesced": self.quiesce_watch.quiesced(s.shard_id),
+                "snapshots_received": self.events.snapshots_received[s.shard_id],
             }
             try:
                 entry["hash"] = self.nh.get_state_hash(s.shard_id)
@@ -301,6 +337,7 @@ class Worker:
         self.reply({"id": request.get("id"), **answer})
 
     def close(self) -> None:
+        self.quiesce_watch.stop()
         self.clients.halt(5.0)
         self.nh.close()
         self.history.close()
@@ -310,9 +347,16 @@ def main() -> None:
     config = json.loads(Path(sys.argv[1]).read_text())
     worker = Worker(config)
     started = worker.start_replicas()
+    worker.quiesce_watch.start()
     if config.get("clients_on", True):
         worker.start_clients()
-    worker.reply({"ready": {str(k): v for k, v in started.items()}, "pid": os.getpid()})
+    worker.reply(
+        {
+            "ready": {str(k): v for k, v in started.items()},
+            "pid": os.getpid(),
+            "config": worker.effective_config(),
+        }
+    )
     worker.serve()
     worker.close()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -475,75 +474,3 @@ def test_settings_carry_the_discovery_config() -> None:
         )
     with pytest.raises(SettingsError, match="DISCO_MODE is not"):
         load_settings([], {"DISCO_CONFIG": "{}"})
-
-
-# ---------------------------------------------------------------- the README's commands
-
-
-def readme_block(heading: str) -> list[str]:
-    text = (REPO / "README.md").read_text()
-    after = text[text.index(heading) :]
-    block = after.split("```\n", 2)[1]
-    return [line for line in block.splitlines() if line.strip()]
-
-
-def test_the_readme_etcd_commands_form_one_cluster(tmp_path: Path, etcd: EtcdServer) -> None:
-    """The README's lines as a user types them, with the ports moved to free ones."""
-    lines = readme_block("### With etcd")
-    http = free_ports(3)
-    raft = free_ports(3)
-    moves = {"127.0.0.1:2379": etcd.endpoint.removeprefix("http://")}
-    for i in range(3):
-        moves[f"127.0.0.1:{11001 + i}"] = f"127.0.0.1:{http[i]}"
-        moves[f"localhost:{11001 + i}"] = f"127.0.0.1:{http[i]}"
-        moves[f"127.0.0.1:{12001 + i}"] = f"127.0.0.1:{raft[i]}"
-
-    def moved(line: str) -> str:
-        for old, new in moves.items():
-            line = line.replace(old, new)
-        return line
-
-    export, *starts, curl = (moved(line) for line in lines)
-    assert export.startswith("export ") and curl.startswith("curl ")
-    assert len(starts) == 3 and all(s.startswith("example-kvstore ") for s in starts)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISCO_")}
-    env.update(dict(word.split("=", 1) for word in shlex.split(export)[1:]))
-    script = Path(sys.executable).with_name("example-kvstore")
-    procs: list[subprocess.Popen[bytes]] = []
-    logs = []
-    try:
-        for i, line in enumerate(starts):
-            log = open(tmp_path / f"node{i}.log", "wb")  # noqa: SIM115 - closed below
-            logs.append(log)
-            argv = [str(script), *shlex.split(line)[1:]]
-            procs.append(subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=log))
-
-        def cluster() -> dict[str, object] | None:
-            done = subprocess.run(
-                shlex.split(curl), capture_output=True, text=True, timeout=10, check=False
-            )
-            if done.returncode != 0 or not done.stdout:
-                return None
-            view: dict[str, object] = json.loads(done.stdout)
-            members = view.get("members")
-            return view if isinstance(members, dict) and len(members) == 3 else None
-
-        view = wait_for("the README's three nodes to form one cluster", cluster, 120)
-        assert all(p.poll() is None for p in procs)
-        members = {int(k) for k in view["members"]}  # type: ignore[attr-defined]
-        wait_for(
-            "the key to name a member",
-            lambda: (record_of(etcd, "demo") or {}).get("node_id") in members,
-            30,
-        )
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
-        for log in logs:
-            log.close()

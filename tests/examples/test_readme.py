@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +45,8 @@ from readme_walk import (
     missing_from,
     wait_until,
 )
+
+from tests.discovery.etcd_server import EtcdServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -558,6 +562,154 @@ def test_kvstore(walk: Walk) -> None:
     for daemon in [*nodes, fourth]:  # "SIGTERM ... exits 0"
         assert daemon.stop(signal.SIGTERM) == 0, daemon.log()
         assert "Traceback" not in daemon.log(), daemon.log()
+
+
+# ---------------------------------------------------------------- discovery
+
+DISCOVERY = "Discovery: nodes that find each other"
+
+
+def test_discovery_with_etcd(walk: Walk) -> None:
+    """Three nodes with the README's settings form one cluster through a real etcd on
+    the README's port (moved); with etcd stopped, the leader logs the README's line."""
+    readme, ports = walk.readme, walk.ports
+    shell = walk.shell()
+    etcd = EtcdServer(walk.root)
+    etcd.client_port = ports[2379]
+    etcd.start()
+    try:
+        export, *starts, curl = commands(readme.take("", f"{DISCOVERY} / With etcd"))
+        words = shlex.split(export.line)
+        assert words[0] == "export"
+        for word in words[1:]:
+            name, value = word.split("=", 1)
+            shell.variables[name] = shell.script(value)
+        nodes = [walk.daemon(shell, c, f"kv-disco-{i}") for i, c in enumerate(starts)]
+
+        def three_members() -> bool:
+            done = shell.run(curl)
+            try:
+                view = json.loads(done.stdout)
+            except ValueError:
+                return False
+            return isinstance(view, dict) and len(view.get("members") or {}) == 3
+
+        wait_until("the README's three nodes to form one cluster", three_members, 120)
+        assert all(node.alive() for node in nodes), [node.log() for node in nodes]
+
+        (warning,) = readme.take("", f"{DISCOVERY} / When the store is down").lines()
+        expected = line_pattern(ports.sub(warning))
+        etcd.stop()
+
+        def said() -> bool:
+            return any(re.search(expected, node.log()) for node in nodes)
+
+        wait_until("a node to say the store is unreachable, as the README does", said, 60)
+        for node in nodes:
+            assert node.stop(signal.SIGTERM) == 0, node.log()
+            assert "Traceback" not in node.log(), node.log()
+    finally:
+        etcd.stop()
+
+
+def test_discovery_in_your_own_program(walk: Walk) -> None:
+    """The section's fragment, run as written inside a program that supplies what it
+    names (probe, join, nh, Counter, Config) against a real etcd: the lone node
+    bootstraps, then its maintenance publishes it under the key."""
+    block = walk.readme.take("python", f"{DISCOVERY} / In your own program")
+    fragment = walk.ports.sub(block.body)
+    etcd = EtcdServer(walk.root, name="etcd-program")
+    etcd.client_port = walk.ports[2379]
+    etcd.start()
+    program = HARNESS.format(
+        directory=str(walk.root / "disco-program"),
+        raft=f"127.0.0.1:{walk.ports[63004]}",
+        endpoint=etcd.endpoint,
+        body=textwrap.indent(fragment, "    "),
+    )
+    script = walk.root / "disco_program.py"
+    script.write_text(program)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        etcd.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "published 4", done.stdout + done.stderr
+
+
+HARNESS = """
+import asyncio, json, urllib.request, base64
+from nodehost import Config, NodeHost, NodeHostConfig, discovery
+from statemachine import IStateMachine, Result
+
+
+class Counter(IStateMachine):
+    def __init__(self, shard_id, replica_id):
+        self.count = 0
+    def update(self, entry):
+        self.count += 1
+        return Result(self.count)
+    def lookup(self, query):
+        return self.count
+    def save_snapshot(self, writer, files, stopped):
+        writer.write(self.count.to_bytes(8, "big"))
+    def recover_from_snapshot(self, reader, files, stopped):
+        self.count = int.from_bytes(reader.read(8), "big")
+    def close(self):
+        pass
+
+
+async def probe(address):
+    raise discovery.PeerUnavailable(f"{{address}}: nobody else in this demo")
+
+
+async def join(address):
+    raise discovery.PeerUnavailable(f"{{address}}: nobody else in this demo")
+
+
+def published():
+    key = base64.b64encode(b"/nodehost/discovery/orders").decode()
+    request = urllib.request.Request(
+        "{endpoint}/v3/kv/range", data=json.dumps({{"key": key}}).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        kvs = json.loads(answer.read()).get("kvs") or []
+    if not kvs:
+        return None
+    return json.loads(base64.b64decode(kvs[0]["value"])).get("node_id")
+
+
+async def fragment(nh):
+{body}
+
+
+async def main():
+    nh = NodeHost(NodeHostConfig(node_host_dir="{directory}", raft_address="{raft}",
+                                 rtt_millisecond=20))
+    try:
+        task = asyncio.create_task(fragment(nh))
+        for _ in range(600):
+            if task.done():
+                task.result()
+            if published() == 4 and nh.get_leader_id(1)[2]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise SystemExit("the key never named node 4")
+        task.cancel()
+        print("published", published())
+    finally:
+        nh.close()
+
+
+asyncio.run(main())
+"""
 
 
 # ---------------------------------------------------------------- nothing left out

@@ -9,7 +9,10 @@ keep one operation outstanding each, overlapping heavily, with unique written va
 `search s` is the time to the verdict; `total s` adds narrowing the explanation of a
 failure. The raw ceiling beside the figures is plain Python inserting (int, int, int)
 tuples into a set: no search can memoize states faster than that on this machine.
-With LINCHECK_PORCUPINE_DATA set, porcupine's labelled histories are timed too.
+Append-only lists (unique elements, many timed-out appends, as the chaos suite's
+appended strings) are decided by check_list_append and, for comparison, by the search
+with a 10 s budget. With LINCHECK_PORCUPINE_DATA set, porcupine's labelled histories
+are timed too.
 """
 
 from __future__ import annotations
@@ -22,9 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from nodehost.bench.report import machine, machine_line
-from nodehost.testing import Model, Operation, Verdict, check_operations, kv_model, register_model
+from nodehost.testing import (
+    Model,
+    Operation,
+    Verdict,
+    check_list_append,
+    check_operations,
+    kv_model,
+    list_model,
+    register_model,
+)
 
-from .histories import mutate_never_written, mutate_stale, simulate
+from .histories import mutate_never_written, mutate_stale, simulate, simulate_list
 
 
 def raw_memo_ceiling() -> float:
@@ -79,6 +91,24 @@ def main() -> None:
         never = mutate_never_written(rng, history)
         assert never is not None
         row(f"kv {n // 1000}k 100 keys never", never, kv_model(), 10)
+
+    print(
+        f"\n{'append-only list':<24} {'ops':>7} {'timed out':>9} {'list-append':>16} "
+        f"{'search (10 s budget)':>24}"
+    )
+    for n in sizes:
+        for p_unknown in (0.05, 0.3):
+            history = simulate_list(rng, clients=10, ops=n, p_unknown=p_unknown)
+            timed_out = sum(o.return_time == float("inf") for o in history)
+            started = time.perf_counter()
+            fast = check_list_append(history)
+            fast_s = time.perf_counter() - started
+            slow = check_operations(list_model(), history, timeout=10.0)
+            print(
+                f"{f'list {n // 1000}k {p_unknown:.0%} timed out':<24} {len(history):>7} "
+                f"{timed_out:>9} {fast.verdict.value:>8} {fast_s:>6.3f} s "
+                f"{slow.verdict.value:>14} {slow.seconds:>6.2f} s"
+            )
 
     data = os.environ.get("LINCHECK_PORCUPINE_DATA", "")
     if data:

@@ -207,3 +207,36 @@ def kv_apply(state: Any, inp: tuple[Any, ...]) -> tuple[Any, Any]:
     items = dict(state)
     output, items[inp[1]] = apply_value(items.get(inp[1]), inp[0], inp[2:])
     return output, tuple(sorted((k, v) for k, v in items.items() if v is not None))
+
+
+def simulate_list(rng: random.Random, clients: int, ops: int, p_unknown: float) -> list[Operation]:
+    """A linearizable history: each operation takes effect inside its interval; a
+    timed-out append later or never."""
+    planned: list[tuple[float, int, tuple[Any, ...], float, float, bool]] = []
+    clock = [rng.random() for _ in range(clients)]
+    for n in range(ops):
+        client = rng.randrange(clients)
+        call = clock[client] + rng.expovariate(10.0)
+        ret = call + rng.expovariate(1.0)
+        clock[client] = ret
+        known = rng.random() >= p_unknown
+        inp: tuple[Any, ...] = ("read",) if rng.random() < 0.4 else ("append", n)
+        if inp == ("read",):
+            known = True  # an unanswered read is no history
+        at = rng.uniform(call, ret) if known else rng.uniform(call, ret + 3.0)
+        if not known and rng.random() < 0.5:
+            at = math.inf  # never took effect
+        planned.append((at, client, inp, call, ret, known))
+    state: tuple[Any, ...] = ()
+    history = []
+    for at, client, inp, call, ret, known in sorted(planned, key=lambda p: p[0]):
+        output: Any = None
+        if inp[0] == "append" and not math.isinf(at):
+            state = (*state, inp[1])
+        elif inp[0] == "read":
+            output = state
+        if known:
+            history.append(Operation(client, inp, call, output, ret))
+        else:
+            history.append(Operation(client, inp, call, UNKNOWN, math.inf))
+    return sorted(history, key=lambda o: o.call)

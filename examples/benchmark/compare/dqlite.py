@@ -134,9 +134,15 @@ class BenchmarkFigures:
 
 
 def dqlite_benchmark(
-    workers: Workers, directory: Path, seconds: int, payload: int, size: int = 3
+    workers: Workers,
+    directory: Path,
+    seconds: int,
+    payload: int,
+    size: int = 3,
+    clients: int = 1,
 ) -> BenchmarkFigures:
-    """`dqlite-benchmark` kvwrite, one worker on node 1 (the leader it elects first)."""
+    """`dqlite-benchmark` kvwrite, `clients` workers on node 1 (the leader it elects
+    first). `directory` must not hold an earlier run's nodes."""
     ports = free_ports(size)
     addresses = [f"127.0.0.1:{p}" for p in ports]
     children = []
@@ -152,7 +158,7 @@ def dqlite_benchmark(
                 "--workload",
                 "kvwrite",
                 "--workers",
-                "1",
+                str(clients),
                 "--duration",
                 str(seconds),
                 "--value-size",
