@@ -7,28 +7,16 @@ transport costs a few microseconds, and a one-way frame reaches the peer's handl
 without a completion-queue round trip (docs/limits.md: 165-179 k frames/s against
 7,800-8,700 gRPC messages/s; ping-pong p50 0.11 ms against 0.33 ms).
 
-Wire format (version 1), kept as explicit as gRPC's:
-- A connection opens with an 8-byte preamble: `PREAMBLE` (6 bytes), the wire version
-  `TCP_WIRE_VERSION` (1 byte), and the kind of stream (1 byte: `BATCHES` or
-  `SNAPSHOT`). A connection with any other preamble is closed unread and counted.
-- Then frames: a 4-byte big-endian length and that many bytes. A frame is exactly
-  what a gRPC message of the same stream carries (frames.py: a MessageBatch built from
-  pre-encoded messages, or a SnapshotChunk), so inbound.py and snapshot_recv.py check
-  both transports' input the same way.
-- A batch stream is one way. A snapshot stream ends with the sender's half-close;
-  the receiver answers one frame: status 0 and an Ack, or status 1 and the reason in
-  UTF-8, then closes.
-- This is not gRPC on the wire: every member of a deployment must use the same
-  transport. A gRPC peer dialling a TCP member (or the reverse) fails the preamble or
-  the HTTP/2 handshake, is counted, and keeps being reported unreachable.
-
-Rules (the same as the gRPC transport's):
-- A frame above max_message_size (and within a small slack) reaches inbound.py and is
-  counted as oversized; a length beyond the slack is never buffered: the connection
-  is closed and the sender reconnects.
-- Mutual TLS when configured: both ends require a certificate of the deployment's CA.
-- Frames of a batch stream are delivered on the loop as they arrive, synchronously:
-  no task, queue or future per frame.
+The wire format is tcp_wire.py's; the receiving end, and how it treats hostile peers,
+tcp_server.py's. Rules of the dialling end (the same as the gRPC transport's):
+- Mutual TLS when configured: both ends require a certificate of the deployment's CA;
+  the handshake is bounded by connect_timeout.
+- A batch stream is one way: a byte read on it means the peer does not speak the
+  wire; the connection is closed and counted, and the writer reconnects.
+- An answer (a snapshot's Ack, an Identify's HostHello) above MAX_ANSWER closes the
+  connection unread; every wait for the peer is bounded (connect_timeout to connect,
+  write_timeout for a write the socket cannot take, snapshot_chunk_timeout for a
+  snapshot's answer, the caller's timeout for Identify).
 """
 
 from __future__ import annotations
@@ -36,37 +24,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import cast
+
+from google.protobuf.message import DecodeError
 
 from protos import raft_pb2 as pb
 from transport.base import BaseTransport, Stream
-from transport.config import MiB, TransportConfig, split_address
+from transport.config import TransportConfig, split_address
 from transport.errors import BindError
 from transport.interface import TransportHandler
-from transport.snapshot_recv import SnapshotRejected
 from transport.snapshot_send import SnapshotStream
-from transport.stats import Reject
+from transport.stats import Reject, TransportStats
+from transport.tcp_server import Listener
+from transport.tcp_wire import (
+    ANSWER_OK,
+    ANSWER_REFUSED,
+    BATCHES,
+    IDENTIFY,
+    LENGTH,
+    MAX_ANSWER,
+    SNAPSHOT,
+    TCP_WIRE_VERSION,
+    frame_bytes,
+    keep_alive,
+    preamble,
+)
 from transport.tls import ssl_contexts
 
 log = logging.getLogger("transport")
 
-PREAMBLE = b"NHRAFT"
-TCP_WIRE_VERSION = 1
-BATCHES = 1
-SNAPSHOT = 2
-_PREAMBLE_SIZE = len(PREAMBLE) + 2
-_LENGTH = 4
-_SLACK = 1 * MiB  # frames this far above max_message_size still reach the size check
-_ANSWER_OK = 0
-_ANSWER_REFUSED = 1
-# Bytes of chunks a snapshot receiver buffers before it stops reading the socket.
-_SNAPSHOT_BUFFER = 4
-_HIGH_WATER = 4 * MiB
-
-
-def _preamble(kind: int) -> bytes:
-    return PREAMBLE + bytes((TCP_WIRE_VERSION, kind))
+_HIGH_WATER = 4 * 1024 * 1024  # bytes in a socket's write buffer before writes wait
 
 
 class TcpTransport(BaseTransport):
@@ -77,8 +65,14 @@ class TcpTransport(BaseTransport):
         if config.mutual_tls:
             self._server_ssl, self._client_ssl = ssl_contexts(config)
         self._server: asyncio.Server | None = None
-        self._accepted: set[_ServerConnection] = set()
-        self._frame_limit = config.max_message_size + _SLACK
+        self._listener = Listener(
+            config,
+            self.stats,
+            self._inbound.on_frame,
+            self._snapshot_inbox.receive,
+            self._answer_identify,
+            tls=config.mutual_tls,
+        )
         self.port = 0
 
     # ------------------------------------------------------------------ serving
@@ -86,19 +80,22 @@ class TcpTransport(BaseTransport):
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         host, port = split_address(self.config.bind_address)
+        tls = self._server_ssl
         try:
             server = await loop.create_server(
-                lambda: _ServerConnection(self),
+                self._listener.protocol,
                 host,
                 port,
-                ssl=self._server_ssl,
                 reuse_address=True,
                 reuse_port=False,
                 backlog=1024,
+                ssl=tls,
+                ssl_handshake_timeout=None if tls is None else self.config.connect_timeout,
             )
         except OSError as e:
             raise BindError(f"cannot listen on {self.config.bind_address}: {e}") from None
         self._server = server
+        self._listener.start()
         self.port = int(server.sockets[0].getsockname()[1])
 
     async def _stop_serving(self) -> None:
@@ -106,46 +103,93 @@ class TcpTransport(BaseTransport):
         if server is None:
             return
         server.close()
-        for connection in list(self._accepted):
-            connection.abort()
+        self._listener.close()
         await server.wait_closed()
+
+    def _answer_identify(self, frame: bytes) -> tuple[int, bytes]:
+        if self.hosts is None:
+            return ANSWER_REFUSED, b"this NodeHost addresses hosts by host:port"
+        hello = pb.HostHello()
+        try:
+            hello.ParseFromString(frame)
+        except DecodeError:
+            self.stats.reject(Reject.MALFORMED, f"Identify frame of {len(frame)} bytes")
+            return ANSWER_REFUSED, b"not a HostHello"
+        if hello.deployment_id != self.config.deployment_id:
+            self.stats.reject(
+                Reject.WRONG_DEPLOYMENT, f"Identify of deployment {hello.deployment_id}"
+            )
+            return ANSWER_REFUSED, b"another deployment"
+        return ANSWER_OK, self.hosts.on_hello(hello).SerializeToString()
 
     # ------------------------------------------------------------------ dialling
 
     async def _open(self, address: str, kind: int) -> _ClientConnection:
         host, port = split_address(address)
         loop = asyncio.get_running_loop()
+        tls = self._client_ssl
+        stats = self.stats
         _, connection = await loop.create_connection(
-            _ClientConnection, host, port, ssl=self._client_ssl
+            lambda: _ClientConnection(kind, address, stats, self.config.write_timeout),
+            host,
+            port,
+            ssl=tls,
+            ssl_handshake_timeout=None if tls is None else self.config.connect_timeout,
         )
-        connection.send(_preamble(kind))
+        connection.send(preamble(kind))
         return connection
 
     async def _connect(self, address: str) -> Stream:
         return await self._open(address, BATCHES)
 
     async def _open_snapshot(self, address: str) -> SnapshotStream:
-        return _SnapshotClient(await self._open(address, SNAPSHOT))
+        connection = await self._open(address, SNAPSHOT)
+        return _SnapshotClient(connection, self.config.snapshot_chunk_timeout)
+
+    async def _identify(self, address: str, hello: pb.HostHello, timeout: float) -> pb.HostHello:
+        async with asyncio.timeout(timeout):
+            connection = await self._open(address, IDENTIFY)
+            try:
+                connection.send(frame_bytes(hello.SerializeToString()))
+                answer = await connection.answered
+            finally:
+                connection.abort()
+        status, body = answer[:1], answer[1:]
+        if status != bytes((ANSWER_OK,)):
+            raise ConnectionError(
+                f"Identify refused by {address}: {body.decode('utf-8', 'replace')}"
+            )
+        reply = pb.HostHello()
+        try:
+            reply.ParseFromString(body)
+        except DecodeError:
+            raise ConnectionError(f"{address} answered Identify with garbage") from None
+        return reply
 
 
 # ---------------------------------------------------------------------- the sender
 
 
 class _ClientConnection(asyncio.Protocol):
-    """The dialling side: frames out; for a snapshot stream, one answer frame in."""
+    """The dialling side: frames out; on a snapshot or Identify stream, one answer in."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: int, address: str, stats: TransportStats, write_timeout: float):
+        self._kind = kind
+        self._address = address
+        self._stats = stats
+        self._write_timeout = write_timeout
         self._transport: asyncio.Transport | None = None
         self._closed: BaseException | None = None
         self._drained: asyncio.Future[None] | None = None
         self._received = bytearray()
-        self._answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._on_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self._transport = cast(asyncio.Transport, transport)
         self._transport.set_write_buffer_limits(high=_HIGH_WATER)
+        keep_alive(transport)
 
     def notify_lost(self, wake: Callable[[], None]) -> None:
         self._on_lost = wake
@@ -157,12 +201,13 @@ class _ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = exc or ConnectionError("connection closed by the peer")
+        self._transport = None
         self._wake(self._closed)
         if self._on_lost is not None:
             self._on_lost()
-        if not self._answered.done():
-            self._answered.set_exception(ConnectionError("the peer closed without answering"))
-            self._answered.exception()  # retrieved here: nobody may be waiting for it
+        if not self.answered.done():
+            self.answered.set_exception(ConnectionError("the peer closed without answering"))
+            self.answered.exception()  # retrieved here: nobody may be waiting for it
 
     def pause_writing(self) -> None:
         if self._drained is None:
@@ -180,13 +225,30 @@ class _ClientConnection(asyncio.Protocol):
                 drained.set_exception(ConnectionError(str(error)))
 
     def data_received(self, data: bytes) -> None:
+        if self._kind == BATCHES:
+            self._violation(Reject.MALFORMED, f"{len(data)} bytes on a one-way batch stream")
+            return
+        if self.answered.done():
+            return  # the answer is whole; the peer closes next
         self._received += data
-        if len(self._received) >= _LENGTH:
-            size = int.from_bytes(self._received[:_LENGTH], "big")
-            if size > 1 * MiB:
-                self.abort()
-            elif len(self._received) >= _LENGTH + size and not self._answered.done():
-                self._answered.set_result(bytes(self._received[_LENGTH : _LENGTH + size]))
+        if len(self._received) < LENGTH:
+            return
+        size = int.from_bytes(self._received[:LENGTH], "big")
+        if size > MAX_ANSWER:
+            self._violation(Reject.OVERSIZED, f"a {size} byte answer announced")
+        elif size == 0:
+            self._violation(Reject.MALFORMED, "an empty answer")
+        elif len(self._received) >= LENGTH + size:
+            self.answered.set_result(bytes(self._received[LENGTH : LENGTH + size]))
+            self._received = bytearray()
+
+    def _violation(self, reason: Reject, what: str) -> None:
+        self._stats.reject(reason, f"from {self._address} (dialled): {what}")
+        error = ConnectionError(f"{self._address} does not speak the wire: {what}")
+        if not self.answered.done():
+            self.answered.set_exception(error)
+            self.answered.exception()
+        self.abort()
 
     def send(self, data: bytes) -> None:
         if self._closed is not None or self._transport is None:
@@ -199,22 +261,25 @@ class _ClientConnection(asyncio.Protocol):
             raise ConnectionError(f"connection closed ({self._closed})")
         if self._drained is not None:
             return False
-        self._transport.write(len(frame).to_bytes(_LENGTH, "big") + frame)
+        self._transport.write(len(frame).to_bytes(LENGTH, "big") + frame)
         return True
 
     async def write(self, frame: bytes) -> None:
-        while self._drained is not None:
-            await self._drained
+        async with asyncio.timeout(self._write_timeout):
+            while self._drained is not None:
+                await self._drained
         if not self.try_write(frame):
             raise ConnectionError("connection paused again at once")
 
-    async def answer(self) -> bytes:
-        assert self._transport is not None
-        if self._transport.can_write_eof():
-            self._transport.write_eof()
-        else:  # TLS has no half-close: an empty frame marks the end instead
-            self._transport.write(bytes(_LENGTH))
-        return await self._answered
+    def end(self) -> None:
+        """The end of a snapshot stream: a half-close, or on TLS an empty frame."""
+        transport = self._transport
+        if transport is None:
+            raise ConnectionError(f"connection closed ({self._closed})")
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.write(bytes(LENGTH))
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -226,8 +291,9 @@ class _ClientConnection(asyncio.Protocol):
 
 
 class _SnapshotClient:
-    def __init__(self, connection: _ClientConnection) -> None:
+    def __init__(self, connection: _ClientConnection, answer_timeout: float) -> None:
         self._connection = connection
+        self._answer_timeout = answer_timeout
 
     async def write(self, frame: bytes) -> None:
         if not frame:
@@ -236,11 +302,16 @@ class _SnapshotClient:
 
     async def finish(self) -> int:
         try:
-            answer = await self._connection.answer()
+            self._connection.end()
+            async with asyncio.timeout(self._answer_timeout):
+                answer = await self._connection.answered
         finally:
             await self._connection.close()
-        if answer[:1] == bytes((_ANSWER_OK,)):
-            received: int = pb.Ack.FromString(answer[1:]).received
+        if answer[:1] == bytes((ANSWER_OK,)):
+            try:
+                received: int = pb.Ack.FromString(answer[1:]).received
+            except DecodeError:
+                raise ConnectionError("the peer answered the snapshot with garbage") from None
             return received
         reason = answer[1:].decode("utf-8", "replace")
         raise ConnectionError(f"snapshot refused by the peer: {reason}")
@@ -249,157 +320,4 @@ class _SnapshotClient:
         self._connection.abort()
 
 
-# -------------------------------------------------------------------- the receiver
-
-
-class _ServerConnection(asyncio.Protocol):
-    """One accepted connection: the preamble, then frames to inbound.py (batches) or
-    to a snapshot transfer fed through a bounded queue."""
-
-    def __init__(self, owner: TcpTransport) -> None:
-        self._owner = owner
-        self._buffer = bytearray()
-        self._kind = 0
-        self._transport: asyncio.Transport | None = None
-        self._frames: asyncio.Queue[bytes | None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._paused = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self._owner._accepted.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._owner._accepted.discard(self)
-        if self._frames is not None:
-            self._frames.put_nowait(None)
-        self._transport = None
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-        if self._task is not None:
-            self._task.cancel()
-
-    def eof_received(self) -> bool | None:
-        if self._frames is not None:
-            self._frames.put_nowait(None)
-            return True  # keep the socket open for the answer
-        return None
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        if not self._kind and not self._read_preamble():
-            return
-        kind = self._kind
-        on_frame = self._owner._inbound.on_frame
-        limit = self._owner._frame_limit
-        start = 0
-        end = len(buffer)
-        while end - start >= _LENGTH:
-            size = int.from_bytes(buffer[start : start + _LENGTH], "big")
-            if size > limit:
-                self._owner.stats.reject(
-                    Reject.OVERSIZED, f"{size} byte frame announced, limit {limit}"
-                )
-                self.abort()
-                return
-            if end - start - _LENGTH < size:
-                break
-            frame = bytes(buffer[start + _LENGTH : start + _LENGTH + size])
-            start += _LENGTH + size
-            if kind == BATCHES:
-                on_frame(frame)
-            else:
-                self._snapshot_frame(frame)
-            if self._transport is None:
-                return  # aborted while delivering
-        if start:
-            del buffer[:start]
-
-    def _read_preamble(self) -> bool:
-        buffer = self._buffer
-        if len(buffer) < _PREAMBLE_SIZE:
-            if not PREAMBLE.startswith(bytes(buffer[: len(PREAMBLE)])):
-                self._refuse(f"{bytes(buffer[:16])!r}")
-            return False
-        head = bytes(buffer[:_PREAMBLE_SIZE])
-        del buffer[:_PREAMBLE_SIZE]
-        version, kind = head[len(PREAMBLE)], head[len(PREAMBLE) + 1]
-        if head[: len(PREAMBLE)] != PREAMBLE or kind not in (BATCHES, SNAPSHOT):
-            self._refuse(f"{head!r}")
-            return False
-        if version != TCP_WIRE_VERSION:
-            self._owner.stats.reject(Reject.WRONG_VERSION, f"TCP wire version {version}")
-            self.abort()
-            return False
-        self._kind = kind
-        if kind == SNAPSHOT:
-            self._frames = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._receive_snapshot())
-        return True
-
-    def _refuse(self, what: str) -> None:
-        peer = None if self._transport is None else self._transport.get_extra_info("peername")
-        self._owner.stats.reject(Reject.MALFORMED, f"connection from {peer} opened with {what}")
-        self.abort()
-
-    # ---------------------------------------------------------------- snapshots
-
-    def _snapshot_frame(self, frame: bytes) -> None:
-        assert self._frames is not None and self._transport is not None
-        if not frame:  # TLS's end of stream (no half-close there)
-            self._frames.put_nowait(None)
-            return
-        self._frames.put_nowait(frame)
-        if self._frames.qsize() >= _SNAPSHOT_BUFFER and not self._paused:
-            self._paused = True
-            self._transport.pause_reading()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        assert self._frames is not None
-        while True:
-            frame = await self._frames.get()
-            if self._paused and self._frames.qsize() < _SNAPSHOT_BUFFER // 2:
-                self._paused = False
-                if self._transport is not None:
-                    self._transport.resume_reading()
-            if frame is None:
-                return
-            yield frame
-
-    async def _receive_snapshot(self) -> None:
-        owner = self._owner
-        try:
-            count = await owner._snapshot_inbox.receive(self._chunks())
-        except SnapshotRejected as e:
-            self._answer(_ANSWER_REFUSED, str(e).encode("utf-8", "replace"))
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # counted and logged by the inbox
-            self._answer(_ANSWER_REFUSED, f"receiver failed: {e}".encode("utf-8", "replace"))
-            return
-        owner.stats.snapshots_received += 1
-        self._answer(_ANSWER_OK, pb.Ack(received=count).SerializeToString())
-
-    def _answer(self, status: int, body: bytes) -> None:
-        transport = self._transport
-        if transport is None:
-            return
-        answer = bytes((status,)) + body
-        transport.write(len(answer).to_bytes(_LENGTH, "big") + answer)
-        transport.close()
-
-
-def frame_bytes(frame: bytes) -> bytes:
-    """One frame as it travels (for tests and tools that speak the wire directly)."""
-    return len(frame).to_bytes(_LENGTH, "big") + frame
-
-
-def preamble(kind: int) -> bytes:
-    return _preamble(kind)
-
-
-__all__ = ["BATCHES", "SNAPSHOT", "TCP_WIRE_VERSION", "TcpTransport", "frame_bytes", "preamble"]
+__all__ = ["BATCHES", "IDENTIFY", "SNAPSHOT", "TCP_WIRE_VERSION", "TcpTransport"]
