@@ -188,6 +188,14 @@ def parser() -> argparse.ArgumentParser:
         default=2,
         help="etcd load generator processes sharing --outstanding (default 2)",
     )
+    compare.add_argument(
+        "--etcd-load",
+        choices=("auto", "go", "python"),
+        default="auto",
+        help="etcd's load generator: its own Go client (built once from Debian's "
+        "golang-etcd-server-dev with the installed go) or a Python one; auto: Go where "
+        "it can be built (default auto)",
+    )
     return p
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import psutil
 import pytest
 
-from examples.benchmark.compare import etcd_wire
+from examples.benchmark.compare import etcd_cluster, etcd_go, etcd_wire
 from examples.benchmark.compare.dqlite import _read_results
 from examples.benchmark.compare.etcd_load import LoadConfig
 from examples.benchmark.compare.run import text
+from nodehost.bench import Histogram, Workers
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["-d", "1", "-w", "0.3", "--rounds", "1", "-s", "3", "--outstanding", "12"]
@@ -91,7 +92,7 @@ def test_dqlite_benchmark_results_are_read_as_the_tool_writes_them(tmp_path: Pat
 @pytest.mark.integration
 @pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (etcd-server)")
 def test_compare_etcd_prints_both_systems_and_stops_every_process() -> None:
-    done = run_benchmark("--compare-etcd", "--json", *TINY)
+    done = run_benchmark("--compare-etcd", "--json", "--etcd-load", "python", *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert set(result["scenarios"]) == {"etcd writes", "etcd sequential", "etcd reads"}
@@ -134,6 +135,34 @@ def test_compare_dqlite_prints_both_systems_and_stops_every_process() -> None:
         assert not psutil.pid_exists(process["pid"]), process
     roles = {p["role"] for p in every_process(result)}
     assert {"kvstore", "dqlite-demo leader", "dqlite-benchmark driver"} <= roles
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (etcd-server)")
+def test_the_go_load_generator_speaks_the_python_ones_contract(tmp_path: Path) -> None:
+    """etcd's own Go client as the generator (built once, offline, and cached) where Go
+    and Debian's golang-etcd-server-dev are installed; a clear reason where not."""
+    binary, why = etcd_go.go_loader()
+    if binary is None:
+        assert why
+        pytest.skip(f"no Go load generator here: {why}")
+    with Workers(tmp_path) as workers:
+        cluster = etcd_cluster.EtcdCluster(workers, tmp_path)
+        cluster.wait_ready()
+        for mode in ("put", "range"):
+            config = LoadConfig(
+                endpoints=cluster.endpoints, mode=mode, outstanding=4, warmup=0.2, duration=0.5
+            )
+            done = subprocess.run(
+                [binary, json.dumps(config.__dict__)], capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0, done.stderr
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            histogram = Histogram.from_json(report["histogram"])
+            assert report["count"] == histogram.total > 0 and report["errors"] == {}
+            assert 0 < histogram.percentile_ms(0.5) < 1000 and report["peak_rss_mib"] > 1
+        bad = subprocess.run([binary, '{"mode": "delete"}'], capture_output=True, text=True)
+        assert bad.returncode == 2 and "bad config" in bad.stderr
 
 
 def test_a_missing_peer_is_a_clear_error(tmp_path: Path) -> None:

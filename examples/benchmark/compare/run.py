@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from examples.benchmark.compare import dqlite, etcd_cluster
+from examples.benchmark.compare import dqlite, etcd_cluster, etcd_go
 from examples.benchmark.compare.etcd_load import LoadConfig
 from examples.benchmark.settings import parse as parse_benchmark
 from examples.kvstore import bench as kvstore_bench
@@ -85,6 +85,26 @@ def ours(args: argparse.Namespace, directory: Path, mode: str) -> Figure:
 # ------------------------------------------------------------------------------- etcd
 
 
+PYTHON_LOAD = (
+    "Python grpc.aio, pre-encoded requests (etcd_load.py): it spends more CPU per request "
+    "than etcd's Go client, so etcd's figures are a floor"
+)
+GO_LOAD = "etcd's Go client (clientv3 from Debian's golang-etcd-server-dev, etcdload/main.go)"
+
+
+def etcd_load_command(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The load generator's command (the JSON config is appended) and its description."""
+    python = [sys.executable, "-m", "examples.benchmark.compare.etcd_load"]
+    if args.etcd_load == "python":
+        return python, PYTHON_LOAD
+    binary, why = etcd_go.go_loader()
+    if binary is not None:
+        return [binary], GO_LOAD
+    if args.etcd_load == "go":
+        raise FileNotFoundError(f"--etcd-load go: {why}")
+    return python, f"{PYTHON_LOAD} (no Go generator: {why})"
+
+
 def etcd(args: argparse.Namespace, directory: Path, mode: str) -> Figure:
     run_dir = directory / f"etcd-{mode}"
     run_dir.mkdir(parents=True)
@@ -113,12 +133,7 @@ def etcd(args: argparse.Namespace, directory: Path, mode: str) -> Figure:
             children.append(
                 workers.start(
                     f"etcd-load{index + 1}",
-                    [
-                        sys.executable,
-                        "-m",
-                        "examples.benchmark.compare.etcd_load",
-                        json.dumps(config.__dict__),
-                    ],
+                    [*args.etcd_load_command, json.dumps(config.__dict__)],
                     stdout_pipe=True,
                 )
             )
@@ -150,7 +165,7 @@ def etcd(args: argparse.Namespace, directory: Path, mode: str) -> Figure:
         for pid, (cpu, peak) in members.items()
     ] + [
         {
-            "role": "load (Python)",
+            "role": "load (Go)" if args.etcd_load_command[0] != sys.executable else "load (Python)",
             "pid": child.pid,
             "cpu_percent": 100.0 * r["cpu_seconds"] / r["seconds"],
             "peak_rss_mib": r["peak_rss_mib"],
@@ -301,6 +316,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             "(Debian: apt-get install go-dqlite)"
         )
     host = machine()
+    load_description = ""
+    if args.compare_etcd:
+        args.etcd_load_command, load_description = etcd_load_command(args)
     scenarios: list[tuple[str, Callable[[Path], Figure], Callable[[Path], Figure]]] = []
     if args.compare_etcd:
         for mode in ("writes", "sequential", "reads"):
@@ -346,8 +364,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "settings": {k: v for k, v in vars(args).items() if k in _SETTINGS},
         "machine": host,
-        "load_generator": "Python grpc.aio, pre-encoded requests (etcd's Go benchmark "
-        "tool is not in Debian)",
+        "load_generator": load_description,
         "scenarios": {
             name: {side: _median(figures) for side, figures in sides.items()}
             for name, sides in runs.items()
@@ -375,6 +392,7 @@ _SETTINGS = {
     "transport",
     "compare_etcd",
     "compare_dqlite",
+    "etcd_load",
 }
 
 
