@@ -5,7 +5,8 @@ One pass (Raft thesis 10.2.1):
   2. send the leaders' REPLICATE messages at once, so followers save in parallel,
   3. save the updates of all replicas in ONE LogDB write with ONE fsync, off the loop,
   4. send the remaining messages (votes and acknowledgements only leave after 3),
-  5. commit_update, then hand committed entries to the apply workers.
+  5. commit_update, then hand committed entries to the apply workers (those saved
+     here in an earlier pass go before 3: Update.saved_committed).
 
 Rules:
 - The loop thread is the only one that touches a Peer; nothing on it blocks (LogDB runs on
@@ -282,9 +283,11 @@ class Engine:
         if not work:
             return
         transport = self.transport
-        for _, update in work:
+        for node, update in work:
             if update.replicate:
                 self._send(update.replicate)
+            if update.saved_committed and not node.stopped:
+                node.apply_saved(update)  # durable already: no need to wait for this save
         records = [u for _, u in work if u.state is not None or u.entries or u.snapshot]
         if self.lazy_saves is not None:  # MUTATION "ack-before-fsync" (test-only)
             records = self.lazy_saves.hold(work, records)

@@ -254,20 +254,32 @@ class Node:
             self.read_tracker.confirmed(ready.context, ready.index)
         if update.ready_to_reads:
             self.release_reads()
-        if self.engine.notify_commit:
-            for entry in update.committed:
-                waiting = self.pending_proposals.get(entry.key)
-                if waiting is not None:
-                    waiting.committed()
         if update.snapshot is not None:
             self.submit_apply("recover", update.snapshot)
         if update.committed:
-            self.submit_apply("entries", update.committed)
+            self._hand_committed(update.committed)
         membership_id = self.peer.membership_id
         if membership_id != self.membership_id:
             self.membership_id = membership_id
             self.membership = self.peer.membership
             self.engine.membership_changed(self)
+
+    def apply_saved(self, update: Update) -> None:
+        """Before the pass's save: hand the committed entries this replica saved in an
+        earlier pass to the apply worker (Update.saved_committed); `on_update` hands the
+        rest. An answer then waits for no fsync but the one that made it durable."""
+        count = update.saved_committed
+        entries, update.committed = update.committed[:count], update.committed[count:]
+        update.saved_committed = 0
+        self._hand_committed(entries)
+
+    def _hand_committed(self, entries: list[pb.Entry]) -> None:
+        if self.engine.notify_commit:
+            for entry in entries:
+                waiting = self.pending_proposals.get(entry.key)
+                if waiting is not None:
+                    waiting.committed()
+        self.submit_apply("entries", entries)
 
     def _dropped(self, update: Update) -> None:
         """Tell the callers of what the core dropped: retry (no leader yet), or give up

@@ -23,6 +23,7 @@ from typing import Any
 
 from examples.benchmark import report
 from examples.benchmark.cluster import Cluster, WorkerFailed
+from examples.benchmark.profile import Profiler
 from examples.benchmark.settings import parse
 from examples.benchmark.worker import WorkerConfig
 from nodehost.bench import CpuWindow, Histogram, free_ports
@@ -156,15 +157,19 @@ def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[s
         progress.wait(cluster, "warming up", args.warmup)
         cluster.send({"cmd": "measure"})
         cpu = CpuWindow(cluster.pids)
+        profiler = None
+        if args.profile:
+            profiler = Profiler(Path(args.profile), cluster.pids, args.duration)
         progress.wait(cluster, "measuring", args.duration)
         cluster.send({"cmd": "stop"})
         cpu_percent = cpu.stop()
+        profiles = profiler.finish() if profiler is not None else None
         reports = cluster.collect("report", args.timeout + 30.0)
         leaders_end = leaders_by_process(cluster, args.processes)
     finally:
         progress.clear()
         cluster.stop()
-    return summarize(
+    result = summarize(
         args,
         host,
         disk,
@@ -174,6 +179,9 @@ def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[s
         leaders_end,
         [cpu_percent[pid] for pid in cluster.pids],
     )
+    if profiles is not None:
+        result["profile"] = profiles
+    return result
 
 
 def summarize(

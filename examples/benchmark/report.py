@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from examples.benchmark import profile
 from nodehost.bench.report import machine_line
 
 TARGET_SETTINGS = {"processes": 3, "fsync": True, "payload": 16}
@@ -115,4 +116,6 @@ def text(r: dict[str, Any]) -> str:
             lines.append(
                 f"  {t['name']:<22} {t['target']:<11} measured {value:<14} {verdict}{note}"
             )
+    if "profile" in r:
+        lines += ["", *profile.text(r["profile"])]
     return "\n".join(lines)

@@ -151,6 +151,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="print one JSON object instead of the text report"
     )
+    p.add_argument(
+        "--profile",
+        default="",
+        metavar="DIR",
+        help="sample every worker with py-spy during the measured window; raw stacks go "
+        "to DIR, the report gets CPU by thread and the top functions per process",
+    )
     compare = p.add_argument_group(
         "comparison with etcd and dqlite (docs/performance.md)",
         "Run the library and a peer alternately in one run, with the same requests "

@@ -36,7 +36,7 @@ class Reads(RaftCore):
                 # stale as soon as the leader commits something we have not heard of.
                 self.ready_reads.append(ReadyToRead(ctx, self.log.committed))
                 return
-            self.msgs.append(
+            self.replicate.append(  # it carries no state of ours: it may leave before the save
                 pb.Message(
                     type=pb.READ_INDEX,
                     to=self.leader_id,
