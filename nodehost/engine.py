@@ -3,14 +3,16 @@
 One pass (Raft thesis 10.2.1):
   1. step every replica with queued input (messages, proposals, reads, ticks),
   2. send the leaders' REPLICATE messages at once, so followers save in parallel,
-  3. save the updates of all replicas in ONE LogDB write with ONE fsync, off the loop,
+  3. save the updates of all replicas in ONE LogDB write with ONE fsync (off the loop,
+     unless the pass is small: INLINE_SAVE_ENTRIES),
   4. send the remaining messages (votes and acknowledgements only leave after 3),
   5. commit_update, then hand committed entries to the apply workers (those saved
      here in an earlier pass go before 3: Update.saved_committed).
 
 Rules:
-- The loop thread is the only one that touches a Peer; nothing on it blocks (LogDB runs on
-  one IO thread, state machines on apply threads, snapshots on apply threads).
+- The loop thread is the only one that touches a Peer; nothing on it blocks but a small
+  pass's LogDB write (bigger ones run on one IO thread; state machines and snapshots on
+  apply threads).
 - Passes never overlap, so no replica is stepped while its previous update is unsaved.
 - Other threads wake the loop at most once per pass.
 """
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
     from nodehost.node import Node
 
 log = logging.getLogger("nodehost.engine")
+# A pass whose save holds at most this many entries writes (and fsyncs) on the loop
+# thread; a bigger one on the IO thread, so the loop decodes what arrives meanwhile.
+INLINE_SAVE_ENTRIES = 8
 T = TypeVar("T")
 
 
@@ -93,10 +98,14 @@ class Engine:
         self.loop = new_event_loop(use_uvloop)
         self._wake = asyncio.Event()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nodehost-io")
-        self._apply_queues: list[queue.SimpleQueue[Node | None]] = []
+        self._apply_queues: list[queue.SimpleQueue[Node | list[Node] | None]] = []
+        # During a pass, replicas with new apply work are gathered here and each apply
+        # worker is woken once (a wake-up is a syscall and a GIL hand-off), not once
+        # per replica: see schedule_apply.
+        self._apply_batch: list[Node] | None = None
         self._apply_threads: list[threading.Thread] = []
         for i in range(apply_workers):
-            q: queue.SimpleQueue[Node | None] = queue.SimpleQueue()
+            q: queue.SimpleQueue[Node | list[Node] | None] = queue.SimpleQueue()
             thread = threading.Thread(
                 target=self._apply_worker, args=(q,), name=f"nodehost-apply-{i}", daemon=True
             )
@@ -260,6 +269,14 @@ class Engine:
             self._wake.set()
 
     async def _pass(self) -> None:
+        self._apply_batch = []
+        try:
+            await self._step_save_send()
+        finally:
+            self._wake_apply_workers()
+            self._apply_batch = None
+
+    async def _step_save_send(self) -> None:
         ready, self._ready = self._ready, set()
         tick = self._tick
         work: list[tuple[Node, Update]] = []
@@ -288,16 +305,27 @@ class Engine:
                 self._send(update.replicate)
             if update.saved_committed and not node.stopped:
                 node.apply_saved(update)  # durable already: no need to wait for this save
+        self._wake_apply_workers()  # they apply while this pass saves
         records = [u for _, u in work if u.state is not None or u.entries or u.snapshot]
         if self.lazy_saves is not None:  # MUTATION "ack-before-fsync" (test-only)
             records = self.lazy_saves.hold(work, records)
         if records:
             started = time.perf_counter()
-            if any(u.must_sync or u.entries or u.snapshot for u in records):
+            entries = 0
+            synced = False
+            for u in records:
+                entries += len(u.entries)
+                synced = synced or u.must_sync or bool(u.entries) or u.snapshot is not None
+            if synced and (entries > INLINE_SAVE_ENTRIES or any(u.snapshot for u in records)):
                 await self.loop.run_in_executor(self._io, self.logdb.save, records)
             else:
-                # Only a commit index moved: an unsynced write of a few bytes costs less
-                # than the hop to the IO thread and back, which sits on the commit path.
+                # A commit index, or a few entries: written here. The hop to the IO
+                # thread and back (two thread wake-ups, each waiting for the GIL) cost
+                # more than building so small a batch, and it sits on every answer's
+                # path; the fsync itself releases the GIL. Passes never overlap, so the
+                # loop has nothing to step meanwhile: what this pass sent leaves first.
+                if synced:
+                    await asyncio.sleep(0)
                 self.logdb.save(records)
             self.metrics.logdb_save(len(records), time.perf_counter() - started)
         for node, update in work:
@@ -372,14 +400,38 @@ class Engine:
     # ---------------------------------------------------------------- apply workers
 
     def schedule_apply(self, node: Node) -> None:
-        self._apply_queues[node.apply_worker].put(node)
+        batch = self._apply_batch
+        if batch is not None and threading.get_ident() == self._thread.ident:
+            batch.append(node)  # woken by _wake_apply_workers, once per pass
+        else:
+            self._apply_queues[node.apply_worker].put(node)
 
-    def _apply_worker(self, q: queue.SimpleQueue[Node | None]) -> None:
+    def _wake_apply_workers(self) -> None:
+        """On the loop: hand each apply worker the replicas gathered for it."""
+        batch = self._apply_batch
+        if not batch:
+            return
+        self._apply_batch = []
+        queues = self._apply_queues
+        if len(queues) == 1:
+            queues[0].put(batch)
+            return
+        by_worker: dict[int, list[Node]] = {}
+        for node in batch:
+            by_worker.setdefault(node.apply_worker, []).append(node)
+        for worker, nodes in by_worker.items():
+            queues[worker].put(nodes)
+
+    def _apply_worker(self, q: queue.SimpleQueue[Node | list[Node] | None]) -> None:
         while True:
-            node = q.get()
-            if node is None:
+            item = q.get()
+            if item is None:
                 return
-            node.run_apply()
+            if isinstance(item, list):
+                for node in item:
+                    node.run_apply()
+            else:
+                item.run_apply()
 
     # ---------------------------------------------------------------- node callbacks
 

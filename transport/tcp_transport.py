@@ -255,6 +255,9 @@ class _ClientConnection(asyncio.Protocol):
             raise ConnectionError(f"connection closed ({self._closed})")
         self._transport.write(data)
 
+    def writable(self) -> bool:
+        return self._closed is None and self._transport is not None and self._drained is None
+
     def try_write(self, frame: bytes) -> bool:
         """Write the frame now unless the socket's buffer is above its high mark."""
         if self._closed is not None or self._transport is None:

@@ -1,10 +1,12 @@
 """`example-benchmark --profile DIR`: py-spy on every worker during the measured window.
 
-Each worker is sampled by `py-spy record` (sampling from outside, the process is not
-paused: --nonblocking) for the window's length; the raw stacks go to DIR, one file per
-process, and the report gets, per process: the share of the window each thread spent
-on a CPU, and the functions with the most samples of their own (self time) and in
-total (inclusive), over every thread.
+Each worker is sampled by `py-spy record --gil` (from outside, without pausing the
+process: --nonblocking) for the window's length: a sample is taken only of the thread
+that holds the GIL, so it shows where the process's Python time goes (a thread waiting
+in C, in epoll, a queue or an fsync, is not sampled; C code that releases the GIL is not
+counted either). The raw stacks go to DIR, one file per process, and the report gets,
+per process: the share of the window each thread held the GIL, and the functions with
+the most samples of their own (self time) and in total (inclusive).
 
 Rules: py-spy is a dev dependency (`uv sync` installs it); without it, or when the
 system refuses it access to the workers (ptrace), the run goes on and the report says
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from nodehost.bench import Workers
 
-RATE = 250  # samples per second and thread
+RATE = 250  # samples per second
 TOP = 15
 _LINE = re.compile(r"^thread \((\d+)\): ([^;]*)(?:;(.*))? (\d+)$")
 _FRAME_LINE = re.compile(r" \(([^():]*):\d+\)$")
@@ -42,7 +44,7 @@ class ProcessProfile:
         return {
             "pid": self.pid,
             "samples": self.samples,
-            "threads_cpu_share": {t: round(n / possible, 3) for t, n in self.threads.most_common()},
+            "threads_gil_share": {t: round(n / possible, 3) for t, n in self.threads.most_common()},
             "self": [(f, round(n / self.samples, 4)) for f, n in self.own.most_common(TOP)],
             "inclusive": [
                 (f, round(n / self.samples, 4)) for f, n in self.inclusive.most_common(TOP)
@@ -100,6 +102,7 @@ class Profiler:
                     "--format",
                     "raw",
                     "--threads",
+                    "--gil",
                     "--nonblocking",
                     "--rate",
                     str(RATE),
@@ -137,12 +140,12 @@ class Profiler:
 def text(profiles: list[dict[str, object]] | str) -> list[str]:
     if isinstance(profiles, str):
         return [f"profile: none ({profiles})"]
-    lines = [f"profile (py-spy, {RATE} samples/s per thread, on-CPU samples only):"]
+    lines = [f"profile (py-spy --gil, {RATE} samples/s of the thread holding the GIL):"]
     for profile in profiles:
-        threads = profile["threads_cpu_share"]
+        threads = profile["threads_gil_share"]
         assert isinstance(threads, dict)
         shares = ", ".join(f"{t} {100 * s:.0f}%" for t, s in threads.items())
-        lines.append(f"  pid {profile['pid']}: CPU by thread (% of the window): {shares}")
+        lines.append(f"  pid {profile['pid']}: GIL held, by thread (% of the window): {shares}")
         for kind in ("self", "inclusive"):
             rows = profile[kind]
             assert isinstance(rows, list)

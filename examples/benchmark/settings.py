@@ -156,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
         default="",
         metavar="DIR",
         help="sample every worker with py-spy during the measured window; raw stacks go "
-        "to DIR, the report gets CPU by thread and the top functions per process",
+        "to DIR, the report gets the GIL held by each thread and the top functions per process",
     )
     compare = p.add_argument_group(
         "comparison with etcd and dqlite (docs/performance.md)",

@@ -79,7 +79,7 @@ def test_a_read_run_on_the_concurrent_state_machine(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_sequential_mode_on_disk_without_fsync(tmp_path: Path) -> None:
     """Also `--profile DIR` (py-spy on each worker during the window): per process, CPU
-    by thread and the top functions; where py-spy may not attach, the reason instead."""
+    by thread (GIL held) and the top functions; where py-spy may not attach, the reason instead."""
     r = run_json(
         tmp_path,
         *("--sequential", "--sm", "ondisk", "--no-fsync", "--probe-seconds", "0"),
@@ -91,7 +91,7 @@ def test_sequential_mode_on_disk_without_fsync(tmp_path: Path) -> None:
     else:
         assert [p["pid"] for p in profiles] == [p["pid"] for p in r["processes"]]
         for profile in profiles:
-            assert profile["samples"] > 0 and "nodehost-engine" in profile["threads_cpu_share"]
+            assert profile["samples"] > 0 and "nodehost-engine" in profile["threads_gil_share"]
             assert profile["self"] and profile["inclusive"]
             assert (tmp_path / "profile" / f"{profile['pid']}.txt").is_file()
     assert r["settings"]["shards"] == 1 and r["settings"]["fsync"] is False

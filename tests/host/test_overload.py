@@ -9,6 +9,7 @@ in 128 MiB. Memory is checked against a bound between the two, never against a t
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -213,16 +214,19 @@ def test_a_replica_refuses_what_would_wait_too_long_before_any_count_is_reached(
         taken: list[RequestState] = []
         refused: SystemBusy | None = None
         for _ in range(rounds):
-            taken += [host.propose(session, slow, timeout=60) for _ in range(600)]
-            # Propose on while much is pending: the first refusal is what is checked.
-            while refused is None and len(node.pending_proposals) > 100:
+            # 600 at once, then one more per apply's time while much is pending: the
+            # first refusal is what is checked.
+            for number in itertools.count():
+                done = number >= 600 and len(node.pending_proposals) <= 100
+                if refused is not None or done or number >= 2000:  # bounded
+                    break
                 try:
                     taken.append(host.propose(session, slow, timeout=60))
                 except SystemBusy as exc:
                     refused = exc
                     pending = len(node.pending_proposals)
-                else:
-                    time.sleep(0.005)  # one more behind the queue, about one apply's time
+                if number >= 600:
+                    time.sleep(0.005)
             if refused is not None:
                 break
             wait_for(lambda: len(node.pending_proposals) == 0, what="an undecided round drained")

@@ -403,3 +403,30 @@ def test_a_snapshot_answer_that_is_garbage_huge_or_never_comes_fails_the_transfe
                     await a.close()
 
     run("uvloop", main)
+
+
+def test_a_peer_that_stops_reading_is_given_up_after_write_timeout() -> None:
+    """Frames are written at once while the socket has room; once it has none, the
+    writer task waits for it, bounded by write_timeout, and then reports the peer."""
+
+    async def main() -> None:
+        async with HostileServer(b"", hold=True) as frozen:
+            handler = Recorder()
+            a = make("tcp", handler, write_timeout=0.5)
+            await a.start()
+            a.registry.add(1, 2, frozen.address)
+            try:
+                big = heartbeat()
+                big.type = pb.REPLICATE
+                big.entries.add(term=1, index=1, cmd=os.urandom(32 * 1024))
+                for _ in range(100):  # 100 sends of 3.2 MiB each: far past any buffer
+                    a.send([big] * 100)
+                    await asyncio.sleep(0)
+                    if (1, 2) in handler.unreachable:
+                        break
+                await eventually(lambda: (1, 2) in handler.unreachable, what="unreachable")
+                assert a.stats.connect_failures >= 1 and a.stats.batches_sent >= 1
+            finally:
+                await a.close()
+
+    run("uvloop", main)
