@@ -2,9 +2,10 @@
 
     uv run python scripts/bench_idle.py                         # 10,000 shards, 3 hosts
     uv run python scripts/bench_idle.py --shards 1000 --no-quiesce
+    uv run python scripts/bench_idle.py --transport tcp
 
-Each NodeHost runs in its own process (real gRPC on 127.0.0.1, real RocksDB in a temp
-dir) and hosts one replica of every shard, so each shard has `--hosts` replicas. The run:
+Each NodeHost runs in its own process (real gRPC, or TCP with --transport tcp, on
+127.0.0.1, real RocksDB in a temp dir) and hosts one replica of every shard, so each shard has `--hosts` replicas. The run:
 
 1. start every replica on every host at once and wait until each host knows a leader
    for every shard (start-up time is printed in total and per shard),
@@ -80,12 +81,18 @@ def host_main(
     shards: int,
     quiesce: bool,
     rtt_ms: int,
+    transport: str,
     conn: Connection,
 ) -> None:
     """Start this host's replica of every shard, then answer the driver's questions."""
     logging.basicConfig(level=logging.ERROR)
     nh = NodeHost(
-        NodeHostConfig(node_host_dir=directory, raft_address=addresses[rid], rtt_millisecond=rtt_ms)
+        NodeHostConfig(
+            node_host_dir=directory,
+            raft_address=addresses[rid],
+            rtt_millisecond=rtt_ms,
+            transport=transport,
+        )
     )
     engine = nh._engine
     assert engine is not None
@@ -156,7 +163,9 @@ def _write(nh: NodeHost, shards: list[int]) -> int:
 class Hosts:
     """The host processes and their control pipes; every process is stopped by PID."""
 
-    def __init__(self, count: int, shards: int, quiesce: bool, rtt_ms: int, root: str) -> None:
+    def __init__(
+        self, count: int, shards: int, quiesce: bool, rtt_ms: int, transport: str, root: str
+    ) -> None:
         ctx = mp.get_context("spawn")
         ports = free_ports(count)
         addresses = {i + 1: f"127.0.0.1:{p}" for i, p in enumerate(ports)}
@@ -167,7 +176,7 @@ class Hosts:
             directory = os.path.join(root, f"nh{rid}")
             p = ctx.Process(
                 target=host_main,
-                args=(rid, addresses, directory, shards, quiesce, rtt_ms, theirs),
+                args=(rid, addresses, directory, shards, quiesce, rtt_ms, transport, theirs),
                 name=f"host-{rid}",
             )
             p.start()
@@ -219,10 +228,10 @@ def run(args: argparse.Namespace) -> bool:
     print(
         f"{shards} shards x {args.hosts} replicas, one NodeHost process per replica, "
         f"rtt {args.rtt_ms} ms, election_rtt 10, heartbeat_rtt 1, "
-        f"quiesce {'on' if quiesce else 'off'}",
+        f"quiesce {'on' if quiesce else 'off'}, {args.transport} transport",
         flush=True,
     )
-    hosts = Hosts(args.hosts, shards, quiesce, args.rtt_ms, root)
+    hosts = Hosts(args.hosts, shards, quiesce, args.rtt_ms, args.transport, root)
     try:
         t0 = time.monotonic()
         starts = {rid: hosts.recv(rid, args.timeout) for rid in hosts.conns}
@@ -290,6 +299,9 @@ def main() -> None:
     parser.add_argument("--rtt-ms", type=int, default=100, help="NodeHostConfig.rtt_millisecond")
     parser.add_argument("--writes", type=int, default=100, help="shards written once")
     parser.add_argument("--no-quiesce", action="store_true", help="the comparison figure")
+    parser.add_argument(
+        "--transport", choices=("grpc", "tcp"), default="grpc", help="NodeHostConfig.transport"
+    )
     parser.add_argument("--settle", type=float, default=5.0, help="idle wait without quiesce")
     parser.add_argument("--timeout", type=float, default=1200.0, help="bound on each phase")
     parser.add_argument(

@@ -284,18 +284,17 @@ class BaseTransport(abc.ABC):
         stats = self.stats
         for peer in peers:
             stream = peer.direct
-            if not peer.records:
-                continue
-            if stream is None or stream.lost() is not None or not stream.writable():
-                peer.wake.set()  # the writer task waits, reconnects or reports
-                continue
-            frame, count = self._take(peer)
-            stream.try_write(frame)
-            stats.batches_sent += 1
-            stats.messages_sent += count
-            if peer.breaker.failures:
-                log.info("reconnected to %s", peer.address)
-                peer.breaker.success()
+            while peer.records:  # a long queue goes in several bounded frames
+                if stream is None or stream.lost() is not None or not stream.writable():
+                    peer.wake.set()  # the writer task waits, reconnects or reports
+                    break
+                frame, count = self._take(peer)
+                stream.try_write(frame)
+                stats.batches_sent += 1
+                stats.messages_sent += count
+                if peer.breaker.failures:
+                    log.info("reconnected to %s", peer.address)
+                    peer.breaker.success()
 
     def _drop(self, peer: _Peer, size: int) -> None:
         self.stats.dropped += 1

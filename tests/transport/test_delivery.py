@@ -98,6 +98,21 @@ def test_a_long_queue_goes_in_frames_of_bounded_size(setup: tuple[str, str]) -> 
     scenario(setup, body)
 
 
+def test_a_long_queue_on_an_open_idle_connection_goes_out_whole(setup: tuple[str, str]) -> None:
+    """The same once the connection is up and its writer idle (on TCP the frames are
+    then written by the loop's flush, not the writer task): every frame goes out."""
+
+    async def body(p: Pair) -> None:
+        p.a.send([heartbeat(term=1)])
+        await eventually(lambda: len(p.hb.messages) == 1)
+        count = MAX_BATCH_MESSAGES * 2 + 10
+        p.a.send([heartbeat(term=i + 2) for i in range(count)])
+        await eventually(lambda: len(p.hb.messages) == count + 1)
+        assert [m.term for m in p.hb.messages] == list(range(1, count + 2))
+
+    scenario(setup, body)
+
+
 def test_frames_are_bounded_by_bytes(setup: tuple[str, str]) -> None:
     async def body(p: Pair) -> None:
         burst = [heartbeat(term=i + 1) for i in range(300)]  # 3,773 bytes encoded
