@@ -427,7 +427,20 @@ def _memory(figure: Figure) -> str:
     parts = []
     for p in figure["processes"]:
         parts.append(f"{p['role']} {p['peak_rss_mib']:.0f} MiB {p['cpu_percent']:.0f}%")
+    per_op = cpu_per_operation_us(figure)
+    if per_op is not None:
+        parts.append(f"CPU per operation {per_op:,.0f} us")
     return "; ".join(parts)
+
+
+def cpu_per_operation_us(figure: Figure) -> float | None:
+    """CPU time of every process of the run (load generators and clients included) per
+    completed request. On a shared machine a system's rate follows the CPU it is given;
+    this figure does not."""
+    if not figure["rate"]:
+        return None
+    cpu = sum(float(p["cpu_percent"]) for p in figure["processes"]) / 100.0
+    return cpu / float(figure["rate"]) * 1e6
 
 
 def text(result: dict[str, Any]) -> str:
