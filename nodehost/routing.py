@@ -64,7 +64,7 @@ class TransportRouter:
             node.inbox_bytes += size
             node.inbox.append(m)
             engine.wake(node)
-        hosts = self._nh._transport.hosts
+        hosts = engine.transport.hosts if engine.transport is not None else None
         if hosts is not None and source_address and hosts.host_at(source_address) is None:
             # By NodeHost id, a replica that just joined knows its peers' ids from the
             # membership they present, not yet where those hosts are. Which host serves
