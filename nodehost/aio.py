@@ -7,38 +7,18 @@ thread, and retry dropped requests within the timeout exactly as the `sync_*` ca
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nodehost import errors
-from nodehost.config import NodeHostConfig
+from nodehost.hostcore import HostBase
 from nodehost.info import Membership, SnapshotOption
-from nodehost.parts import Clock
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.rsm import Session
 from statemachine import Result
 
-if TYPE_CHECKING:
-    from nodehost.node import Node
 
-
-class AsyncAPI:
-    config: NodeHostConfig
-    _rng: random.Random
-    _clock: Clock
-
-    if TYPE_CHECKING:
-
-        def propose(self, session: Session, cmd: bytes, timeout: float) -> RequestState: ...
-        def _propose(self, session: Session, cmd: bytes, timeout: float) -> RequestState: ...
-        def read_index(self, shard_id: int, timeout: float) -> RequestState: ...
-        def request_snapshot(
-            self, shard_id: int, option: SnapshotOption | None, timeout: float
-        ) -> RequestState: ...
-        def _node(self, shard_id: int) -> Node: ...
-        def _membership(self, shard_id: int) -> Membership: ...
-
+class AsyncAPI(HostBase):
     async def aio_propose(self, session: Session, cmd: bytes, timeout: float) -> Result:
         """`sync_propose` for coroutines: awaits without blocking the event loop."""
         outcome = await self._aio_retrying(lambda t: self.propose(session, cmd, t), timeout)
@@ -51,7 +31,7 @@ class AsyncAPI:
         """`sync_read` for coroutines. The lookup itself runs on the calling loop."""
         outcome = await self._aio_retrying(lambda t: self.read_index(shard_id, t), timeout)
         outcome.raise_for_code()
-        return self._node(shard_id).rsm.lookup(query)
+        return self._node(shard_id).lookup(query)
 
     async def aio_get_session(self, shard_id: int, timeout: float) -> Session:
         session = Session.new(shard_id, self._rng)

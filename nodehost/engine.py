@@ -12,6 +12,9 @@ Rules:
   one IO thread, state machines on apply threads, snapshots on apply threads).
 - Every thread hop goes through the runtime (runtime.py): the engine runs the same on
   the threaded runtime of a server and on a simulation's single-threaded one.
+- A replica reaches the engine only through its `ReplicaLink` (nodehost.replica.link):
+  wake, schedule apply, deliver, report. Reports are typed events, handled on the loop
+  in the order they were made.
 - Passes never overlap, so no replica is stepped while its previous update is unsaved.
 - Other threads wake the loop at most once per pass.
 """
@@ -24,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from logdb import ILogDB, StoreClosedError, WriteError
 from nodehost.errors import Closed
@@ -33,16 +36,53 @@ from nodehost.metrics import Metrics
 from nodehost.parts import WALL_CLOCK, Clock
 from nodehost.raft import Peer, Update
 from nodehost.receive import ReceiveQueue
+from nodehost.replica import (
+    Replica,
+    ReplicaEvent,
+    ReplicaFailed,
+    SnapshotCreated,
+    SnapshotReady,
+)
 from nodehost.request import ResultCode, batched_wakeups
 from nodehost.runtime import Runtime
 from protos import raft_pb2 as pb
 from transport import ITransport
 
-if TYPE_CHECKING:
-    from nodehost.node import Node
-
 log = logging.getLogger("nodehost.engine")
 T = TypeVar("T")
+
+
+class EngineListener(Protocol):
+    """What the engine reports to its NodeHost (reports.py), on the loop unless said."""
+
+    def replica_event(self, replica: Replica, event: ReplicaEvent) -> None: ...
+    def snapshot_send_started(self, message: pb.Message) -> None: ...
+    def log_db_compacted(self, replica: Replica, index: int) -> None:
+        """On the IO thread: the store dropped the replica's entries up to `index`."""
+
+
+class ReplicaLink:
+    """The engine as one replica sees it (nodehost.replica.link.EngineLink)."""
+
+    __slots__ = ("_engine", "_replica")
+
+    def __init__(self, engine: Engine, replica: Replica) -> None:
+        self._engine = engine
+        self._replica = replica
+
+    def wake(self) -> None:
+        self._engine.wake_from_thread(self._replica)
+
+    def schedule_apply(self) -> None:
+        replica = self._replica
+        self._engine.runtime.apply(replica.apply_worker, replica.apply.run)
+
+    def deliver(self, message: pb.Message) -> None:
+        self._replica.inputs.inbox.append(message)
+        self._engine.wake_from_thread(self._replica)
+
+    def report(self, event: ReplicaEvent) -> None:
+        self._engine.report(self._replica, event)
 
 
 class Engine:
@@ -67,17 +107,19 @@ class Engine:
         self.transport: ITransport | None = None
         # Messages from peers waiting for a pass, bounded in bytes (receive.py).
         self.receive_queue = receive_queue or ReceiveQueue(2 * DEFAULT_MAX_MESSAGE_SIZE)
-        self.nodes: dict[int, Node] = {}
+        self.nodes: dict[int, Replica] = {}
         self.listener: EngineListener | None = None
         self._rng = rng or random.Random()
         # Sets of replicas are dicts (insertion-ordered): a pass steps replicas in the
         # order they became ready, the same in every run of a simulation.
-        self._ready: dict[Node, None] = {}
+        self._ready: dict[Replica, None] = {}
         # Ticks reach only replicas that are not quiesced, and deadlines are checked only
         # for replicas that may hold requests: a tick costs nothing per idle replica.
-        self._awake: dict[Node, None] = {}
-        self._expiring: dict[Node, None] = {}
-        self._from_threads: list[Node] = []
+        self._awake: dict[Replica, None] = {}
+        self._expiring: dict[Replica, None] = {}
+        # What other threads hand the loop: replicas with input, and reports.
+        self._from_threads: list[Replica] = []
+        self._reports: list[tuple[Replica, ReplicaEvent]] = []
         self._from_threads_lock = threading.Lock()
         self._wake_scheduled = False
         self._tick = 0
@@ -103,6 +145,13 @@ class Engine:
 
     def apply_worker_for(self, shard_id: int) -> int:
         return shard_id % self.runtime.apply_workers
+
+    def link_for(self, replica: Replica) -> ReplicaLink:
+        return ReplicaLink(self, replica)
+
+    def new_read_rng(self) -> random.Random:
+        """A generator for one replica's ReadIndex contexts, drawn from the engine's."""
+        return random.Random(self._rng.getrandbits(64))
 
     def close(self) -> None:
         if self._closing:
@@ -130,34 +179,84 @@ class Engine:
 
     # ---------------------------------------------------------------- waking
 
-    def wake_from_thread(self, node: Node) -> None:
-        """Called by user and apply threads after queueing input for `node`."""
+    def wake_from_thread(self, replica: Replica) -> None:
+        """Called by user and apply threads after queueing input for `replica`."""
         if self._closing:
             raise Closed("the NodeHost is closed")
         with self._from_threads_lock:
-            self._from_threads.append(node)
+            self._from_threads.append(replica)
             if self._wake_scheduled:
                 return
             self._wake_scheduled = True
         self.loop.call_soon_threadsafe(self._on_thread_wake)
 
+    def report(self, replica: Replica, event: ReplicaEvent) -> None:
+        """A replica's report, from any thread: handled on the loop, in order."""
+        with self._from_threads_lock:
+            self._reports.append((replica, event))
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._on_thread_wake)
+        except RuntimeError:  # the loop is closed: nobody is left to tell
+            pass
+
     def _on_thread_wake(self) -> None:
         with self._from_threads_lock:
-            nodes, self._from_threads = self._from_threads, []
+            replicas, self._from_threads = self._from_threads, []
+            reports, self._reports = self._reports, []
             self._wake_scheduled = False
-        ready, expiring = self._ready, self._expiring
-        for node in nodes:
-            ready[node] = None
-            expiring[node] = None  # every request is queued with a wake
+        if replicas:
+            ready, expiring = self._ready, self._expiring
+            for replica in replicas:
+                ready[replica] = None
+                expiring[replica] = None  # every request is queued with a wake
+            self._wake.set()
+        for replica, event in reports:
+            self._handle(replica, event)
+
+    def wake(self, replica: Replica) -> None:
+        """On the loop: mark `replica` as having input."""
+        self._ready[replica] = None
         self._wake.set()
 
-    def wake(self, node: Node) -> None:
-        """On the loop: mark `node` as having input."""
-        self._ready[node] = None
-        self._wake.set()
+    # ---------------------------------------------------------------- reports
 
-    def read_ctx_low(self) -> int:
-        return self._rng.getrandbits(64)
+    def _handle(self, replica: Replica, event: ReplicaEvent) -> None:
+        """On the loop: what a replica reported."""
+        match event:
+            case ReplicaFailed(reason):
+                self._replica_stopped(replica, reason)
+                return
+            case SnapshotReady(message):
+                self._send_snapshot(message)
+                return
+            case SnapshotCreated(snapshot, compact_to):
+                replica.loop.snapshot_created(snapshot, compact_to)
+                if compact_to > 1:
+                    self._compact(replica, compact_to - 1)
+        if self.listener is not None:
+            self.listener.replica_event(replica, event)
+
+    def _compact(self, replica: Replica, index: int) -> None:
+        shard_id, replica_id = replica.shard_id, replica.replica_id
+
+        def done(error: BaseException | None) -> None:  # on the IO thread
+            if error is not None:
+                log.warning(
+                    "shard %d replica %d: removing entries up to %d from the log store failed: %s",
+                    shard_id,
+                    replica_id,
+                    index,
+                    error,
+                )
+            elif self.listener is not None:
+                self.listener.log_db_compacted(replica, index)
+
+        self.runtime.io_later(
+            lambda: self.logdb.remove_entries_to(shard_id, replica_id, index), done
+        )
 
     # ---------------------------------------------------------------- the passes
 
@@ -184,10 +283,11 @@ class Engine:
         self._tick_handle = self.loop.call_later(self.rtt, self._on_tick)
         if self._expiring:
             now = self.clock.monotonic()
-            for node in list(self._expiring):
-                node.expire(now)
-                if not node.has_pending():
-                    del self._expiring[node]
+            for replica in list(self._expiring):
+                requests = replica.requests
+                requests.expire(now)
+                if not requests.has_pending():
+                    del self._expiring[replica]
         if self._awake:
             self._ready.update(self._awake)
             self._wake.set()
@@ -195,46 +295,55 @@ class Engine:
     async def _pass(self) -> None:
         ready, self._ready = self._ready, {}
         tick = self._tick
-        work: list[tuple[Node, Update]] = []
-        for node in ready:
-            if node.stopped or node.failed is not None:
-                node.discard_inbox()
+        release = self.receive_queue.release
+        work: list[tuple[Replica, Update]] = []
+        for replica in ready:
+            status = replica.status
+            if status.stopped or status.failed is not None:
+                size = replica.inputs.discard_inbox()
+                if size:
+                    release(size)
                 continue
-            ticks = tick - node.last_tick
-            node.last_tick = tick
-            if node.quiesced:
+            side = replica.loop
+            ticks = tick - side.last_tick
+            side.last_tick = tick
+            if side.quiesced:
                 ticks = 0
             try:
-                update = node.step_inputs(ticks)
+                update = side.step(ticks)
             except Exception as exc:
-                self._replica_raised(node, "stepping its core", exc)
+                self._replica_raised(replica, "stepping its core", exc)
                 continue
-            if node.peer.quiesced is not node.quiesced:
-                node.quiesced = not node.quiesced
-                if node.quiesced:
-                    self._awake.pop(node, None)
+            finally:
+                size = replica.inputs.take_inbox_bytes()
+                if size:
+                    release(size)
+            if side.peer.quiesced is not side.quiesced:
+                side.quiesced = not side.quiesced
+                if side.quiesced:
+                    self._awake.pop(replica, None)
                 else:
-                    self._awake[node] = None
+                    self._awake[replica] = None
             if update is not None:
-                work.append((node, update))
+                work.append((replica, update))
         if not work:
             return
-        for node, update in work:
+        for replica, update in work:
             if update.replicate:
                 try:
                     self._send(update.replicate)
                 except Exception as exc:
-                    self._replica_raised(node, "sending", exc)
-        work = [(n, u) for n, u in work if n.failed is None]
+                    self._replica_raised(replica, "sending", exc)
+        work = [(r, u) for r, u in work if r.status.failed is None]
         records = [u for _, u in work if u.state is not None or u.entries or u.snapshot]
         if records:
             started = time.perf_counter()
-            await self._save(records, {id(u): n for n, u in work})
+            await self._save(records, {id(u): r for r, u in work})
             self.metrics.logdb_save(len(records), time.perf_counter() - started)
-            work = [(n, u) for n, u in work if n.failed is None]
-        for node, update in work:
+            work = [(r, u) for r, u in work if r.status.failed is None]
+        for replica, update in work:
             try:
-                reader = node.log_reader
+                reader = replica.loop.log_reader
                 if update.snapshot is not None:
                     reader.apply_snapshot(update.snapshot)
                 if update.entries:
@@ -242,27 +351,29 @@ class Engine:
                 if update.state is not None:
                     reader.set_state(update.state)
             except Exception as exc:
-                self._replica_raised(node, "reading back what it saved", exc)
-        for node, update in work:
-            if update.messages and node.failed is None:
+                self._replica_raised(replica, "reading back what it saved", exc)
+        for replica, update in work:
+            if update.messages and replica.status.failed is None:
                 try:
                     self._send(update.messages)
                 except Exception as exc:
-                    self._replica_raised(node, "sending", exc)
+                    self._replica_raised(replica, "sending", exc)
         with batched_wakeups():  # reads released by this pass wake each loop once
-            for node, update in work:
-                if node.stopped or node.failed is not None:
+            for replica, update in work:
+                status = replica.status
+                if status.stopped or status.failed is not None:
                     continue
+                side = replica.loop
                 try:
-                    node.peer.commit_update(update)
-                    node.on_update(update)
+                    side.peer.commit_update(update)
+                    side.advance(update)
                 except Exception as exc:
-                    self._replica_raised(node, "committing its update", exc)
+                    self._replica_raised(replica, "committing its update", exc)
                     continue
-                if node.peer.has_update():
-                    self._ready[node] = None
+                if side.peer.has_update():
+                    self._ready[replica] = None
 
-    async def _save(self, records: list[Update], owners: dict[int, Node]) -> None:
+    async def _save(self, records: list[Update], owners: dict[int, Replica]) -> None:
         """Save every record in one write. A record the log store refuses (it would
         break a rule of the log: InvalidRequestError) is one replica's fault, and
         nothing of the write happened: save the others one by one and fail that
@@ -280,10 +391,10 @@ class Engine:
             except (WriteError, StoreClosedError):
                 raise
             except Exception as exc:
-                node = owners.get(id(record))
-                if node is None:
+                replica = owners.get(id(record))
+                if replica is None:
                     raise
-                self._replica_raised(node, "saving its update", exc)
+                self._replica_raised(replica, "saving its update", exc)
 
     async def _write(self, records: list[Update]) -> None:
         if any(u.must_sync or u.entries or u.snapshot for u in records):
@@ -305,26 +416,18 @@ class Engine:
                     plain.append(m)
                     continue
                 snapshot = m.snapshot
-                node = self.nodes.get(m.shard_id)
-                if snapshot.witness or (snapshot.dummy and node is None):
+                replica = self.nodes.get(m.shard_id)
+                if snapshot.witness or (snapshot.dummy and replica is None):
                     plain.append(m)
                 elif snapshot.dummy:
-                    assert node is not None
+                    assert replica is not None
                     copy = pb.Message()
                     copy.CopyFrom(m)
-                    node.submit_apply("stream", copy)
+                    replica.stream_snapshot(copy)
                 else:
                     self._send_snapshot(m)
         if plain:
             transport.send(plain)
-
-    def deliver_threadsafe(self, node: Node, message: pb.Message) -> None:
-        """Queue a message for `node` from another thread."""
-        node.inbox.append(message)
-        self.wake_from_thread(node)
-
-    def send_snapshot_threadsafe(self, message: pb.Message) -> None:
-        self.loop.call_soon_threadsafe(self._send_snapshot, message)
 
     def _send_snapshot(self, message: pb.Message) -> None:
         """On the loop: stream a snapshot; its outcome comes back through the transport."""
@@ -334,145 +437,73 @@ class Engine:
             self.listener.snapshot_send_started(message)
         self.transport.send_snapshot(message)
 
-    def _replica_raised(self, node: Node, doing: str, exc: BaseException) -> None:
+    def _replica_raised(self, replica: Replica, doing: str, exc: BaseException) -> None:
         """One replica failed while the engine drove it: it stops, the others go on."""
-        if node.failed is not None:
+        status = replica.status
+        if status.failed is not None:
             return
         log.error(
             "shard %d replica %d failed %s; it stops, the other replicas go on",
-            node.shard_id,
-            node.replica_id,
+            replica.shard_id,
+            replica.replica_id,
             doing,
             exc_info=exc,
         )
-        node.failed = f"failed {doing}: {exc!r}"
-        self._replica_stopped(node, node.failed)
+        status.failed = f"failed {doing}: {exc!r}"
+        self._replica_stopped(replica, status.failed)
 
-    def _replica_stopped(self, node: Node, reason: str) -> None:
-        """On the loop: `node` failed (node.failed is set); report it once and complete
-        everything it had pending with the reason."""
-        if node.stopped:
+    def _replica_stopped(self, replica: Replica, reason: str) -> None:
+        """On the loop: `replica` failed (status.failed is set); report it once and
+        complete everything it had pending with the reason."""
+        status = replica.status
+        if status.stopped:
             return
-        node.stopped = True
-        node.discard_inbox()
-        self._forget(node)
-        node.fail_all(
-            ResultCode.TERMINATED, f"shard {node.shard_id} stopped: {reason}", node.failure_error
+        status.stopped = True
+        size = replica.inputs.discard_inbox()
+        if size:
+            self.receive_queue.release(size)
+        self._forget(replica)
+        replica.requests.fail_all(
+            ResultCode.TERMINATED,
+            f"shard {replica.shard_id} stopped: {reason}",
+            status.failure_error,
         )
-        self.metrics.replica_failed(node.shard_id)
+        self.metrics.replica_failed(replica.shard_id)
         if self.listener is not None:
-            self.listener.replica_failed(node, reason)
+            self.listener.replica_event(replica, ReplicaFailed(reason))
 
     def _fail_stop(self, reason: str) -> None:
         """LogDB or an invariant failed: nothing more may be acknowledged."""
         self._fatal = reason
-        for node in self.nodes.values():
-            node.stopped = True
-            node.fail_all(ResultCode.TERMINATED, reason)
+        for replica in self.nodes.values():
+            replica.status.stopped = True
+            replica.requests.fail_all(ResultCode.TERMINATED, reason)
 
-    # ---------------------------------------------------------------- apply workers
+    # ---------------------------------------------------------------- replicas
 
-    def schedule_apply(self, node: Node) -> None:
-        self.runtime.apply(node.apply_worker, node.run_apply)
-
-    # ---------------------------------------------------------------- node callbacks
-
-    def leader_changed(self, node: Node) -> None:
-        if self.listener is not None:
-            self.listener.leader_changed(node)
-
-    def membership_changed(self, node: Node) -> None:
-        if self.listener is not None:
-            self.listener.membership_changed(node)
-
-    def applied(self, node: Node, count: int, seconds: float) -> None:
-        self.metrics.applied(node.shard_id, count, seconds)
-        if node.rate_limited:  # applying shrinks the in-memory log: look again
-            self.wake_from_thread(node)
-
-    def dropped(self, node: Node, proposals: int, reads: int) -> None:
-        self.metrics.dropped(node.shard_id, proposals, reads)
-
-    def snapshot_not_saved(self, node: Node) -> None:
-        self.metrics.snapshot("save_failed")
-
-    def replica_failed(self, node: Node, reason: str) -> None:
-        """From the apply worker: its replica failed (node.failed is set)."""
-        self.loop.call_soon_threadsafe(self._replica_stopped, node, reason)
-
-    def snapshot_created(self, node: Node, snapshot: pb.Snapshot, overhead: int) -> None:
-        """On the apply thread: record the snapshot, then compact the log behind it."""
-        self.logdb.save_snapshot(node.shard_id, node.replica_id, snapshot)
-        compact_to = snapshot.index - overhead if snapshot.index > overhead else 0
-
-        def on_loop() -> None:
-            node.log_reader.create_snapshot(snapshot)
-            if compact_to > 0:
-                node.log_reader.compact(compact_to)
-                if compact_to > 1:
-                    self.runtime.io_later(
-                        lambda: self.logdb.remove_entries_to(
-                            node.shard_id, node.replica_id, compact_to - 1
-                        ),
-                        lambda error: self._log_db_compacted(node, compact_to - 1, error),
-                    )
-            if self.listener is not None:
-                self.listener.snapshot_created(node, snapshot, compact_to)
-
-        self.loop.call_soon_threadsafe(on_loop)
-
-    def _log_db_compacted(self, node: Node, index: int, error: BaseException | None) -> None:
-        """On the IO thread: the store dropped the entries up to `index`, or failed to."""
-        if error is not None:
-            log.warning(
-                "shard %d replica %d: removing entries up to %d from the log store failed: %s",
-                node.shard_id,
-                node.replica_id,
-                index,
-                error,
-            )
-        elif self.listener is not None:
-            self.listener.log_db_compacted(node, index)
-
-    def snapshot_recovered(self, node: Node, snapshot: pb.Snapshot) -> None:
-        if self.listener is not None:
-            self.listener.snapshot_recovered(node, snapshot)
-
-    # ---------------------------------------------------------------- nodes
-
-    def add_node(self, node: Node) -> None:
+    def add_node(self, replica: Replica) -> None:
         """On the loop."""
-        self.nodes[node.shard_id] = node
-        node.last_tick = self._tick
-        if not node.quiesced:
-            self._awake[node] = None
-        self.wake(node)
+        self.nodes[replica.shard_id] = replica
+        replica.loop.last_tick = self._tick
+        if not replica.loop.quiesced:
+            self._awake[replica] = None
+        self.wake(replica)
 
-    def remove_node(self, shard_id: int) -> Node | None:
+    def remove_node(self, shard_id: int) -> Replica | None:
         """On the loop."""
-        node = self.nodes.pop(shard_id, None)
-        if node is not None:
-            node.stopped = True
-            node.discard_inbox()
-            self._forget(node)
-        return node
+        replica = self.nodes.pop(shard_id, None)
+        if replica is not None:
+            replica.status.stopped = True
+            size = replica.inputs.discard_inbox()
+            if size:
+                self.receive_queue.release(size)
+            self._forget(replica)
+        return replica
 
-    def _forget(self, node: Node) -> None:
-        self._ready.pop(node, None)
-        self._awake.pop(node, None)
-        self._expiring.pop(node, None)
+    def _forget(self, replica: Replica) -> None:
+        self._ready.pop(replica, None)
+        self._awake.pop(replica, None)
+        self._expiring.pop(replica, None)
 
     def peers(self) -> Iterable[Peer]:
-        return (n.peer for n in self.nodes.values())
-
-
-class EngineListener:
-    """What the engine reports to its NodeHost (called on the loop or apply threads)."""
-
-    def leader_changed(self, node: Node) -> None: ...
-    def membership_changed(self, node: Node) -> None: ...
-    def replica_failed(self, node: Node, reason: str) -> None: ...
-    def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None: ...
-    def snapshot_recovered(self, node: Node, snapshot: pb.Snapshot) -> None: ...
-    def snapshot_send_started(self, message: pb.Message) -> None: ...
-    def log_db_compacted(self, node: Node, index: int) -> None: ...
+        return (r.loop.peer for r in self.nodes.values())

@@ -90,7 +90,8 @@ class ISystemEventListener:
 
 class EventDispatcher:
     """Hands listener calls to `post`, which runs them in order off the engine loop (the
-    runtime's listener thread: nodehost.runtime)."""
+    runtime's listener thread: nodehost.runtime). One method per event, each typed by
+    the information it carries; nothing is looked up by name."""
 
     def __init__(
         self,
@@ -107,7 +108,87 @@ class EventDispatcher:
         if raft is not None:
             self._post(lambda: raft.leader_updated(info))
 
-    def system_event(self, name: str, *args: object) -> None:
-        if self.system is not None:
-            method = getattr(self.system, name)
-            self._post(lambda: method(*args))
+    def node_host_shutting_down(self) -> None:
+        system = self.system
+        if system is not None:
+            self._post(system.node_host_shutting_down)
+
+    def node_ready(self, info: NodeInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.node_ready(info))
+
+    def node_unloaded(self, info: NodeInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.node_unloaded(info))
+
+    def node_deleted(self, info: NodeInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.node_deleted(info))
+
+    def node_failed(self, info: FailureInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.node_failed(info))
+
+    def membership_changed(self, info: NodeInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.membership_changed(info))
+
+    def connection_established(self, info: ConnectionInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.connection_established(info))
+
+    def connection_failed(self, info: ConnectionInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.connection_failed(info))
+
+    def send_snapshot_started(self, info: SnapshotInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.send_snapshot_started(info))
+
+    def send_snapshot_completed(self, info: SnapshotInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.send_snapshot_completed(info))
+
+    def send_snapshot_aborted(self, info: SnapshotInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.send_snapshot_aborted(info))
+
+    def snapshot_received(self, info: SnapshotInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.snapshot_received(info))
+
+    def snapshot_recovered(self, info: SnapshotInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.snapshot_recovered(info))
+
+    def snapshot_created(self, info: SnapshotInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.snapshot_created(info))
+
+    def snapshot_compacted(self, info: SnapshotInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.snapshot_compacted(info))
+
+    def log_compacted(self, info: EntryInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.log_compacted(info))
+
+    def log_db_compacted(self, info: EntryInfo) -> None:
+        system = self.system
+        if system is not None:
+            self._post(lambda: system.log_db_compacted(info))

@@ -26,7 +26,6 @@ from typing import Protocol
 from nodehost.config import Config
 from nodehost.metrics import Metrics
 from nodehost.raft import Peer, Refusal, describe_message
-from nodehost.rsm import StateMachineManager
 from protos import raft_pb2 as pb
 from statemachine import StateMachineType
 from transport.registry import Registry
@@ -40,13 +39,18 @@ _CHECKSUM_BYTES = 32  # sha256 of the snapshot file's payload
 
 
 class Node(Protocol):
-    """What admission reads of a replica (nodehost.node.Node)."""
+    """What admission reads of a replica (nodehost.replica.stepping.LoopSide)."""
 
-    shard_id: int
-    replica_id: int
-    config: Config
-    peer: Peer
-    rsm: StateMachineManager
+    @property
+    def shard_id(self) -> int: ...
+    @property
+    def replica_id(self) -> int: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def peer(self) -> Peer: ...
+    @property
+    def kind(self) -> StateMachineType: ...
 
 
 class Admission:
@@ -105,7 +109,7 @@ def snapshot_misfit(node: Node, s: pb.Snapshot) -> Refusal | None:
     (it knows no state machine), and the replica would stop recovering from it."""
     if node.config.is_witness:
         return None  # metadata only, checked by the core
-    kind = node.rsm.kind
+    kind = node.kind
     if s.type and s.type != kind.value:
         return Refusal.BAD_SNAPSHOT
     if s.dummy:

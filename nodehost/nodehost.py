@@ -39,7 +39,6 @@ from nodehost.limits import queue_bytes, replicate_bytes
 from nodehost.logreader import CachedLogReader
 from nodehost.membership_api import MembershipAPI
 from nodehost.metrics import Metrics, ReplicaLeadership
-from nodehost.node import Node, SnapshotRequest
 from nodehost.parts import (
     DEFAULT_REPLICA_PARTS,
     WALL_CLOCK,
@@ -54,19 +53,17 @@ from nodehost.parts import (
 )
 from nodehost.raft import Peer, RaftConfig
 from nodehost.receive import ReceiveQueue
+from nodehost.replica import Replica
 from nodehost.reports import HostReports
 from nodehost.request import RequestResult, RequestState, ResultCode, check_timeout
 from nodehost.routing import TransportRouter
 from nodehost.rsm import (
     SERIES_ID_NOOP,
-    SERIES_ID_REGISTER,
-    SERIES_ID_UNREGISTER,
     Session,
     SnapshotError,
     SnapshotStore,
     StateMachineError,
 )
-from protos import raft_pb2 as pb
 from statemachine import (
     IConcurrentStateMachine,
     IOnDiskStateMachine,
@@ -208,7 +205,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
         if self._admin is not None:  # first: no operator call reaches a closing host
             self._admin.close()
             self._admin = None
-        self._events.system_event("node_host_shutting_down")
+        self._events.node_host_shutting_down()
         engine = self._engine
         if engine is not None:
             try:
@@ -235,23 +232,6 @@ class NodeHost(MembershipAPI, AsyncAPI):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _check_may_block(self, what: str) -> None:
-        engine = self._engine
-        if engine is not None and not engine.runtime.may_block():
-            raise errors.InvalidOperation(
-                f"{what} block the calling thread, and this NodeHost's runtime runs on it "
-                "(a simulation): await the request, or use the aio_* calls"
-            )
-
-    def _check_open(self) -> Engine:
-        if self._closed or self._engine is None:
-            raise errors.Closed("the NodeHost is closed")
-        if self._engine.fatal is not None:
-            raise errors.Closed(f"the NodeHost stopped: {self._engine.fatal}")
-        return self._engine
-
-    # ---------------------------------------------------------------- replicas
 
     def start_replica(
         self,
@@ -346,20 +326,23 @@ class NodeHost(MembershipAPI, AsyncAPI):
         self._metrics.replicas(len(engine.nodes))
         if config.wait_ready:
             self._wait_ready(node)
-        self._events.system_event("node_ready", NodeInfo(shard_id, replica_id))
+        self._events.node_ready(NodeInfo(shard_id, replica_id))
 
-    def _wait_ready(self, node: Node) -> None:
+    def _wait_ready(self, replica: Replica) -> None:
         """Block until the replica applied what it knew to be committed when it started
         (Config.wait_ready), however long its log is; it raises if the replica fails,
         stops or the NodeHost closes meanwhile."""
-        while not node.ready.wait(0.05) and not self._closed:
+        while not replica.apply.ready.wait(0.05) and not self._closed:
             pass
-        if node.failed is not None:
-            raise node.failure_error(f"shard {node.shard_id} stopped while starting: {node.failed}")
+        status = replica.status
+        if status.failed is not None:
+            raise status.failure_error(
+                f"shard {replica.shard_id} stopped while starting: {status.failed}"
+            )
         if self._closed:
             raise errors.Closed("the NodeHost was closed while a replica was starting")
-        if node.stopped:
-            raise errors.ShardClosed(f"shard {node.shard_id} was stopped while starting")
+        if status.stopped:
+            raise errors.ShardClosed(f"shard {replica.shard_id} was stopped while starting")
 
     def _build_node(
         self,
@@ -369,7 +352,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
         create: Callable[[int, int], Any],
         config: Config,
         kind: StateMachineType,
-    ) -> Node:
+    ) -> Replica:
         assert self._logdb is not None
         shard_id, replica_id = config.shard_id, config.replica_id
         reader = CachedLogReader(self._logdb, shard_id, replica_id)
@@ -414,9 +397,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
                         f"shard {shard_id} replica {replica_id} was removed"
                     )
                 self._metrics.snapshot("recovered")
-                self._events.system_event(
-                    "snapshot_recovered", SnapshotInfo(shard_id, replica_id, snapshot.index)
-                )
+                self._events.snapshot_recovered(SnapshotInfo(shard_id, replica_id, snapshot.index))
         except BaseException:
             try:
                 rsm.close()
@@ -453,14 +434,27 @@ class NodeHost(MembershipAPI, AsyncAPI):
             applied=rsm.applied_index,
             protocol=self._replica_parts.raft,
         )
-        return Node(engine, config, peer, rsm, reader, snapshots, engine.apply_worker_for(shard_id))
+        return Replica(
+            config,
+            peer,
+            rsm,
+            reader,
+            snapshots,
+            self._logdb,
+            engine.link_for,
+            self._metrics,
+            self._clock.monotonic,
+            engine.new_read_rng(),
+            self.config.notify_commit,
+            engine.apply_worker_for(shard_id),
+        )
 
-    def _add_node(self, engine: Engine, node: Node, members: dict[int, str]) -> None:
+    def _add_node(self, engine: Engine, node: Replica, members: dict[int, str]) -> None:
         registry = self._transport.registry
         for rid, address in members.items():
             registry.add(node.shard_id, rid, address)
         self._reports.sync_routes(node)
-        node.admission = self._admission
+        node.loop.admission = self._admission
         engine.add_node(node)
 
     def stop_shard(self, shard_id: int) -> None:
@@ -478,7 +472,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
             raise errors.ShardNotFound(f"shard {shard_id} replica {replica_id} does not run here")
         self._unload(node, ResultCode.TERMINATED)
 
-    def _unload(self, node: Node, code: ResultCode) -> None:
+    def _unload(self, node: Replica, code: ResultCode) -> None:
         engine = self._engine
         assert engine is not None
 
@@ -492,18 +486,15 @@ class NodeHost(MembershipAPI, AsyncAPI):
         except errors.Timeout:
             # The loop is stuck: the replica stops taking input now (the engine skips
             # stopped replicas) and leaves the engine's table once the loop runs again.
-            node.stopped = True
+            node.status.stopped = True
             try:
                 engine.loop.call_soon_threadsafe(on_loop)
             except RuntimeError:  # the loop is closed: nothing left to remove from
                 pass
-        node.ready.set()
-        node.fail_all(code, "the replica was stopped")
-        with node.apply_lock:
-            node.apply_queue.clear()
+        node.apply.ready.set()
+        node.requests.fail_all(code, "the replica was stopped")
         # A task running now finishes first (the worker sees `stopped` after it).
-        if node.apply_running.acquire(timeout=ENGINE_CALL_TIMEOUT):
-            node.apply_running.release()
+        node.stop_applying(ENGINE_CALL_TIMEOUT)
         node.rsm.close()
         self._metrics.replicas(len(engine.nodes))
         self._metrics.forget_shard(node.shard_id)
@@ -526,7 +517,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
             tombstone.write_text("removed\n")
             self._logdb.remove_node_data(shard_id, replica_id)
             shutil.rmtree(self._env.snapshot_dir(shard_id, replica_id), ignore_errors=True)
-        self._events.system_event("node_deleted", NodeInfo(shard_id, replica_id))
+        self._events.node_deleted(NodeInfo(shard_id, replica_id))
 
     def sync_remove_data(self, shard_id: int, replica_id: int, timeout: float) -> None:
         """remove_data once the replica has fully left this NodeHost (Dragonboat's
@@ -540,7 +531,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
             node = engine.nodes.get(shard_id)
             if node is None or node.replica_id != replica_id:
                 break
-            if not node.stopped:
+            if not node.status.stopped:
                 raise errors.ShardNotStopped(
                     f"shard {shard_id} replica {replica_id} is running: stop it first"
                 )
@@ -586,12 +577,6 @@ class NodeHost(MembershipAPI, AsyncAPI):
         result.raise_for_code()
         return result
 
-    def propose(self, session: Session, cmd: bytes, timeout: float) -> RequestState:
-        """Propose `cmd`; returns at once. `rs.wait()` or `await rs` gives the outcome."""
-        if session.series_id in (SERIES_ID_REGISTER, SERIES_ID_UNREGISTER):
-            raise errors.InvalidSession("the session is being registered or closed")
-        return self._propose(session, cmd, timeout)
-
     def sync_propose(self, session: Session, cmd: bytes, timeout: float) -> Result:
         """Propose and wait for the state machine's Result.
 
@@ -604,104 +589,19 @@ class NodeHost(MembershipAPI, AsyncAPI):
             session.proposal_completed()
         return outcome.result
 
-    def _retrying(self, start: Callable[[float], RequestState], timeout: float) -> RequestResult:
-        """Wait for a request, starting it again while it is dropped (no leader yet, or
-        leadership moving): a dropped request never took effect, so this is safe, and a
-        caller's timeout covers the election instead of failing at once."""
-        check_timeout(timeout)
-        self._check_may_block("sync_* calls")
-        deadline = time.monotonic() + timeout
-        pause = self.config.rtt_millisecond / 1000.0
-        while True:
-            remaining = deadline - time.monotonic()
-            outcome = start(max(remaining, 0.001)).wait(max(remaining, 0.0) + 0.5)
-            if outcome.code is not ResultCode.DROPPED:
-                return outcome
-            if time.monotonic() + pause >= deadline:
-                return outcome
-            time.sleep(pause)
-
-    def _propose(self, session: Session, cmd: bytes, timeout: float) -> RequestState:
-        engine = self._check_open()
-        if not isinstance(cmd, bytes | bytearray | memoryview):
-            raise TypeError(f"cmd must be bytes, got {type(cmd).__name__}")
-        check_timeout(timeout)
-        if len(cmd) > self.config.max_entry_size:
-            raise errors.PayloadTooBig(
-                f"{len(cmd)} bytes is more than max_entry_size ({self.config.max_entry_size})"
-            )
-        node = self._serving_node(session.shard_id)
-        if node.rsm.kind is StateMachineType.ON_DISK and not session.is_noop():
-            raise errors.InvalidSession("on-disk state machines need the no-op session")
-        if node.rate_limited:
-            self._metrics.system_busy("proposal")
-            raise errors.SystemBusy(
-                f"shard {session.shard_id}: too much unapplied log in memory "
-                f"(max_in_mem_log_size {node.config.max_in_mem_log_size}); retry later"
-            )
-        key = next(self._keys)
-        now = self._clock.monotonic()
-        rs = RequestState(
-            key,
-            now + timeout,
-            self.config.notify_commit,
-            size=len(cmd),
-            started=now,
-            on_done=self._metrics.proposal_result if self._metrics.enabled else None,
-        )
-        refused = node.pending_proposals.try_add(rs)
-        if refused is not None:
-            self._metrics.system_busy("proposal")
-            raise errors.SystemBusy(
-                f"shard {session.shard_id}: {refused} (max_pending_proposals, "
-                "max_pending_proposal_bytes, max_queue_delay_ms); retry later"
-            )
-        node.proposals.append(
-            pb.Entry(
-                key=key,
-                client_id=session.client_id,
-                series_id=session.series_id,
-                responded_to=session.responded_to,
-                cmd=bytes(cmd),
-            )
-        )
-        self._metrics.proposal(session.shard_id)
-        engine.wake_from_thread(node)
-        return rs
-
     # ---------------------------------------------------------------- reads
-
-    def read_index(self, shard_id: int, timeout: float) -> RequestState:
-        """Start a linearizable read; once it completes, call `read_local_node`."""
-        engine = self._check_open()
-        check_timeout(timeout)
-        node = self._serving_node(shard_id)
-        if node.config.is_witness:
-            raise errors.InvalidOperation("a witness has no state machine to read")
-        now = self._clock.monotonic()
-        rs = RequestState(next(self._keys), now + timeout, shard_id=shard_id, started=now)
-        refused = node.pending_reads.try_add(rs)
-        if refused is not None:
-            self._metrics.system_busy("read")
-            raise errors.SystemBusy(
-                f"shard {shard_id}: {refused} (max_pending_reads, max_queue_delay_ms); retry later"
-            )
-        node.reads.append(rs)
-        self._metrics.read()
-        engine.wake_from_thread(node)
-        return rs
 
     def read_local_node(self, rs: RequestState, query: Any) -> Any:
         """Query the local state machine after `read_index` completed."""
         outcome = rs.result() if rs.done() else None
         if outcome is None or not outcome.completed():
             raise errors.InvalidOperation("read_local_node needs a completed read_index")
-        return self._node(rs.shard_id).rsm.lookup(query)
+        return self._node(rs.shard_id).lookup(query)
 
     def sync_read(self, shard_id: int, query: Any, timeout: float) -> Any:
         """A linearizable read: reflects every write acknowledged before the call."""
         self._retrying(lambda t: self.read_index(shard_id, t), timeout).raise_for_code()
-        return self._node(shard_id).rsm.lookup(query)
+        return self._node(shard_id).lookup(query)
 
     def stale_read(self, shard_id: int, query: Any) -> Any:
         """Query the local state machine now: fast, but may miss recent writes."""
@@ -714,36 +614,9 @@ class NodeHost(MembershipAPI, AsyncAPI):
             # Once, for whoever reads the logs; using the documented behaviour is no
             # reason for a warning.
             log.info("stale_read may return data older than acknowledged writes")
-        return node.rsm.lookup(query)
+        return node.lookup(query)
 
     # ---------------------------------------------------------------- snapshots
-
-    def request_snapshot(
-        self, shard_id: int, option: SnapshotOption | None, timeout: float
-    ) -> RequestState:
-        """Snapshot the state machine now; `snapshot_index` of the result tells where."""
-        engine = self._check_open()
-        check_timeout(timeout)
-        option = option or SnapshotOption()
-        if option.exported and not option.export_path:
-            raise errors.InvalidOperation("an exported snapshot needs export_path")
-        if option.override_compaction_overhead and option.compaction_overhead < 0:
-            raise errors.InvalidOperation("compaction_overhead must not be negative")
-        node = self._node(shard_id)
-        if node.config.is_witness:
-            raise errors.InvalidOperation("a witness has no state machine to snapshot")
-        rs = RequestState(next(self._keys), self._clock.monotonic() + timeout)
-        node.pending_snapshots.add(rs)
-        node.submit_apply(
-            "snapshot",
-            SnapshotRequest(
-                rs,
-                option.export_path if option.exported else None,
-                option.compaction_overhead if option.override_compaction_overhead else None,
-            ),
-        )
-        engine.wake_from_thread(node)  # so the engine watches its deadline
-        return rs
 
     def sync_request_snapshot(
         self, shard_id: int, option: SnapshotOption | None, timeout: float
@@ -784,7 +657,7 @@ class NodeHost(MembershipAPI, AsyncAPI):
                     nodes=dict(m.addresses),
                     state_machine_type=node.rsm.kind,
                     applied_index=node.applied_index,
-                    failed=node.failed,
+                    failed=node.status.failed,
                     is_removed=node.replica_id in m.removed,
                     non_votings=dict(m.non_votings),
                     witnesses=dict(m.witnesses),
@@ -806,27 +679,6 @@ class NodeHost(MembershipAPI, AsyncAPI):
         return self._metrics.render()
 
     # ---------------------------------------------------------------- internals
-
-    def _node(self, shard_id: int) -> Node:
-        engine = self._check_open()
-        node = engine.nodes.get(shard_id)
-        if node is None:
-            raise errors.ShardNotFound(f"shard {shard_id} does not run on this NodeHost")
-        if node.failed is not None:
-            raise node.failure_error(f"shard {shard_id} stopped: {node.failed}")
-        if node.stopped:  # stop_* returned; the engine lets it go at its next turn
-            raise errors.ShardClosed(f"shard {shard_id} was stopped")
-        return node
-
-    def _serving_node(self, shard_id: int) -> Node:
-        """The replica a new request goes to; ReplicaRemoved at once once it was removed
-        from the shard (it would only drop the request, and the caller retry in vain)."""
-        node = self._node(shard_id)
-        if node.removed:
-            raise errors.ReplicaRemoved(
-                f"shard {shard_id} replica {node.replica_id} was removed from the shard"
-            )
-        return node
 
     def _leadership(self) -> list[ReplicaLeadership]:
         engine = self._engine

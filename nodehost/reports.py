@@ -2,8 +2,10 @@
 metrics, system and Raft events, and the transport's routes.
 
 Rules:
-- Called on the engine loop, except `snapshot_created`'s sources on an apply worker (the
-  events it raises are queued for the listener thread either way: nothing here blocks).
+- Called on the engine loop, except `log_db_compacted` (the IO thread) and
+  `snapshot_compacted` (an apply worker); the events raised are queued for the
+  listener thread either way: nothing here blocks.
+- Each replica event is matched on its type (nodehost.replica.events).
 - Routes follow memberships only (inbound.py): the one a replica applied replaces what
   the transport knew of its shard; removed replicas lose theirs.
 - `node_unloaded` goes out once per replica, whether it failed, was stopped, or both.
@@ -12,9 +14,7 @@ Rules:
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
-from nodehost.engine import EngineListener
 from nodehost.events import (
     EntryInfo,
     EventDispatcher,
@@ -25,15 +25,23 @@ from nodehost.events import (
 )
 from nodehost.inbound import learn_routes
 from nodehost.metrics import Metrics
+from nodehost.replica import (
+    LeaderChanged,
+    MembershipChanged,
+    Replica,
+    ReplicaEvent,
+    ReplicaFailed,
+    SnapshotCreated,
+    SnapshotRecovered,
+)
 from nodehost.routing import TransportRouter
 from protos import raft_pb2 as pb
 from transport import Registry
 
-if TYPE_CHECKING:
-    from nodehost.node import Node
 
+class HostReports:
+    """The NodeHost's EngineListener (engine.py)."""
 
-class HostReports(EngineListener):
     def __init__(
         self,
         metrics: Metrics,
@@ -47,64 +55,53 @@ class HostReports(EngineListener):
         self._router = router
         self._lock = threading.Lock()
 
-    def sync_routes(self, node: Node) -> None:
+    def sync_routes(self, replica: Replica) -> None:
         """Point the transport at the addresses in the core's membership (on the loop)."""
         registry = self._registry
-        m = node.membership
-        learn_routes(registry, node.shard_id, m, replace=True)
+        m = replica.membership
+        learn_routes(registry, replica.shard_id, m, replace=True)
         for rid in m.removed:
-            registry.remove(node.shard_id, rid)
+            registry.remove(replica.shard_id, rid)
 
-    def unloaded(self, node: Node) -> None:
+    def unloaded(self, replica: Replica) -> None:
         """node_unloaded, once per replica, however many ways it stopped."""
         with self._lock:
-            if node.unload_reported:
+            if replica.status.unload_reported:
                 return
-            node.unload_reported = True
-        self._events.system_event("node_unloaded", NodeInfo(node.shard_id, node.replica_id))
+            replica.status.unload_reported = True
+        self._events.node_unloaded(NodeInfo(replica.shard_id, replica.replica_id))
 
     # EngineListener
 
-    def leader_changed(self, node: Node) -> None:
-        self._metrics.leader_changed(node.shard_id)
-        self._events.leader_updated(
-            LeaderInfo(node.shard_id, node.replica_id, node.term, node.leader_id)
-        )
-
-    def membership_changed(self, node: Node) -> None:
-        self.sync_routes(node)
-        self._events.system_event("membership_changed", NodeInfo(node.shard_id, node.replica_id))
-
-    def replica_failed(self, node: Node, reason: str) -> None:
-        self._events.system_event(
-            "node_failed", FailureInfo(node.shard_id, node.replica_id, reason)
-        )
-        self.unloaded(node)
-
-    def snapshot_created(self, node: Node, snapshot: pb.Snapshot, compacted_to: int) -> None:
-        self._metrics.snapshot("created")
-        info = SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
-        self._events.system_event("snapshot_created", info)
-        if compacted_to:
-            self._events.system_event(
-                "log_compacted", EntryInfo(node.shard_id, node.replica_id, compacted_to)
-            )
-
-    def snapshot_recovered(self, node: Node, snapshot: pb.Snapshot) -> None:
-        self._metrics.snapshot("recovered")
-        self._events.system_event(
-            "snapshot_recovered", SnapshotInfo(node.shard_id, node.replica_id, snapshot.index)
-        )
+    def replica_event(self, replica: Replica, event: ReplicaEvent) -> None:
+        shard_id, replica_id = replica.shard_id, replica.replica_id
+        events = self._events
+        match event:
+            case LeaderChanged(leader_id, term):
+                self._metrics.leader_changed(shard_id)
+                events.leader_updated(LeaderInfo(shard_id, replica_id, term, leader_id))
+            case MembershipChanged():
+                self.sync_routes(replica)
+                events.membership_changed(NodeInfo(shard_id, replica_id))
+            case ReplicaFailed(reason):
+                events.node_failed(FailureInfo(shard_id, replica_id, reason))
+                self.unloaded(replica)
+            case SnapshotCreated(snapshot, compact_to):
+                self._metrics.snapshot("created")
+                events.snapshot_created(SnapshotInfo(shard_id, replica_id, snapshot.index))
+                if compact_to:
+                    events.log_compacted(EntryInfo(shard_id, replica_id, compact_to))
+            case SnapshotRecovered(snapshot):
+                self._metrics.snapshot("recovered")
+                events.snapshot_recovered(SnapshotInfo(shard_id, replica_id, snapshot.index))
 
     def snapshot_send_started(self, message: pb.Message) -> None:
         self._router.snapshot_send_started(message)
 
-    def log_db_compacted(self, node: Node, index: int) -> None:
-        self._events.system_event(
-            "log_db_compacted", EntryInfo(node.shard_id, node.replica_id, index)
-        )
+    def log_db_compacted(self, replica: Replica, index: int) -> None:
+        self._events.log_db_compacted(EntryInfo(replica.shard_id, replica.replica_id, index))
 
     def snapshot_compacted(self, shard_id: int, replica_id: int, index: int) -> None:
         """An older snapshot was deleted from disk (on an apply worker)."""
         self._metrics.snapshot("compacted")
-        self._events.system_event("snapshot_compacted", SnapshotInfo(shard_id, replica_id, index))
+        self._events.snapshot_compacted(SnapshotInfo(shard_id, replica_id, index))

@@ -17,20 +17,13 @@ it closes), so the send_snapshot_* events carry the index of the snapshot they a
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from nodehost.engine import Engine
 from nodehost.events import ConnectionInfo, EventDispatcher, SnapshotInfo
 from nodehost.metrics import Metrics
-from nodehost.raft import Refusal
 from protos import raft_pb2 as pb
-
-if TYPE_CHECKING:
-    from nodehost.node import Node
 
 
 class TransportRouter:
@@ -52,18 +45,20 @@ class TransportRouter:
 
     def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
         engine = self._engine
-        nodes = engine.nodes
+        replicas = engine.nodes
         admit = engine.receive_queue.admit
         for m in messages:
-            node = nodes.get(m.shard_id)
-            if node is None or node.replica_id != m.to or node.stopped or node.failed:
+            replica = replicas.get(m.shard_id)
+            if replica is None or replica.replica_id != m.to:
+                continue
+            status = replica.status
+            if status.stopped or status.failed:
                 continue
             size = admit(m)
             if not size:
                 continue
-            node.inbox_bytes += size
-            node.inbox.append(m)
-            engine.wake(node)
+            replica.receive(m, size)
+            engine.wake(replica)
         hosts = engine.transport.hosts if engine.transport is not None else None
         if hosts is not None and source_address and hosts.host_at(source_address) is None:
             # By NodeHost id, a replica that just joined knows its peers' ids from the
@@ -74,66 +69,58 @@ class TransportRouter:
 
     def on_unreachable(self, shard_id: int, replica_id: int) -> None:
         engine = self._engine
-        node = engine.nodes.get(shard_id)
-        if node is not None:
-            node.local_calls.append(lambda peer: peer.report_unreachable(replica_id))
-            engine.wake(node)
+        replica = engine.nodes.get(shard_id)
+        if replica is not None:
+            replica.report_unreachable(replica_id)
+            engine.wake(replica)
 
     def snapshot_send_started(self, message: pb.Message) -> None:
         """A snapshot is handed to the transport to stream to `message.to`."""
         key = (message.shard_id, message.to)
         self._sending.setdefault(key, deque()).append((message.snapshot.index, message.from_id))
-        self._events.system_event(
-            "send_snapshot_started",
-            SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
+        self._events.send_snapshot_started(
+            SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id)
         )
 
     def on_snapshot_status(self, shard_id: int, replica_id: int, failed: bool) -> None:
         engine = self._engine
-        node = engine.nodes.get(shard_id)
-        if node is not None:
-            node.local_calls.append(lambda peer: peer.report_snapshot_status(replica_id, failed))
-            engine.wake(node)
+        replica = engine.nodes.get(shard_id)
+        if replica is not None:
+            replica.report_snapshot_status(replica_id, failed)
+            engine.wake(replica)
         index = from_id = 0
         sending = self._sending.get((shard_id, replica_id))
         if sending:
             index, from_id = sending.popleft()
             if not sending:
                 del self._sending[(shard_id, replica_id)]
-        event = "send_snapshot_aborted" if failed else "send_snapshot_completed"
-        self._metrics.snapshot("send_aborted" if failed else "sent")
-        self._events.system_event(event, SnapshotInfo(shard_id, replica_id, index, from_id))
+        info = SnapshotInfo(shard_id, replica_id, index, from_id)
+        if failed:
+            self._metrics.snapshot("send_aborted")
+            self._events.send_snapshot_aborted(info)
+        else:
+            self._metrics.snapshot("sent")
+            self._events.send_snapshot_completed(info)
 
     def on_snapshot_received(self, message: pb.Message) -> None:
-        engine = self._engine
-        node = engine.nodes.get(message.shard_id)
-        if node is None or node.replica_id != message.to or node.stopped:
+        replica = self._engine.nodes.get(message.shard_id)
+        if replica is None or replica.replica_id != message.to or replica.status.stopped:
             return
-        admission = node.admission
-        if admission is not None and not admission.check_snapshot(node, message):
-            _discard_received(node, message.snapshot)
+        admission = replica.loop.admission
+        if admission is not None and not admission.check_snapshot(replica.loop, message):
+            replica.discard_received(message.snapshot)  # its files: disk IO, apply worker
             return
         self._metrics.snapshot("received")
-        self._events.system_event(
-            "snapshot_received",
-            SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id),
+        self._events.snapshot_received(
+            SnapshotInfo(message.shard_id, message.to, message.snapshot.index, message.from_id)
         )
-
-        def install() -> None:
-            if not node.install_received(message):  # its files do not check out
-                _remove_received(node, message.snapshot)
-                if admission is not None:
-                    engine.loop.call_soon_threadsafe(
-                        admission.refuse, node, message, Refusal.BAD_SNAPSHOT
-                    )
-
-        node.submit_apply("call", install)
+        replica.install_snapshot(message)
 
     def snapshot_dir(self, shard_id: int, replica_id: int, index: int) -> str | None:
-        node = self._engine.nodes.get(shard_id)
-        if node is None or node.replica_id != replica_id:
+        replica = self._engine.nodes.get(shard_id)
+        if replica is None or replica.replica_id != replica_id:
             return None
-        return node.snapshots.receive_dir(index)
+        return replica.receive_dir(index)
 
     def is_hosted(self, shard_id: int, replica_id: int) -> bool:
         if self._closing():
@@ -141,20 +128,12 @@ class TransportRouter:
             # the replicas just stopped are expected, so they pass here unlogged and
             # on_messages drops them.
             return True
-        node = self._engine.nodes.get(shard_id)
-        return node is not None and node.replica_id == replica_id
+        replica = self._engine.nodes.get(shard_id)
+        return replica is not None and replica.replica_id == replica_id
 
     def on_connection(self, address: str, established: bool) -> None:
-        event = "connection_established" if established else "connection_failed"
-        self._events.system_event(event, ConnectionInfo(address))
-
-
-def _discard_received(node: Node, snapshot: pb.Snapshot) -> None:
-    """Remove the files of a refused snapshot (on the apply worker: it is disk IO)."""
-    node.submit_apply("call", lambda: _remove_received(node, snapshot))
-
-
-def _remove_received(node: Node, snapshot: pb.Snapshot) -> None:
-    directory = os.path.dirname(snapshot.filepath)
-    if os.path.dirname(directory) == node.snapshots.dir and directory.endswith(".receiving"):
-        shutil.rmtree(directory, ignore_errors=True)
+        info = ConnectionInfo(address)
+        if established:
+            self._events.connection_established(info)
+        else:
+            self._events.connection_failed(info)

@@ -141,10 +141,10 @@ def _leaderless(nh: NodeHost, limit: int) -> list[str]:
     found = []
     for node in list(engine.nodes.values()):
         if node.leader_id == 0:
-            peer = node.peer
+            peer = node.loop.peer
             found.append(
                 f"shard {node.shard_id}: {peer.role.name} term {peer.term} "
-                f"quiesced {node.quiesced} leader {peer.leader_id}"
+                f"quiesced {node.loop.quiesced} leader {peer.leader_id}"
             )
             if len(found) == limit:
                 break

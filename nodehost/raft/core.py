@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from protos import raft_pb2 as pb
 
@@ -32,7 +32,6 @@ from .readindex import ReadIndexQueue
 from .update import ReadContext, ReadyToRead
 
 if TYPE_CHECKING:
-    from .raft import Raft
     from .readindex import PendingRead
 
 
@@ -45,12 +44,14 @@ class Role(IntEnum):
     WITNESS = 5
 
 
-Handler = Callable[["Raft", pb.Message], None]
+# A handler takes the assembled Raft (raft.py), which this base cannot name: Raft is made
+# of the mixins that import this module. raft.py types its table with Raft itself.
+AnyHandler = Callable[[Any, pb.Message], None]
 
 
 class RaftCore:
     # Each role's handlers by message type; raft.py sets it once every mixin exists.
-    _by_role: ClassVar[dict[Role, dict[int, Handler]]]
+    _by_role: ClassVar[dict[Role, dict[int, AnyHandler]]]
 
     def __init__(
         self,

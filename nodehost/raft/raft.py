@@ -29,9 +29,11 @@ once and cached, like one defined on `Raft` itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from protos import raft_pb2 as pb
 
-from .core import Handler, Role
+from .core import Role
 from .elections import Elections
 from .messages import FROM_LEADER_TYPES, MessageType
 from .pacing import Pacing
@@ -43,6 +45,7 @@ from .transfer import LeaderTransfer
 __all__ = ["HANDLERS", "MAX_APPLY_BYTES", "Handler", "ProposalResult", "Raft", "Role"]
 
 MT = MessageType
+Handler = Callable[["Raft", pb.Message], None]
 # Entries handed out for applying in one Update, at most (at least one entry).
 MAX_APPLY_BYTES = 64 * 1024 * 1024
 

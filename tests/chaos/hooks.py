@@ -150,7 +150,7 @@ class QuiesceWatch:
             except RuntimeError:  # changed while copied: sample again next time
                 continue
             for shard, node in nodes:
-                now = bool(node.quiesced)
+                now = bool(node.loop.quiesced)
                 if now != self._now.get(shard, False):
                     self._events.write("quiesced" if now else "woke", shard)
                 self._now[shard] = now

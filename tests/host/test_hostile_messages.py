@@ -57,7 +57,7 @@ class Attack:
         assert engine is not None
 
         def read() -> Replica:
-            raft = engine.nodes[shard_id].peer.raft
+            raft = engine.nodes[shard_id].loop.peer.raft
             m = pb.Membership()
             m.CopyFrom(raft.membership)
             return Replica(
@@ -323,7 +323,7 @@ def test_forged_snapshot_streams_are_refused_and_leave_nothing(
     stream()
     attack.wait_refused(Refusal.BAD_SNAPSHOT)
     wait_for(
-        lambda: not [n for n in os.listdir(node.snapshots.dir) if n.endswith(".receiving")],
+        lambda: not [n for n in os.listdir(node.apply.snapshots.dir) if n.endswith(".receiving")],
         what="refused snapshots removed",
     )
     after = attack.replica()

@@ -43,7 +43,7 @@ def test_quiesced_shards_stop_ticking(tmp_path: Path) -> None:
         engine = host._engine
         assert engine is not None
         wait_for(
-            lambda: all(n.quiesced for n in engine.nodes.values()),
+            lambda: all(n.loop.quiesced for n in engine.nodes.values()),
             timeout=30,
             what="every shard quiesced",
         )
@@ -65,7 +65,7 @@ def test_a_woken_shard_ticks_again(tmp_path: Path) -> None:
         leader = cluster.leader(1)
         engines = {rid: host._engine for rid, host in cluster.live()}
         wait_for(
-            lambda: all(e is not None and e.nodes[1].quiesced for e in engines.values()),
+            lambda: all(e is not None and e.nodes[1].loop.quiesced for e in engines.values()),
             timeout=30,
             what="every replica quiesced",
         )

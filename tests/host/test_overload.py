@@ -114,7 +114,7 @@ def test_the_receive_queue_drops_and_counts_and_every_shard_goes_on(tmp_path: Pa
         assert engine is not None
         router = host._transport.handler
         term = host.get_leader_id(1)[1]
-        last = cluster.host(leader)._engine.nodes[1].peer.raft.log.last_index()  # type: ignore[union-attr]
+        last = cluster.host(leader)._engine.nodes[1].loop.peer.raft.log.last_index()  # type: ignore[union-attr]
 
         def burst() -> None:
             # 40 REPLICATEs of ~300 KB (12 MB) for one replica, and heartbeats, in one
@@ -201,7 +201,7 @@ def test_a_replica_refuses_what_would_wait_too_long_before_any_count_is_reached(
         session = host.get_noop_session(1)
         slow = encode("sleep", "s", 0.005)
         node = host._engine.nodes[1]  # type: ignore[union-attr]
-        gate = node.pending_proposals.gate
+        gate = node.requests.proposals.gate
         assert gate is not None
         # Queue proposals until one is refused. When the rate becomes known depends on
         # how the apply batches fall (a batch finishes together), so the refusal may
@@ -220,9 +220,9 @@ def test_a_replica_refuses_what_would_wait_too_long_before_any_count_is_reached(
         assert gate.rate > 0
         assert "would hold a new one about" in str(refused)
         assert "max_queue_delay_ms" in str(refused)
-        assert len(node.pending_proposals) < Config(shard_id=1, replica_id=1).max_pending_proposals
+        assert len(node.requests.proposals) < Config(shard_id=1, replica_id=1).max_pending_proposals
         assert all(rs.wait(60).completed() for rs in taken)
-        wait_for(lambda: len(node.pending_proposals) == 0, what="the queue drained")
+        wait_for(lambda: len(node.requests.proposals) == 0, what="the queue drained")
         assert host.sync_propose(session, encode("put", "after", 1), timeout=10)
     finally:
         cluster.close()

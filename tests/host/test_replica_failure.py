@@ -77,8 +77,8 @@ def _wrap(host: NodeHost, shard_id: int, fail_in: str) -> FaultyPeer:
     node = engine.nodes[shard_id]
 
     def swap() -> FaultyPeer:
-        faulty = FaultyPeer(node.peer, fail_in)
-        node.peer = faulty  # type: ignore[assignment]
+        faulty = FaultyPeer(node.loop.peer, fail_in)
+        node.loop.peer = faulty  # type: ignore[assignment]
         return faulty
 
     return engine.call(swap)

@@ -26,10 +26,11 @@ def test_automatic_snapshots_compact_the_log(cluster: Cluster) -> None:
     info = host.get_node_host_info()
     assert info.shard_info_list[0].applied_index >= 40
     node = host._engine.nodes[1]  # type: ignore[union-attr]
-    wait_for(lambda: node.log_reader.snapshot().index >= 30, what="a snapshot at >= 30")
+    reader = node.loop.log_reader
+    wait_for(lambda: reader.snapshot().index >= 30, what="a snapshot at >= 30")
     # The log behind the snapshot, minus the overhead, is gone from memory and disk.
-    assert node.log_reader.first_index() > 20
-    assert node.log_reader.first_index() <= node.log_reader.snapshot().index
+    assert reader.first_index() > 20
+    assert reader.first_index() <= reader.snapshot().index
 
 
 def test_requested_and_exported_snapshots(cluster: Cluster, tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_lagging_replica_catches_up_by_snapshot(cluster: Cluster) -> None:
     # The leader's log was compacted past what the stopped replica has.
     lead = cluster.host(cluster.leader(1))
     node = lead._engine.nodes[1]  # type: ignore[union-attr]
-    wait_for(lambda: node.log_reader.first_index() > 50, what="compaction on the leader")
+    wait_for(lambda: node.loop.log_reader.first_index() > 50, what="compaction on the leader")
     cluster.restart(lagging)
     cluster.start_replica(lagging, 1, {}, False)
     host = cluster.host(lagging)

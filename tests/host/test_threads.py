@@ -37,7 +37,7 @@ def test_only_the_engine_thread_touches_the_core(cluster: Cluster) -> None:
         node = engine.nodes[1]
 
         def guard(node: Any = node) -> None:  # runs on the engine's loop thread
-            node.peer = _LoopOnly(node.peer, threading.current_thread(), seen)
+            node.loop.peer = _LoopOnly(node.loop.peer, threading.current_thread(), seen)
 
         engine.call(guard)
     host = cluster.host(2)
