@@ -49,19 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from examples.kvstore.service import shard_for  # noqa: E402
-from nodehost.raft.messages import INDEX_LIMIT, TERM_LIMIT, TERM_STEP_LIMIT  # noqa: E402
-from nodehost.testing.wire import (  # noqa: E402
+from examples.kvstore.service import shard_for
+from nodehost.raft.messages import INDEX_LIMIT, TERM_LIMIT, TERM_STEP_LIMIT
+from nodehost.testing.wire import (
     batch,
     send_snapshot_frames,
     snapshot_frames,
     write_frames,
 )
-from protos import raft_pb2 as pb  # noqa: E402
-from transport.frames import BATCH_METHOD, BIN_VERSION  # noqa: E402
+from protos import raft_pb2 as pb
+from transport.frames import BATCH_METHOD, BIN_VERSION
 
 MAX_UINT64 = 2**64 - 1
 NOBODY = 1_000_003  # a replica id no shard has

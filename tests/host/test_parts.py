@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -14,7 +15,13 @@ from logdb import ILogDB, LogDBError, MemoryLogDB, RocksLogDB
 from nodehost import Config, InvalidConfig, NodeHost, NodeHostConfig, ResultCode
 from nodehost.parts import WALL_CLOCK, default_transport_factory, rocksdb_logdb
 from tests.host.cluster import KV, encode, wait_for
-from transport import GrpcTransport, InMemoryNetwork, InMemoryTransport
+from transport import (
+    GrpcTransport,
+    InMemoryNetwork,
+    InMemoryTransport,
+    TransportConfig,
+    TransportHandler,
+)
 
 
 class ManualClock:
@@ -116,5 +123,10 @@ def test_the_defaults_are_rocksdb_grpc_and_the_wall_clock(tmp_path: Path) -> Non
         assert isinstance(store, RocksLogDB)
     finally:
         store.close()
-    assert default_transport_factory(config) is GrpcTransport
+    assert config.transport == "grpc"
+    transport = default_transport_factory(config)(
+        TransportConfig(raft_address=config.raft_address, listen_address="", deployment_id=0),
+        cast(TransportHandler, object()),
+    )
+    assert isinstance(transport, GrpcTransport)
     assert WALL_CLOCK.monotonic() > 0
