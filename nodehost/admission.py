@@ -14,6 +14,11 @@ Rules:
   take the rate for several times what it is. Past `target` seconds it is refused at once
   (the caller gets SystemBusy, nothing was done). A few (FLOOR) are always taken, so a
   replica whose rate is low, or not yet known, still works.
+- While requests stayed pending since the previous window's last finish, the span
+  measured starts there, not at the window's start: a state machine that takes longer
+  than a window to apply one batch finishes it all at once, and only the time since the
+  batch before tells its rate. Once the queue was seen empty, the span starts with the
+  window again (the idle time before does not count).
 - The rate follows the last window in which requests finished. A window in which none
   finished while some were pending (the shard stalled) halves it; a window with none
   pending keeps it (an idle replica has not become slower).
@@ -33,9 +38,11 @@ FLOOR = 64
 
 class DelayGate:
     __slots__ = (
+        "_emptied",
         "_finished",
         "_last",
         "_lock",
+        "_previous_last",
         "_window_end",
         "_window_start",
         "rate",
@@ -53,6 +60,8 @@ class DelayGate:
         self._window_end = 0.0
         self._finished = 0
         self._last = 0.0  # when the window's last request finished
+        self._previous_last = 0.0  # when the last window with finishes had its last
+        self._emptied = True  # the queue was seen empty since _previous_last
         self.rate = 0.0  # requests finished per second; 0: not known yet
 
     def admit(self, now: float, pending: int) -> bool:
@@ -61,6 +70,8 @@ class DelayGate:
             with self._lock:
                 if now >= self._window_end:
                     self._roll_locked(now, pending)
+        if not pending:
+            self._emptied = True
         if pending < FLOOR or self.rate <= 0.0:
             return True
         return pending < self.rate * self.target
@@ -72,6 +83,8 @@ class DelayGate:
                 self._roll_locked(now, pending)
             self._finished += 1
             self._last = now
+            if not pending:
+                self._emptied = True
 
     def expected_wait(self, pending: int) -> float:
         return pending / self.rate if self.rate > 0 else 0.0
@@ -79,9 +92,16 @@ class DelayGate:
     def _roll_locked(self, now: float, pending: int) -> None:
         if self._finished:
             # Over the time they took, not the idle time after them (windows roll late).
-            self.rate = self._finished / max(self._last - self._window_start, self.window)
+            start = self._window_start
+            if self._previous_last and not self._emptied:
+                start = min(start, self._previous_last)
+            self.rate = self._finished / max(self._last - start, self.window)
+            self._previous_last = self._last
+            self._emptied = not pending
         elif pending:
             self.rate /= 2
+        else:
+            self._emptied = True
         self._finished = 0
         self._window_start = now
         self._window_end = now + self.window

@@ -33,7 +33,7 @@ from nodehost.env import check_room_named
 from nodehost.raft import Raft
 from nodehost.rsm import StateMachineManager
 from nodehost.runtime import Runtime, ThreadedRuntime
-from transport import GrpcTransport, ITransport, TransportConfig, TransportHandler
+from transport import ITransport, TransportConfig, TransportHandler, create_transport
 
 if TYPE_CHECKING:
     from nodehost.config import NodeHostConfig
@@ -105,5 +105,12 @@ def rocksdb_logdb(config: NodeHostConfig, directory: str) -> ILogDB:
 
 
 def default_transport_factory(config: NodeHostConfig) -> TransportFactory:
-    """The transport a NodeHost gets when none is handed in: gRPC."""
-    return GrpcTransport
+    """The transport a NodeHost gets when none is handed in: the kind its config names
+    (`NodeHostConfig.transport`: "grpc" by default, or "tcp")."""
+
+    kind = config.transport
+
+    def create(config: TransportConfig, handler: TransportHandler) -> ITransport:
+        return create_transport(kind, config, handler)
+
+    return create

@@ -7,7 +7,8 @@ before the core sees it (inbound.py). An incoming snapshot is checked first, the
 into the replica's store on its apply worker, then checked again as a message.
 
 Routes (addresses) are never learned here: a batch's source address is only what the
-peer claims about itself. They come from memberships (inbound.py, NodeHost).
+peer claims about itself. They come from memberships (inbound.py, NodeHost). By NodeHost
+id, an unknown source address is only dialled, to ask which host is there.
 
 Snapshots streamed out are remembered per target (shard, replica) from the moment they
 leave until the transport reports their outcome (exactly once per stream, except when
@@ -58,6 +59,13 @@ class TransportRouter:
                 continue
             replica.receive(m, size)
             engine.wake(replica)
+        hosts = engine.transport.hosts if engine.transport is not None else None
+        if hosts is not None and source_address and hosts.host_at(source_address) is None:
+            # By NodeHost id, a replica that just joined knows its peers' ids from the
+            # membership they present, not yet where those hosts are. Which host serves
+            # at the batch's source address is learned by dialling it and asking, never
+            # from the claim; until then replies wait, and the sender repeats itself.
+            hosts.look_at(source_address)
 
     def on_unreachable(self, shard_id: int, replica_id: int) -> None:
         engine = self._engine

@@ -19,6 +19,7 @@ Shared machines give noisy figures: compare within one run.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -27,12 +28,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from examples.benchmark.compare.dqlite import DqliteDemo
+from examples.benchmark.sqlcluster import SqlCluster
+from nodehost.bench import Workers
+from nodehost.sqlite import client
 
-from nodehost.sqlite import client  # noqa: E402
-from tests.sqlite.dqlite_demo import DQLITE_DEMO, start_dqlite_demo  # noqa: E402
-from tests.sqlite.wire_clusters import NodehostCluster  # noqa: E402
+RTT = 20  # ms, the members' tick (the wire tests' setting)
 
 
 def measure(
@@ -137,24 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-client-") as directory:
         root = Path(directory)
-        members = NodehostCluster(root / "nodehost")
-        try:
+        with SqlCluster(root / "nodehost", rtt=RTT) as members:
             print("nodehost.sqlite.connect -> 3 nodehost members (fsync on)", flush=True)
             for line in run_loads(members.addresses, args.clients, args.seconds):
                 print(line, flush=True)
-        finally:
-            members.stop_all()
         if args.dqlite:
-            if DQLITE_DEMO is None:
+            if shutil.which("dqlite-demo") is None or shutil.which("dqlite") is None:
                 print("dqlite-demo is not installed (apt-get install go-dqlite): skipped")
                 return 0
-            demo = start_dqlite_demo(root / "dqlite")
-            try:
+            with Workers(root) as workers:
+                demo = DqliteDemo(workers, root / "dqlite")
+                demo.leader()  # every node a voter
                 print("nodehost.sqlite.connect -> 3 dqlite-demo nodes (go-dqlite 1.11)")
-                for line in run_loads(demo.addresses, args.clients, args.seconds):
+                addresses = [node.database for node in demo.nodes]
+                for line in run_loads(addresses, args.clients, args.seconds):
                     print(line, flush=True)
-            finally:
-                demo.stop_all()
     return 0
 
 

@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable
 
+from nodehost.bench.report import machine, machine_line
 from nodehost.raft import MemoryLogReader, Peer, RaftConfig, Role
 from protos import raft_pb2 as pb
 
@@ -209,6 +210,7 @@ def main() -> None:
         rate, n = fn()
         print(f"  {name:<58} {rate:>10,.0f} entries/s  ({n:,} entries)")
 
+    print(machine_line(machine()))
     encode, decode = small_message_codec()
     print("3 replicas, in memory, one thread; counted when applied on all three; per CPU-second")
     print(

@@ -2,9 +2,10 @@
 
     uv run python scripts/bench_idle.py                         # 10,000 shards, 3 hosts
     uv run python scripts/bench_idle.py --shards 1000 --no-quiesce
+    uv run python scripts/bench_idle.py --transport tcp
 
-Each NodeHost runs in its own process (real gRPC on 127.0.0.1, real RocksDB in a temp
-dir) and hosts one replica of every shard, so each shard has `--hosts` replicas. The run:
+Each NodeHost runs in its own process (real gRPC, or TCP with --transport tcp, on
+127.0.0.1, real RocksDB in a temp dir) and hosts one replica of every shard, so each shard has `--hosts` replicas. The run:
 
 1. start every replica on every host at once and wait until each host knows a leader
    for every shard (start-up time is printed in total and per shard),
@@ -25,30 +26,23 @@ import argparse
 import logging
 import multiprocessing as mp
 import os
-import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, BinaryIO
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import psutil  # noqa: E402
-
-from nodehost import Config, NodeHost, NodeHostConfig, RaftError  # noqa: E402
-from statemachine import (  # noqa: E402
+from nodehost import Config, NodeHost, NodeHostConfig, RaftError
+from nodehost.bench import CpuWindow, free_ports, own_peak_rss_mib, rss_mib, stop_children
+from nodehost.bench.report import machine, machine_line
+from statemachine import (
     Entry,
     IStateMachine,
     Result,
     SnapshotFile,
     SnapshotFileCollection,
 )
-from tests.host.cluster import free_ports  # noqa: E402
 
 TARGET_PERCENT = 5.0
 
@@ -87,12 +81,18 @@ def host_main(
     shards: int,
     quiesce: bool,
     rtt_ms: int,
+    transport: str,
     conn: Connection,
 ) -> None:
     """Start this host's replica of every shard, then answer the driver's questions."""
     logging.basicConfig(level=logging.ERROR)
     nh = NodeHost(
-        NodeHostConfig(node_host_dir=directory, raft_address=addresses[rid], rtt_millisecond=rtt_ms)
+        NodeHostConfig(
+            node_host_dir=directory,
+            raft_address=addresses[rid],
+            rtt_millisecond=rtt_ms,
+            transport=transport,
+        )
     )
     engine = nh._engine
     assert engine is not None
@@ -119,9 +119,8 @@ def host_main(
         elif command == "quiesced":
             conn.send(sum(1 for n in list(engine.nodes.values()) if n.quiesced))
         elif command == "rss":
-            rss = psutil.Process().memory_info().rss
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            conn.send((rss, max(rss, peak)))
+            rss = rss_mib(os.getpid())
+            conn.send((rss, max(rss, own_peak_rss_mib())))
         elif command == "stop":
             nh.close()
             conn.send("stopped")
@@ -164,7 +163,9 @@ def _write(nh: NodeHost, shards: list[int]) -> int:
 class Hosts:
     """The host processes and their control pipes; every process is stopped by PID."""
 
-    def __init__(self, count: int, shards: int, quiesce: bool, rtt_ms: int, root: str) -> None:
+    def __init__(
+        self, count: int, shards: int, quiesce: bool, rtt_ms: int, transport: str, root: str
+    ) -> None:
         ctx = mp.get_context("spawn")
         ports = free_ports(count)
         addresses = {i + 1: f"127.0.0.1:{p}" for i, p in enumerate(ports)}
@@ -175,7 +176,7 @@ class Hosts:
             directory = os.path.join(root, f"nh{rid}")
             p = ctx.Process(
                 target=host_main,
-                args=(rid, addresses, directory, shards, quiesce, rtt_ms, theirs),
+                args=(rid, addresses, directory, shards, quiesce, rtt_ms, transport, theirs),
                 name=f"host-{rid}",
             )
             p.start()
@@ -196,17 +197,10 @@ class Hosts:
         return {rid: self.recv(rid, timeout) for rid in self.conns}
 
     def stop(self) -> None:
-        for rid, conn in self.conns.items():
-            if self.procs[rid].is_alive():
-                try:
-                    conn.send(("stop", None))
-                except OSError:
-                    pass
-        for p in self.procs.values():
-            p.join(30)
-            if p.is_alive():
-                os.kill(p.pid, 9)
-                p.join()
+        by_process = {p: self.conns[rid] for rid, p in self.procs.items()}
+        stop_children(
+            list(self.procs.values()), polite=lambda p: by_process[p].send(("stop", None)), grace=30
+        )
 
 
 def wait_until(what: str, condition: Callable[[], bool], timeout: float) -> float:
@@ -220,31 +214,24 @@ def wait_until(what: str, condition: Callable[[], bool], timeout: float) -> floa
 
 def measure(pids: dict[int, int], seconds: float) -> dict[int, float]:
     """CPU of each process over the window, as a percentage of one core."""
-    procs = {rid: psutil.Process(pid) for rid, pid in pids.items()}
-    before = {rid: p.cpu_times() for rid, p in procs.items()}
-    t0 = time.monotonic()
-    time.sleep(seconds)
-    elapsed = time.monotonic() - t0
-    after = {rid: p.cpu_times() for rid, p in procs.items()}
-    return {
-        rid: 100.0
-        * ((after[rid].user - before[rid].user) + (after[rid].system - before[rid].system))
-        / elapsed
-        for rid in procs
-    }
+    window = CpuWindow(pids.values())
+    time.sleep(seconds)  # the measured window itself: the hosts idle through it
+    percent = window.stop()
+    return {rid: percent[pid] for rid, pid in pids.items()}
 
 
 def run(args: argparse.Namespace) -> bool:
     quiesce = not args.no_quiesce
     shards = args.shards
     root = tempfile.mkdtemp(prefix="bench-idle-")
+    print(machine_line(machine()), flush=True)
     print(
         f"{shards} shards x {args.hosts} replicas, one NodeHost process per replica, "
         f"rtt {args.rtt_ms} ms, election_rtt 10, heartbeat_rtt 1, "
-        f"quiesce {'on' if quiesce else 'off'}",
+        f"quiesce {'on' if quiesce else 'off'}, {args.transport} transport",
         flush=True,
     )
-    hosts = Hosts(args.hosts, shards, quiesce, args.rtt_ms, root)
+    hosts = Hosts(args.hosts, shards, quiesce, args.rtt_ms, args.transport, root)
     try:
         t0 = time.monotonic()
         starts = {rid: hosts.recv(rid, args.timeout) for rid in hosts.conns}
@@ -297,10 +284,7 @@ def run(args: argparse.Namespace) -> bool:
     for rid, value in percent.items():
         rss, peak = memory[rid]
         quiet = f", {still[rid]}/{shards} replicas quiesced at the end" if quiesce else ""
-        print(
-            f"  host {rid}: {value:5.2f}%  (RSS {rss / 2**20:.0f} MiB, "
-            f"peak {peak / 2**20:.0f} MiB{quiet})"
-        )
+        print(f"  host {rid}: {value:5.2f}%  (RSS {rss:.0f} MiB, peak {peak:.0f} MiB{quiet})")
     worst = max(percent.values())
     verdict = "under" if worst < TARGET_PERCENT else "OVER"
     print(f"worst host {worst:.2f}% of a core: {verdict} the {TARGET_PERCENT:.0f}% target")
@@ -315,6 +299,9 @@ def main() -> None:
     parser.add_argument("--rtt-ms", type=int, default=100, help="NodeHostConfig.rtt_millisecond")
     parser.add_argument("--writes", type=int, default=100, help="shards written once")
     parser.add_argument("--no-quiesce", action="store_true", help="the comparison figure")
+    parser.add_argument(
+        "--transport", choices=("grpc", "tcp"), default="grpc", help="NodeHostConfig.transport"
+    )
     parser.add_argument("--settle", type=float, default=5.0, help="idle wait without quiesce")
     parser.add_argument("--timeout", type=float, default=1200.0, help="bound on each phase")
     parser.add_argument(

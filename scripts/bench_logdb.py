@@ -17,7 +17,6 @@ Timings on a shared machine are noisy: read them as figures, not verdicts.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import statistics
 import sys
@@ -31,6 +30,9 @@ from pathlib import Path
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from logdb import RocksLogDB
+from nodehost.bench.ceilings import beside
+from nodehost.bench.report import machine, machine_line
+from nodehost.bench.sampling import own_peak_rss_mib
 from protos import raft_pb2 as pb
 
 CMD = b"0123456789abcdef"
@@ -311,14 +313,15 @@ def main() -> None:
     parser.add_argument("--dir", help="where to put the stores (default: a temp dir)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench_logdb_", dir=args.dir))
+    print(machine_line(machine()))
+    print("\n".join(beside("fsync", "rocksdict_sync_put", "rocksdict_batch")))
     try:
         bench_single(base, args.seconds)
         bench_batch(base, args.seconds)
         bench_read(base)
         bench_threads(base, args.seconds)
         bench_open(base)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak memory (max RSS) of this process: {peak:.0f} MiB")
+        print(f"peak memory (max RSS) of this process: {own_peak_rss_mib():.0f} MiB")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

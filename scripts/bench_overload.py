@@ -32,21 +32,14 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import psutil  # noqa: E402
-
-from nodehost import (  # noqa: E402
+from nodehost import (
     Config,
     NodeHost,
     NodeHostConfig,
@@ -54,16 +47,16 @@ from nodehost import (  # noqa: E402
     RequestState,
     SystemBusy,
 )
-from statemachine import (  # noqa: E402
+from nodehost.bench import free_ports, rss_mib, stop_children
+from nodehost.bench.report import machine, machine_line
+from statemachine import (
     Entry,
     IStateMachine,
     Result,
     SnapshotFile,
     SnapshotFileCollection,
 )
-from tests.host.cluster import free_ports  # noqa: E402
 
-MiB = 1024 * 1024
 HUGE = 2**40
 T = TypeVar("T")
 
@@ -326,7 +319,6 @@ class Hosts:
             p.start()
             self.conns[rid], self.procs[rid] = ours, p
         self.pids = {rid: self.expect(rid, "started", 120) for rid in self.conns}
-        self.ps = {rid: psutil.Process(pid) for rid, pid in self.pids.items()}
 
     def expect(self, rid: int, kind: str, timeout: float) -> Any:
         conn = self.conns[rid]
@@ -345,29 +337,16 @@ class Hosts:
         return {rid: self.expect(rid, command, timeout) for rid in self.conns}
 
     def rss(self) -> dict[int, float]:
-        out = {}
-        for rid, p in self.ps.items():
-            try:
-                out[rid] = p.memory_info().rss / MiB
-            except psutil.Error:
-                out[rid] = float("nan")
-        return out
+        return {rid: rss_mib(pid) for rid, pid in self.pids.items()}
 
     def alive(self) -> dict[int, bool]:
         return {rid: p.is_alive() for rid, p in self.procs.items()}
 
     def stop(self) -> dict[int, int | None]:
-        for rid, conn in self.conns.items():
-            if self.procs[rid].is_alive():
-                try:
-                    conn.send(("stop", None))
-                except OSError:
-                    pass
-        for p in self.procs.values():
-            p.join(30)
-            if p.is_alive():
-                os.kill(p.pid, 9)
-                p.join()
+        by_process = {p: self.conns[rid] for rid, p in self.procs.items()}
+        stop_children(
+            list(self.procs.values()), polite=lambda p: by_process[p].send(("stop", None)), grace=30
+        )
         return {rid: p.exitcode for rid, p in self.procs.items()}
 
 
@@ -492,6 +471,7 @@ def main() -> None:
     parser.add_argument("--unbounded", action="store_true", help="bounds off, to compare")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="bench-overload-")
+    print(machine_line(machine()), flush=True)
     print(
         f"3 NodeHost processes, {args.shards} shards x 3 replicas, {args.payload}-byte "
         f"proposals, timeout {args.timeout:g} s, bounds {'OFF' if args.unbounded else 'default'}",

@@ -22,80 +22,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import psutil  # noqa: E402
-
-from examples.benchmark.disk import fsync_rate  # noqa: E402
-from nodehost.sqlite.wire import codec  # noqa: E402
-from tests.sqlite.processes import Member  # noqa: E402
-from tests.sqlite.support import free_addresses  # noqa: E402
+from examples.benchmark.compare.dqlite import dqlite_benchmark, dqlite_installed
+from examples.benchmark.sqlcluster import SqlCluster
+from nodehost.bench import CpuWindow, Histogram, Workers
+from nodehost.bench.ceilings import beside
+from nodehost.bench.disk import fsync_rate
+from nodehost.bench.processes import WorkerFailed
+from nodehost.bench.report import machine, machine_line
+from nodehost.sqlite.wire import codec
 
 # Measured on this machine kind (3 nodes, 16-byte values); shown without --dqlite.
 DQLITE_RECORDED = {
     "sequential": "449 writes/s, mean 2.22 ms (dqlite-benchmark kvwrite, 1 worker)",
     "concurrent": "~450 writes/s at best: with 4 or 32 workers nearly every write fails as busy",
 }
-RAW_CEILINGS = [
-    "grpc.aio bidi stream ping-pong (loopback): p50 0.33-0.36 ms",
-    "RocksDB WriteBatch of 64 entries, sync: 158 k entries/s",
-    "etcd 3.4, 3 members: 1 put outstanding p50 1.13 ms; best 15.5 k puts/s",
-]
 
 
-def start_cluster(root: Path, rtt: int) -> list[Member]:
-    addresses = free_addresses(3)
-    members = [Member(root / f"m{n}", a, addresses, rtt) for n, a in enumerate(addresses)]
-    for member in members:
-        member.launch()
-    for member in members:
-        member.wait_ready(120)
-    return members
-
-
-def cpu_seconds(members: list[Member]) -> float:
-    total = 0.0
-    for member in members:
-        if member.process is not None and member.process.poll() is None:
-            times = psutil.Process(member.process.pid).cpu_times()
-            total += times.user + times.system
-    return total
-
-
-def measured(members: list[Member], run: Any) -> dict[str, Any]:
+def measured(cluster: SqlCluster, run: Any) -> dict[str, Any]:
     """Run a load; add the CPU time the three members spent per operation."""
-    before = cpu_seconds(members)
+    window = CpuWindow(cluster.pids)
     figures: dict[str, Any] = run()
-    spent = cpu_seconds(members) - before
+    spent = sum(window.seconds().values())
     figures["cpu_us_per_op"] = spent / max(figures["operations"], 1) * 1e6
     return figures
-
-
-def leader_of(members: list[Member]) -> Member:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        leader_id = members[0].ask({"cmd": "leader"}).get("leader", 0)
-        for member in members:
-            if member.id == leader_id:
-                return member
-        time.sleep(0.1)
-    raise SystemExit("no leader within 60 s")
 
 
 async def wire_load(address: str, clients: int, seconds: float) -> dict[str, Any]:
     """INSERTs from `clients` wire connections (one asyncio process, prepared EXEC)."""
     host, port = address.rsplit(":", 1)
-    latencies: list[float] = []
+    histogram = Histogram()
     failures = 0
     stop_at = time.monotonic() + seconds
 
@@ -137,7 +98,7 @@ async def wire_load(address: str, clients: int, seconds: float) -> dict[str, Any
                 )
             )
             if isinstance(answer, codec.ResultResponse):
-                latencies.append(time.perf_counter() - began)
+                histogram.record(time.perf_counter() - began)
             else:
                 failures += 1
         writer.close()
@@ -145,85 +106,39 @@ async def wire_load(address: str, clients: int, seconds: float) -> dict[str, Any
     began = time.monotonic()
     await asyncio.gather(*(client(n) for n in range(clients)))
     elapsed = time.monotonic() - began
-    return summary("insert (wire)", clients, latencies, elapsed, failures)
+    return summary("insert (wire)", clients, histogram, elapsed, failures)
 
 
 def summary(
-    mode: str, clients: int, latencies: list[float], elapsed: float, failures: int
+    mode: str, clients: int, histogram: Histogram, elapsed: float, failures: int
 ) -> dict[str, Any]:
-    every = sorted(latencies)
-    count = len(every)
-
-    def quantile(q: float) -> float:
-        return every[min(int(q * count), count - 1)] * 1000 if count else float("nan")
-
+    count = histogram.total
     return {
         "mode": mode,
         "clients": clients,
         "operations": count,
         "per_second": count / elapsed,
-        "p50_ms": quantile(0.5),
-        "p99_ms": quantile(0.99),
+        "p50_ms": histogram.percentile_ms(0.5) if count else float("nan"),
+        "p99_ms": histogram.percentile_ms(0.99) if count else float("nan"),
         "failures": failures,
     }
 
 
-def run_dqlite(root: Path, workers: int, seconds: int) -> dict[str, Any] | None:
+def run_dqlite(root: Path, clients: int, seconds: int) -> dict[str, Any] | None:
     """dqlite-benchmark kvwrite on 3 nodes; None when it is not installed or fails."""
-    binary = shutil.which("dqlite-benchmark")
-    if binary is None:
+    if not dqlite_installed():
         return None
-    addresses = free_addresses(3)
-    directory = root / f"dqlite-{workers}"
-    common = ["--value-size", "16", "--duration", str(seconds), "-D", str(directory)]
-    processes = [
-        subprocess.Popen(
-            [
-                binary,
-                "-d",
-                addresses[0],
-                "--driver",
-                "--cluster",
-                ",".join(addresses),
-                "--workers",
-                str(workers),
-                *common,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    for address in addresses[1:]:
-        processes.append(
-            subprocess.Popen(
-                [binary, "-d", address, "--join", addresses[0], *common],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+    directory = root / f"dqlite-{clients}"
+    directory.mkdir(parents=True)
     try:
-        processes[0].wait(seconds + 120)
-    except subprocess.TimeoutExpired:
+        with Workers(directory) as workers:
+            figures = dqlite_benchmark(workers, directory, seconds, 16, clients=clients)
+    except WorkerFailed as exc:
+        print(f"dqlite-benchmark with {clients} workers failed: {exc}")
         return None
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-    latencies: list[float] = []
-    errors = 0
-    for path in (directory / addresses[0]).glob("results/*"):
-        lines = path.read_text().splitlines()
-        for line in lines:
-            if line.startswith("n_err "):
-                errors += int(line.split()[1])
-        for line in lines[6:]:
-            parts = line.split()
-            if len(parts) == 2:
-                latencies.append(float(parts[1]) / 1000)
-    if not latencies:
+    if not figures.histogram.total:
         return None
-    return summary("dqlite kvwrite", workers, latencies, seconds, errors)
+    return summary("dqlite kvwrite", clients, figures.histogram, figures.seconds, figures.errors)
 
 
 def show(label: str, figures: dict[str, Any]) -> None:
@@ -254,13 +169,10 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     disk = fsync_rate(str(root), 2.0)
     print(f"bench_sql: 3 members, fsync on, {args.seconds:.0f} s per load, data in {root}")
-    print(
-        f"load average before the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
-    )
-    members = start_cluster(root, args.rtt)
+    print(machine_line(machine()))
     results: dict[str, dict[str, Any]] = {}
-    try:
-        leader = leader_of(members)
+    with SqlCluster(root / "members", rtt=args.rtt) as cluster:
+        leader = cluster.leader()
         timeout = args.seconds + 120
 
         def load(command: dict[str, Any]) -> Any:
@@ -268,17 +180,13 @@ def main() -> None:
                 {"cmd": "bench", "seconds": args.seconds, **command}, timeout
             )["bench"]
 
-        results["sequential"] = measured(members, load({"clients": 1}))
-        results["concurrent"] = measured(members, load({"clients": args.clients}))
-        results["select"] = measured(members, load({"clients": args.clients, "mode": "select"}))
+        results["sequential"] = measured(cluster, load({"clients": 1}))
+        results["concurrent"] = measured(cluster, load({"clients": args.clients}))
+        results["select"] = measured(cluster, load({"clients": args.clients, "mode": "select"}))
         if args.wire:
             results["wire"] = measured(
-                members, lambda: asyncio.run(wire_load(leader.address, args.clients, args.seconds))
+                cluster, lambda: asyncio.run(wire_load(leader.address, args.clients, args.seconds))
             )
-    finally:
-        for member in members:
-            member.stop()
-            member.kill()
     dqlite: dict[str, dict[str, Any] | None] = {}
     if args.dqlite:
         dqlite["sequential"] = run_dqlite(root, 1, int(args.seconds))
@@ -305,8 +213,8 @@ def main() -> None:
     print(
         f"  write + fdatasync, one writer (measured now): {disk.per_second:,.0f}/s, p50 {disk.p50_ms:.3f} ms"
     )
-    for line in RAW_CEILINGS:
-        print(f"  {line}  (recorded on this machine kind)")
+    for line in beside("grpc_pingpong", "rocksdict_batch", "etcd_sequential", "etcd_256"):
+        print(f"{line}  (recorded on this machine kind)")
     sequential = results["sequential"]["p50_ms"]
     concurrent = results["concurrent"]["per_second"]
     best = max([f["per_second"] for f in dqlite.values() if f is not None] or [449.0])

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from logdb import RocksLogDB
+from nodehost.bench.report import machine, machine_line
 from nodehost.env import Env
 from nodehost.raft.membership import bootstrap_entries
 from nodehost.tools import inspect, recover
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--value-bytes", type=int, default=100)
     args = parser.parse_args()
+    print(machine_line(machine()))
     with tempfile.TemporaryDirectory(prefix="bench-tools-") as root:
         directory = Path(root) / "nh"
         start = time.perf_counter()

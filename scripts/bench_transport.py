@@ -3,8 +3,10 @@
     uv run python scripts/bench_transport.py                 # all parts, uvloop
     uv run python scripts/bench_transport.py --loop asyncio --skip-snapshot
 
-Parts:
-1. messages: a sender process calls `GrpcTransport.send` once per "engine pass" with
+Parts (every part runs each kind of `--transports`, gRPC and TCP by default, in turn):
+0. ping-pong: one small message out and its answer back, one at a time, between two
+   processes: the transport's round trip, what a sequential proposal pays per hop.
+1. messages: a sender process calls the transport's `send` once per "engine pass" with
    `--pass-size` small Raft messages spread over `--shards` shards; a receiver process
    counts what its handler is given. The sender keeps at most two frames' worth of
    bytes queued (a closed loop: we measure capacity, not the drop policy).
@@ -28,37 +30,32 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
-import resource
 import shutil
-import socket
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import grpc
 
-import grpc  # noqa: E402
-import psutil  # noqa: E402
-
-from protos import raft_pb2 as pb  # noqa: E402
-from transport import GrpcTransport, TransportConfig  # noqa: E402
-from transport.frames import BATCH_METHOD, SERVICE  # noqa: E402
+from nodehost.bench import (
+    Histogram,
+    free_port,
+    free_ports,
+    own_cpu_seconds,
+    own_peak_rss_mib,
+    stop_children,
+)
+from nodehost.bench.ceilings import beside
+from nodehost.bench.report import machine, machine_line
+from protos import raft_pb2 as pb
+from transport import GrpcTransport, TransportConfig, create_transport
+from transport.frames import BATCH_METHOD, SERVICE
 
 MiB = 1024 * 1024
 DEPLOYMENT = 42
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def run_loop(kind: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -71,15 +68,6 @@ def run_loop(kind: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
             runner.run(main())
     else:
         asyncio.run(main())
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_seconds() -> float:
-    t = psutil.Process().cpu_times()
-    return float(t.user + t.system)
 
 
 class Handler:
@@ -133,29 +121,31 @@ def messages_for(shards: int, count: int) -> list[pb.Message]:
 
 
 def receiver_main(
-    port: int, loop: str, shards: int, warmup: float, seconds: float, out: Connection
+    kind: str, port: int, loop: str, shards: int, warmup: float, seconds: float, out: Connection
 ) -> None:
     async def main() -> None:
         handler = Handler({(s, 1) for s in range(1, shards + 1)})
-        t = GrpcTransport(TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), handler)
+        t = create_transport(kind, TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), handler)
         await t.start()
         out.send("ready")
         while handler.count == 0:
             await asyncio.sleep(0.01)
         await asyncio.sleep(warmup)
-        c0, t0, cpu0 = handler.count, time.perf_counter(), cpu_seconds()
+        c0, t0, cpu0 = handler.count, time.perf_counter(), own_cpu_seconds()
         await asyncio.sleep(seconds)
-        c1, t1, cpu1 = handler.count, time.perf_counter(), cpu_seconds()
+        c1, t1, cpu1 = handler.count, time.perf_counter(), own_cpu_seconds()
         out.send(((c1 - c0) / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), dict(t.stats.rejected)))
         await t.close()
 
     run_loop(loop, main)
 
 
-def sender_main(port: int, loop: str, shards: int, pass_size: int, control: Connection) -> None:
+def sender_main(
+    kind: str, port: int, loop: str, shards: int, pass_size: int, control: Connection
+) -> None:
     async def main() -> None:
-        t = GrpcTransport(
-            TransportConfig(f"127.0.0.1:{free_port()}", "", DEPLOYMENT), Handler(set())
+        t = create_transport(
+            kind, TransportConfig(f"127.0.0.1:{free_port()}", "", DEPLOYMENT), Handler(set())
         )
         await t.start()
         target = f"127.0.0.1:{port}"
@@ -164,7 +154,7 @@ def sender_main(port: int, loop: str, shards: int, pass_size: int, control: Conn
         batch = messages_for(shards, pass_size)
         high_water = 2 * t.config.batch_bytes
         passes = 0
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        cpu0, t0 = own_cpu_seconds(), time.perf_counter()
         while True:
             if t.queued_bytes(target) < high_water:
                 t.send(batch)
@@ -174,12 +164,145 @@ def sender_main(port: int, loop: str, shards: int, pass_size: int, control: Conn
                 await asyncio.sleep(0.0005)
             if passes % 64 == 0 and control.poll():
                 break
-        cpu = (cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+        cpu = (own_cpu_seconds() - cpu0) / (time.perf_counter() - t0)
         s = t.stats
         control.send((s.messages_sent, s.batches_sent, s.dropped, cpu))
         await t.close()
 
     run_loop(loop, main)
+
+
+# ---------------------------------------------------------------------- part 1b
+
+
+class Echo(Handler):
+    """Answers every message at once: the far end of a ping-pong."""
+
+    def __init__(self, transport_box: list[Any]) -> None:
+        super().__init__({(1, 2)})
+        self.box = transport_box
+
+    def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
+        self.box[0].send(
+            [
+                pb.Message(type=pb.HEARTBEAT_RESP, shard_id=1, to=1, from_id=2, term=m.term)
+                for m in messages
+            ]
+        )
+
+
+class Waiter(Handler):
+    def __init__(self) -> None:
+        super().__init__({(1, 1)})
+        self.future: asyncio.Future[None] | None = None
+
+    def on_messages(self, source_address: str, messages: Sequence[pb.Message]) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+
+def pong_main(kind: str, port: int, ping_port: int, loop: str, out: Connection) -> None:
+    async def main() -> None:
+        box: list[Any] = []
+        t = create_transport(kind, TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), Echo(box))
+        box.append(t)
+        t.registry.add(1, 1, f"127.0.0.1:{ping_port}")
+        await t.start()
+        out.send("ready")
+        while not out.poll(0.05):
+            await asyncio.sleep(0.05)
+        out.send((0, 0, {}))
+        await t.close()
+
+    run_loop(loop, main)
+
+
+def ping_main(
+    kind: str, port: int, pong_port: int, loop: str, warmup: float, seconds: float, out: Connection
+) -> None:
+    async def main() -> None:
+        waiter = Waiter()
+        t = create_transport(kind, TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), waiter)
+        t.registry.add(1, 2, f"127.0.0.1:{pong_port}")
+        await t.start()
+        histogram = Histogram()
+        running = asyncio.get_running_loop()
+        started = time.perf_counter()
+        opens, closes = started + warmup, started + warmup + seconds
+        cpu0 = 0.0
+        term = 1
+        while (sent := time.perf_counter()) < closes:
+            waiter.future = running.create_future()
+            t.send([pb.Message(type=pb.HEARTBEAT, shard_id=1, to=2, from_id=1, term=term)])
+            try:
+                await asyncio.wait_for(waiter.future, 5.0)
+            except TimeoutError:
+                continue  # the first ones go out while the connection opens
+            done = time.perf_counter()
+            term += 1
+            if sent >= opens:
+                if histogram.total == 0:
+                    cpu0 = own_cpu_seconds()
+                histogram.record(done - sent)
+        cpu = own_cpu_seconds() - cpu0
+        out.send((histogram.to_json(), cpu))
+        await t.close()
+
+    run_loop(loop, main)
+
+
+def bench_pingpong(args: argparse.Namespace) -> None:
+    """One message out and its answer back, one at a time: the transport's round trip."""
+    figures: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in args.transports}
+    ctx = mp.get_context("spawn")
+    for round_number in range(args.repeat):
+        kinds = list(args.transports)
+        if round_number % 2:
+            kinds.reverse()
+        for kind in kinds:
+            ping_port, pong_port = free_ports(2)
+            pong_out, pong_in = ctx.Pipe()
+            ping_out, ping_in = ctx.Pipe(duplex=False)
+            pong = ctx.Process(
+                target=pong_main, args=(kind, pong_port, ping_port, args.loop, pong_in)
+            )
+            ping = ctx.Process(
+                target=ping_main,
+                args=(kind, ping_port, pong_port, args.loop, args.warmup, args.seconds, ping_in),
+            )
+            try:
+                pong.start()
+                if not pong_out.poll(30):
+                    raise SystemExit("the echo process did not start")
+                pong_out.recv()
+                ping.start()
+                if not ping_out.poll(args.warmup + args.seconds + 60):
+                    raise SystemExit("the ping process did not report")
+                data, cpu = ping_out.recv()
+                pong_out.send("stop")
+            finally:
+                stop_children(
+                    [p for p in (ping, pong) if p.pid is not None], polite=_no_request, grace=10
+                )
+            histogram = Histogram.from_json(data)
+            rate = histogram.total / args.seconds
+            figures[kind].append(
+                (
+                    rate,
+                    histogram.percentile_ms(0.5),
+                    histogram.percentile_ms(0.99),
+                    cpu / max(1, histogram.total) * 1e6,
+                )
+            )
+    for kind in args.transports:
+        rows = figures[kind]
+        rate, p50, p99, cpu_us = (statistics.median(column) for column in zip(*rows, strict=True))
+        print(
+            f"{kind} transport ping-pong (one message each way, one at a time): "
+            f"{rate:,.0f} round trips/s, p50 {p50:.3f} ms, p99 {p99:.3f} ms, "
+            f"pinging side's CPU {cpu_us:.0f} us per round trip (median of {args.repeat})"
+        )
+    print("\n".join(beside("grpc_pingpong", "tcp_pingpong")))
 
 
 # ---------------------------------------------------------------------- part 2
@@ -212,9 +335,9 @@ def raw_receiver_main(port: int, loop: str, warmup: float, seconds: float, out: 
         while count == 0:
             await asyncio.sleep(0.01)
         await asyncio.sleep(warmup)
-        c0, t0, cpu0 = count, time.perf_counter(), cpu_seconds()
+        c0, t0, cpu0 = count, time.perf_counter(), own_cpu_seconds()
         await asyncio.sleep(seconds)
-        c1, t1, cpu1 = count, time.perf_counter(), cpu_seconds()
+        c1, t1, cpu1 = count, time.perf_counter(), own_cpu_seconds()
         out.send(((c1 - c0) / (t1 - t0), (cpu1 - cpu0) / (t1 - t0), {}))
         await server.stop(0)
 
@@ -243,7 +366,7 @@ def raw_sender_main(
         )
         call = channel.stream_unary(BATCH_METHOD)()
         writes = 0
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        cpu0, t0 = own_cpu_seconds(), time.perf_counter()
         try:
             while writes % 16 != 0 or not control.poll():
                 if encode:  # the least any transport must do: encode what it is given
@@ -254,7 +377,7 @@ def raw_sender_main(
                 writes += 1
         except grpc.aio.AioRpcError:
             pass  # the receiver finished first
-        cpu = (cpu_seconds() - cpu0) / (time.perf_counter() - t0)
+        cpu = (own_cpu_seconds() - cpu0) / (time.perf_counter() - t0)
         call.cancel()
         await channel.close()
         control.send((writes, cpu))
@@ -272,13 +395,12 @@ def measure(
     r_out, r_in = ctx.Pipe(duplex=False)
     s_ctl, s_ctl_child = ctx.Pipe()
     rp = ctx.Process(target=receiver, args=(*receiver_args, r_in))
-    rp.start()
-    if not r_out.poll(30) or r_out.recv() != "ready":
-        rp.kill()
-        raise SystemExit("receiver did not start")
     sp = ctx.Process(target=sender, args=(*sender_args, s_ctl_child))
-    sp.start()
     try:
+        rp.start()
+        if not r_out.poll(30) or r_out.recv() != "ready":
+            raise SystemExit("receiver did not start")
+        sp.start()
         if not r_out.poll(120):
             raise SystemExit("receiver did not report")
         received = r_out.recv()
@@ -287,12 +409,13 @@ def measure(
             raise SystemExit("sender did not report")
         sent = s_ctl.recv()
     finally:
-        for p in (sp, rp):
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        # Each reports and then exits by itself: the wait for that is the polite part.
+        stop_children([p for p in (sp, rp) if p.pid is not None], polite=_no_request, grace=10)
     return received, sent
+
+
+def _no_request(child: object) -> None:
+    pass
 
 
 # ---------------------------------------------------------------------- part 3
@@ -303,10 +426,10 @@ def snapshot_receiver_main(port: int, loop: str, root: str, out: Connection) -> 
         handler = Handler({(1, 1)}, root)
         t = GrpcTransport(TransportConfig(f"127.0.0.1:{port}", "", DEPLOYMENT), handler)
         await t.start()
-        out.send(("ready", peak_rss_mib()))
+        out.send(("ready", own_peak_rss_mib()))
         while handler.snapshot is None and not t.stats.rejected:
             await asyncio.sleep(0.01)
-        out.send((peak_rss_mib(), handler.snapshot is not None, dict(t.stats.rejected)))
+        out.send((own_peak_rss_mib(), handler.snapshot is not None, dict(t.stats.rejected)))
         await t.close()
 
     run_loop(loop, main)
@@ -318,7 +441,7 @@ def snapshot_sender_main(port: int, loop: str, path: str, out: Connection) -> No
         t = GrpcTransport(TransportConfig(f"127.0.0.1:{free_port()}", "", DEPLOYMENT), handler)
         await t.start()
         t.registry.add(1, 1, f"127.0.0.1:{port}")
-        rss0 = peak_rss_mib()
+        rss0 = own_peak_rss_mib()
         start = time.perf_counter()
         t.send_snapshot(
             pb.Message(
@@ -333,7 +456,7 @@ def snapshot_sender_main(port: int, loop: str, path: str, out: Connection) -> No
         while handler.status is None:
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - start
-        out.send((elapsed, handler.status, rss0, peak_rss_mib()))
+        out.send((elapsed, handler.status, rss0, own_peak_rss_mib()))
         await t.close()
 
     run_loop(loop, main)
@@ -392,14 +515,21 @@ def _transfer(loop: str, path: str, dst: str) -> tuple[float, float, float]:
     r_out, r_in = ctx.Pipe(duplex=False)
     s_out, s_in = ctx.Pipe(duplex=False)
     rp = ctx.Process(target=snapshot_receiver_main, args=(port, loop, dst, r_in))
-    rp.start()
-    r_out.recv()
     sp = ctx.Process(target=snapshot_sender_main, args=(port, loop, path, s_in))
-    sp.start()
-    elapsed, failed, _, sender_rss = s_out.recv()
-    receiver_rss, ok, rejected = r_out.recv()
-    for p in (sp, rp):
-        p.join(10)
+    try:
+        rp.start()
+        if not r_out.poll(30):
+            raise SystemExit("snapshot receiver did not start")
+        r_out.recv()
+        sp.start()
+        if not s_out.poll(600):
+            raise SystemExit("snapshot sender did not report within 600 s")
+        elapsed, failed, _, sender_rss = s_out.recv()
+        if not r_out.poll(60):
+            raise SystemExit("snapshot receiver did not report")
+        receiver_rss, ok, rejected = r_out.recv()
+    finally:
+        stop_children([p for p in (sp, rp) if p.pid is not None], polite=_no_request, grace=10)
     received = os.path.join(dst, "snapshot-1-100")
     if not (ok and not failed and _same_file(path, os.path.join(received, "snapshot.bin"))):
         raise SystemExit(f"snapshot transfer failed: {rejected}")
@@ -467,23 +597,31 @@ def raw_receiver_bytes_main(
 
 
 def bench_messages(args: argparse.Namespace, pass_size: int) -> None:
-    """`--repeat` rounds of (transport, both ceilings), interleaved so that each figure
-    meets the same neighbours on a shared machine; medians are printed."""
-    ours: list[tuple[float, float, float]] = []
+    """`--repeat` rounds of (each transport kind, both ceilings), interleaved so that
+    each figure meets the same neighbours on a shared machine; medians are printed."""
+    ours: dict[str, list[tuple[float, float, float]]] = {k: [] for k in args.transports}
+    frames: dict[str, list[float]] = {k: [] for k in args.transports}
     ceilings: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     per_frame = 0
     problems = 0
-    for _ in range(args.repeat):
-        port = free_port()
-        (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
-            receiver_main,
-            (port, args.loop, args.shards, args.warmup, args.seconds),
-            sender_main,
-            (port, args.loop, args.shards, pass_size),
-        )
-        ours.append((rate, scpu / rate * 1e6, rcpu / rate * 1e6))
-        problems += dropped + sum(rejected.values())
-        per_frame = per_frame or max(1, round(sent / max(1, batches)))
+    for round_number in range(args.repeat):
+        kinds = list(args.transports)
+        if round_number % 2:
+            kinds.reverse()
+        for kind in kinds:
+            port = free_port()
+            (rate, rcpu, rejected), (sent, batches, dropped, scpu) = measure(
+                receiver_main,
+                (kind, port, args.loop, args.shards, args.warmup, args.seconds),
+                sender_main,
+                (kind, port, args.loop, args.shards, pass_size),
+            )
+            ours[kind].append((rate, scpu / rate * 1e6, rcpu / rate * 1e6))
+            frames[kind].append(sent / max(1, batches))
+            problems += dropped + sum(rejected.values())
+            per_frame = per_frame or max(1, round(sent / max(1, batches)))
+        if args.skip_ceilings:
+            continue
         for encode in (False, True):
             port = free_port()
             (raw, raw_rcpu, _), (_, raw_scpu) = measure(
@@ -494,19 +632,24 @@ def bench_messages(args: argparse.Namespace, pass_size: int) -> None:
             )
             ceilings[encode].append((raw, raw_scpu / raw * 1e6, raw_rcpu / raw * 1e6))
     size = len(messages_for(args.shards, 1)[0].SerializeToString())
-    rate, scpu_us, rcpu_us = _medians(ours)
-    print(
-        f"transport, {pass_size} messages per send(): {rate:,.0f} msgs/s one way "
-        f"(median of {args.repeat}: {', '.join(f'{r:,.0f}' for r, _, _ in ours)}; "
-        f"{size} byte messages, {per_frame} per frame, {problems} dropped or rejected); "
-        f"CPU per message: sender {scpu_us:.2f} us, receiver {rcpu_us:.2f} us"
-    )
+    for kind in args.transports:
+        rate, scpu_us, rcpu_us = _medians(ours[kind])
+        print(
+            f"{kind} transport, {pass_size} messages per send(): {rate:,.0f} msgs/s one way "
+            f"(median of {args.repeat}: {', '.join(f'{r:,.0f}' for r, _, _ in ours[kind])}; "
+            f"{size} byte messages, {statistics.median(frames[kind]):,.1f} per frame, "
+            f"{problems} dropped or rejected); "
+            f"CPU per message: sender {scpu_us:.2f} us, receiver {rcpu_us:.2f} us"
+        )
+    if args.skip_ceilings:
+        return
+    rate = _medians(ours[args.transports[0]])[0]
     for encode, what in ((False, "pre-encoded frames"), (True, "a MessageBatch encoded per frame")):
         raw, raw_scpu_us, raw_rcpu_us = _medians(ceilings[encode])
         print(
             f"  ceiling: raw grpc.aio stream, {what} of {per_frame} messages, decoded and "
             f"walked: {raw:,.0f} msgs/s (CPU per message: sender {raw_scpu_us:.2f} us, "
-            f"receiver {raw_rcpu_us:.2f} us); transport/ceiling = {rate / raw:.2f}"
+            f"receiver {raw_rcpu_us:.2f} us); {args.transports[0]}/ceiling = {rate / raw:.2f}"
         )
 
 
@@ -529,16 +672,25 @@ def main() -> None:
         help="messages per send() call (comma-separated: one run each)",
     )
     parser.add_argument("--shards", type=int, default=64)
+    parser.add_argument(
+        "--transports",
+        type=lambda text: [kind.strip() for kind in text.split(",")],
+        default=["grpc", "tcp"],
+        help="transport kinds, comma-separated, measured in turn (default grpc,tcp)",
+    )
+    parser.add_argument("--skip-ceilings", action="store_true", help="no raw gRPC runs")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per figure (median)")
     parser.add_argument("--snapshot-mib", type=int, default=256)
     parser.add_argument("--skip-snapshot", action="store_true")
     parser.add_argument("--skip-messages", action="store_true")
+    parser.add_argument("--skip-pingpong", action="store_true")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where snapshot files go")
     args = parser.parse_args()
-    print(
-        f"loop={args.loop} cores={os.cpu_count()} load average={os.getloadavg()[0]:.1f} "
-        f"shards={args.shards}"
-    )
+    print(machine_line(machine()))
+    print(f"loop={args.loop} shards={args.shards}")
+    print("\n".join(beside("grpc_stream", "grpc_stream_64", "tcp_frames")))
+    if not args.skip_pingpong:
+        bench_pingpong(args)
     if not args.skip_messages:
         for pass_size in args.pass_size:
             bench_messages(args, pass_size)

@@ -6,7 +6,10 @@ Rules:
   or a target that is down drops it and tells the core the replica is unreachable.
 - One writer task per remote address drains the whole queue into one frame per write,
   so one gRPC message carries every shard's messages of one pass (or of several, when
-  the stream is busy): that is where the speed comes from.
+  the stream is busy): that is where the speed comes from. On a stream that can write
+  without waiting (a TCP socket with room), the frame is written by one callback per
+  loop turn for every address with news, with no task switch per frame; the writer
+  task takes over whenever the socket must be waited for, or breaks.
 - A connection that fails or breaks opens the address's circuit breaker: queued
   messages are dropped, every replica at that address is reported unreachable, and
   nothing is sent there until the jittered back-off ends; then the next message tries
@@ -22,8 +25,8 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol, cast
 
 from protos import raft_pb2 as pb
 from transport.breaker import Breaker
@@ -55,10 +58,38 @@ class Stream(Protocol):
     async def close(self) -> None: ...
 
 
+class ImmediateStream(Stream, Protocol):
+    """A stream that can often take a frame without waiting (a socket whose buffer has
+    room): `try_write` returns False, having written nothing, when it would wait.
+
+    Nothing comes back on it, so it says itself when it breaks: `notify_lost(wake)`
+    has `wake` called then, and `lost()` returns the reason from then on."""
+
+    def try_write(self, frame: bytes) -> bool: ...
+
+    def writable(self) -> bool:
+        """Whether `try_write` would write now (connected, buffer below its mark)."""
+        ...
+
+    def notify_lost(self, wake: Callable[[], None]) -> None: ...
+
+    def lost(self) -> BaseException | None: ...
+
+
 class _Peer:
     """One remote address: its queue of encoded messages and the task that drains it."""
 
-    __slots__ = ("accepting", "address", "breaker", "queued", "records", "stream", "task", "wake")
+    __slots__ = (
+        "accepting",
+        "address",
+        "breaker",
+        "direct",
+        "queued",
+        "records",
+        "stream",
+        "task",
+        "wake",
+    )
 
     def __init__(self, address: str, breaker: Breaker) -> None:
         self.address = address
@@ -68,6 +99,9 @@ class _Peer:
         self.wake = asyncio.Event()
         self.breaker = breaker
         self.stream: Stream | None = None
+        # The stream, while the writer task waits idle on one that writes without
+        # waiting: new records are then written by `_flush`, not by waking the task.
+        self.direct: ImmediateStream | None = None
         self.task: asyncio.Task[None] | None = None
 
 
@@ -112,6 +146,7 @@ class BaseTransport(abc.ABC):
         # A frame of several messages stays within the limit whatever batch_bytes says.
         self._batch_budget = min(config.batch_bytes, self._max_record)
         self._peers: dict[str, _Peer] = {}
+        self._flushing: list[_Peer] = []  # addresses `_flush` writes to on this loop turn
         self._tasks: set[asyncio.Task[None]] = set()
         # Back-off jitter. A simulation hands in a seeded one: a run then replays.
         self._rng = rng or random.Random()
@@ -210,7 +245,7 @@ class BaseTransport(abc.ABC):
                 self._enqueue(peer, record)  # one by one: keep what fits
             return
         if not peer.records:
-            peer.wake.set()
+            self._kick(peer)
         peer.records.extend(records)
         peer.queued += size
 
@@ -224,7 +259,7 @@ class BaseTransport(abc.ABC):
             self._drop(peer, n)
             return
         if not peer.records:
-            peer.wake.set()
+            self._kick(peer)
         peer.records.append(record)
         peer.queued += n
 
@@ -238,6 +273,35 @@ class BaseTransport(abc.ABC):
                 self._loop.call_later(delay, self._enqueue, peer, record)
             else:
                 self._enqueue(peer, record)
+
+    def _kick(self, peer: _Peer) -> None:
+        """Records wait for `peer` where there were none: have them written."""
+        if peer.direct is None:
+            peer.wake.set()
+            return
+        if not self._flushing:
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+        self._flushing.append(peer)
+
+    def _flush(self) -> None:
+        """Write what waits for each kicked address, on the loop, after what queued it
+        (one pass's sends go out as one frame per address)."""
+        peers, self._flushing = self._flushing, []
+        stats = self.stats
+        for peer in peers:
+            stream = peer.direct
+            while peer.records:  # a long queue goes in several bounded frames
+                if stream is None or stream.lost() is not None or not stream.writable():
+                    peer.wake.set()  # the writer task waits, reconnects or reports
+                    break
+                frame, count = self._take(peer)
+                stream.try_write(frame)
+                stats.batches_sent += 1
+                stats.messages_sent += count
+                if peer.breaker.failures:
+                    log.info("reconnected to %s", peer.address)
+                    peer.breaker.success()
 
     def _drop(self, peer: _Peer, size: int) -> None:
         self.stats.dropped += 1
@@ -290,13 +354,29 @@ class BaseTransport(abc.ABC):
                     stream = peer.stream = await self._connect(peer.address)
                 self.stats.connects += 1
                 self._connection_event(peer.address, established=True)
+                # A frame a socket takes at once needs no timer: the timeout (a timer
+                # armed and cancelled per frame) is paid only when the write waits.
+                try_write = getattr(stream, "try_write", None)
+                lost = getattr(stream, "lost", None)
+                immediate = cast(ImmediateStream, stream) if try_write is not None else None
+                if immediate is not None:
+                    immediate.notify_lost(peer.wake.set)
                 while True:
                     if not peer.records:
                         peer.wake.clear()
-                        await peer.wake.wait()
+                        peer.direct = immediate
+                        try:
+                            await peer.wake.wait()
+                        finally:
+                            peer.direct = None
+                    if lost is not None and (reason := lost()) is not None:
+                        raise ConnectionError(f"connection lost: {describe(reason)}")
+                    if not peer.records:
+                        continue  # `_flush` wrote them meanwhile
                     frame, in_flight = self._take(peer)
-                    async with asyncio.timeout(config.write_timeout):
-                        await stream.write(frame)
+                    if try_write is None or not try_write(frame):
+                        async with asyncio.timeout(config.write_timeout):
+                            await stream.write(frame)
                     self.stats.batches_sent += 1
                     self.stats.messages_sent += in_flight
                     in_flight = 0

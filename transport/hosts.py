@@ -7,9 +7,10 @@ Rules:
 - An address is believed for an id only when this host dialled that address and the
   host there answered Identify with that id (over mutual TLS when it is on, so with
   the cluster's certificate). Everything else is a hint, believed once dialled: what a
-  caller says about itself, what a peer says about other hosts. A peer can therefore
-  never point another host's id at an address that host does not answer on, and a
-  batch's source address is never used at all.
+  caller says about itself, what a peer says about other hosts, the source address of
+  a batch (`look_at`: a joining replica's first messages from a peer it cannot place).
+  A peer can therefore never point another host's id at an address that host does not
+  answer on.
 - Our own id is never recorded; a host answering with it is logged (a copied
   directory: two hosts with one id).
 - Seeds (NodeHostConfig.seeds) are dialled at start and in every round; hosts already
@@ -83,6 +84,13 @@ class HostRegistry:
             return self.address
         return self._addresses.get(node_host_id)
 
+    def host_at(self, address: str) -> str | None:
+        """The id of the host found answering at `address` when this host dialled it."""
+        for node_host_id, known in list(self._addresses.items()):
+            if known == address and node_host_id not in self._down:
+                return node_host_id
+        return None
+
     def known(self) -> dict[str, str]:
         """Every verified host, ours included."""
         return {self.node_host_id: self.address, **self._addresses}
@@ -116,6 +124,25 @@ class HostRegistry:
             if known == address:
                 self._down.add(node_host_id)
                 self._wake.set()
+
+    def look_at(self, address: str) -> None:
+        """Dial `address` to learn who answers there: a peer's messages came from a
+        host that says it is there, and a claim is believed only once dialled. Safe
+        from any thread; bounded as every dial is (PROBE_INTERVAL, MAX_PROBES)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._look_at, address)
+
+    def _look_at(self, address: str) -> None:
+        if address == self.address or len(self._probing) >= MAX_PROBES:
+            return
+        try:
+            split_address(address)
+        except ValueError:
+            return
+        task = asyncio.get_running_loop().create_task(self._probe(address))
+        self._callbacks.add(task)
+        task.add_done_callback(self._callbacks.discard)
 
     def wake(self) -> None:
         """An id may be wanted that has no address yet (a membership change). Safe from

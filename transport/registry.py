@@ -5,8 +5,12 @@ are addressed by NodeHost id (`by_node_host_id`), that id, resolved through the
 host table (hosts.py) as the host's current address is learned.
 
 Rules:
-- Filled only by the NodeHost, from initial members and applied membership changes;
-  never from what a peer claims about itself (a batch's source address is unverified).
+- Filled only by the NodeHost, from memberships: the initial members, applied
+  membership changes, and the membership a leader or candidate presents in a message
+  that passed admission (how a joining replica places its peers; that fills in replicas
+  without a target, never moves one: nodehost/inbound.py). Never from what a peer
+  claims about itself: by id, a batch's source address is only dialled to learn which
+  host answers there (hosts.py, `look_at`).
 - Thread-safe: writers hold a lock; `resolve` and the transport's per-message lookup
   are single dict reads, atomic under the GIL, and take no lock. `_routes` holds only
   replicas whose address is known: a replica on a host not located yet is unreachable.

@@ -3,6 +3,10 @@
 Rules:
 - Every refusal has one `Reject` reason, is counted, and is logged; logs are throttled
   per reason (a flood of garbage costs a counter increment, not a log line each).
+- Messages for a replica not hosted here are normal for a moment whenever membership
+  moves (a replica added before its host starts it, one removed that peers still
+  heartbeat): they are noted at INFO, and become a WARNING only when they keep coming
+  for PERSISTS seconds (a peer with a wrong address, a replica never started).
 - Counters only grow. They are plain ints bumped on the event loop; readers on other
   threads may see a slightly old value, never a torn one.
 """
@@ -18,6 +22,7 @@ from enum import StrEnum
 log = logging.getLogger("transport")
 
 LOG_EVERY = 1.0  # seconds between two log lines of the same reason
+PERSISTS = 5.0  # seconds of refusals in a row before a transitional reason warns
 
 
 class Reject(StrEnum):
@@ -41,6 +46,10 @@ class Reject(StrEnum):
     STORAGE = "storage"  # the receiver could not write the snapshot
 
 
+# Reasons that membership changes cause for a moment (see the rules).
+TRANSITIONAL = frozenset({Reject.NOT_HOSTED})
+
+
 @dataclass
 class TransportStats:
     batches_sent: int = 0
@@ -59,17 +68,25 @@ class TransportStats:
     handler_errors: int = 0  # the engine's callback raised
     rejected: Counter[Reject] = field(default_factory=Counter)
     _last_log: dict[Reject, tuple[float, int]] = field(default_factory=dict, repr=False)
+    _since: dict[Reject, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def reject(self, reason: Reject, detail: str, count: int = 1) -> None:
         """Count `count` refused inputs and log, at most once per LOG_EVERY per reason."""
         self.rejected[reason] += count
         now = time.monotonic()
+        start, latest = self._since.get(reason, (now, now))
+        if now - latest > 2 * LOG_EVERY:
+            start = now  # a quiet spell ends a run of refusals
+        self._since[reason] = (start, now)
         last, logged_total = self._last_log.get(reason, (-LOG_EVERY, 0))
         if now - last >= LOG_EVERY:
             total = self.rejected[reason]
             suppressed = total - logged_total - count
             more = f" ({suppressed} more since the last report)" if suppressed > 0 else ""
-            log.warning("rejected (%s): %s%s", reason, detail, more)
+            level = logging.WARNING
+            if reason in TRANSITIONAL and now - start < PERSISTS:
+                level = logging.INFO
+            log.log(level, "rejected (%s): %s%s", reason, detail, more)
             self._last_log[reason] = (now, total)
 
     def as_dict(self) -> dict[str, int]:

@@ -15,28 +15,27 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from examples.benchmark import report
-from examples.benchmark.cluster import Cluster, WorkerFailed, free_port
-from examples.benchmark.disk import fsync_rate, rocksdict_put_rate
-from examples.benchmark.histogram import Histogram
+from examples.benchmark.cluster import Cluster, WorkerFailed
+from examples.benchmark.profile import Profiler
 from examples.benchmark.settings import parse
 from examples.benchmark.worker import WorkerConfig
+from nodehost.bench import CpuWindow, Histogram, free_ports
+from nodehost.bench.disk import fsync_rate, rocksdict_put_rate
+from nodehost.bench.report import latencies, machine
 
 READY_TIMEOUT = 180.0
 BALANCE_TIMEOUT = 20.0
 
 
 def worker_configs(args: argparse.Namespace, directory: Path) -> list[WorkerConfig]:
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(args.processes)]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(args.processes)]
     return [
         WorkerConfig(
             index=i,
@@ -54,6 +53,7 @@ def worker_configs(args: argparse.Namespace, directory: Path) -> list[WorkerConf
             timeout=args.timeout,
             snapshot_entries=args.snapshot_entries,
             sequential=args.sequential,
+            transport=args.transport,
         )
         for i in range(args.processes)
     ]
@@ -133,7 +133,7 @@ def measure_disk(directory: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[str, Any]:
-    machine = report.machine()
+    host = machine()
     disk = measure_disk(directory, args)
     configs = worker_configs(args, directory)
     cluster = Cluster(directory)
@@ -155,34 +155,33 @@ def run(args: argparse.Namespace, directory: Path, progress: Progress) -> dict[s
             if count:
                 cluster.send({"cmd": "start", "clients": count}, only=[index])
         progress.wait(cluster, "warming up", args.warmup)
-        processes = [psutil.Process(pid) for pid in cluster.pids]
         cluster.send({"cmd": "measure"})
-        cpu_start = [sum(p.cpu_times()[:2]) for p in processes]
-        started = time.monotonic()
+        cpu = CpuWindow(cluster.pids)
+        profiler = None
+        if args.profile:
+            profiler = Profiler(Path(args.profile), cluster.pids, args.duration)
         progress.wait(cluster, "measuring", args.duration)
         cluster.send({"cmd": "stop"})
-        wall = time.monotonic() - started
-        cpu_end = [sum(p.cpu_times()[:2]) for p in processes]
+        cpu_percent = cpu.stop()
+        profiles = profiler.finish() if profiler is not None else None
         reports = cluster.collect("report", args.timeout + 30.0)
         leaders_end = leaders_by_process(cluster, args.processes)
     finally:
         progress.clear()
-        # A second Ctrl-C must not leave workers behind.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            cluster.stop()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    return summarize(
+        cluster.stop()
+    result = summarize(
         args,
-        machine,
+        host,
         disk,
         cluster.pids,
         reports,
         leaders_start,
         leaders_end,
-        [(e - s) / wall * 100.0 for s, e in zip(cpu_start, cpu_end, strict=True)],
+        [cpu_percent[pid] for pid in cluster.pids],
     )
+    if profiles is not None:
+        result["profile"] = profiles
+    return result
 
 
 def summarize(
@@ -250,8 +249,8 @@ def summarize(
         "proposals_per_second": proposal_rate,
         "reads_per_second": read_rate,
         "ops_per_second": proposal_rate + read_rate,
-        "proposal_latency_ms": report.latencies(proposals),
-        "read_latency_ms": report.latencies(reads),
+        "proposal_latency_ms": latencies(proposals),
+        "read_latency_ms": latencies(reads),
         "elections": len(elections),
         "errors": errors,
         "processes": per_process,
@@ -262,6 +261,11 @@ def summarize(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    if args.compare_etcd or args.compare_dqlite:
+        from examples.benchmark.compare import run as comparison
+
+        comparison.main(args)
+        return
     progress = Progress(sys.stdout.isatty() and not args.json)
     temporary = not args.dir
     directory = Path(tempfile.mkdtemp(prefix="nodehost-bench-") if temporary else args.dir)

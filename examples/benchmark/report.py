@@ -7,35 +7,12 @@ on, 16-byte payloads, 48 shards. A run with other settings still shows them, mar
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 from typing import Any
 
-from examples.benchmark.histogram import Histogram
+from examples.benchmark import profile
+from nodehost.bench.report import machine_line
 
 TARGET_SETTINGS = {"processes": 3, "fsync": True, "payload": 16}
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        # Other programs' load when the run started: the machine may be shared.
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def latencies(h: Histogram) -> dict[str, float]:
-    return {
-        "p50": h.percentile_ms(0.5),
-        "p99": h.percentile_ms(0.99),
-        "p99.9": h.percentile_ms(0.999),
-        "max": h.max_us / 1000.0,
-        "count": h.total,
-    }
 
 
 def _target(name: str, goal: str, measured: float, met: bool, unit: str) -> dict[str, Any]:
@@ -82,10 +59,9 @@ def text(r: dict[str, Any]) -> str:
         f"example-benchmark: {s['processes']} processes, {s['shards']} "
         f"shard{'s' if s['shards'] != 1 else ''}, {mode}",
         f"  sm {s['sm']}, payload {s['payload']} B, read ratio {s['read_ratio']:g}, "
-        f"fsync {'ON' if s['fsync'] else 'OFF (not durable)'}, rtt {s['rtt_ms']} ms, "
+        f"fsync {'ON' if s['fsync'] else 'OFF (not durable)'}, rtt {s['rtt_ms']} ms, {s['transport']} transport, "
         f"{s['warmup']:g}s warm-up, {s['duration']:g}s measured",
-        f"  machine: {m['cpus']} cores, Python {m['python']}, {m['platform']}, "
-        f"load average before the run {' '.join(f'{x:g}' for x in m['load_average'])}",
+        f"  {machine_line(m)}",
         "",
         f"applied proposals/s   {r['proposals_per_second']:>12,.0f}",
         f"linearizable reads/s  {r['reads_per_second']:>12,.0f}",
@@ -140,4 +116,6 @@ def text(r: dict[str, Any]) -> str:
             lines.append(
                 f"  {t['name']:<22} {t['target']:<11} measured {value:<14} {verdict}{note}"
             )
+    if "profile" in r:
+        lines += ["", *profile.text(r["profile"])]
     return "\n".join(lines)

@@ -123,6 +123,12 @@ def parser() -> argparse.ArgumentParser:
         "A thread woken by IO (the log's fsync) may wait this long for the GIL",
     )
     p.add_argument(
+        "--transport",
+        choices=("grpc", "tcp"),
+        default="grpc",
+        help="NodeHostConfig.transport: gRPC streams or length-prefixed TCP frames (default grpc)",
+    )
+    p.add_argument(
         "--balance-leaders",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -144,6 +150,58 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--json", action="store_true", help="print one JSON object instead of the text report"
+    )
+    p.add_argument(
+        "--profile",
+        default="",
+        metavar="DIR",
+        help="sample every worker with py-spy during the measured window; raw stacks go "
+        "to DIR, the report gets the GIL held by each thread and the top functions per process",
+    )
+    compare = p.add_argument_group(
+        "comparison with etcd and dqlite (docs/performance.md)",
+        "Run the library and a peer alternately in one run, with the same requests "
+        "outstanding, and print both figures, the ratios and each process's memory.",
+    )
+    compare.add_argument(
+        "--compare-etcd",
+        action="store_true",
+        help="a 3-member etcd cluster (Debian's etcd-server) beside the library: writes "
+        "and linearizable reads at --outstanding, and one writer one at a time",
+    )
+    compare.add_argument(
+        "--compare-dqlite",
+        action="store_true",
+        help="Debian's go-dqlite beside the library: dqlite-demo against example-kvstore "
+        "(sequential HTTP PUT and GET through the leader and a follower), "
+        "dqlite-benchmark's one writer against one sync_propose writer",
+    )
+    compare.add_argument(
+        "--outstanding",
+        type=_bounded(int, 1, 1_000_000),
+        default=768,
+        help="requests outstanding in total for the many-client figures (default 768: "
+        "256 clients in each of 3 processes)",
+    )
+    compare.add_argument(
+        "--rounds",
+        type=_bounded(int, 1, 100),
+        default=2,
+        help="alternating rounds; each figure is the median (default 2)",
+    )
+    compare.add_argument(
+        "--load-processes",
+        type=_bounded(int, 1, 64),
+        default=2,
+        help="etcd load generator processes sharing --outstanding (default 2)",
+    )
+    compare.add_argument(
+        "--etcd-load",
+        choices=("auto", "go", "python"),
+        default="auto",
+        help="etcd's load generator: its own Go client (built once from Debian's "
+        "golang-etcd-server-dev with the installed go) or a Python one; auto: Go where "
+        "it can be built (default auto)",
     )
     return p
 

@@ -29,7 +29,6 @@ import asyncio
 import json
 import logging
 import random
-import resource
 import signal
 import sys
 import threading
@@ -41,7 +40,6 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from examples.benchmark.histogram import Histogram
 from examples.benchmark.statemachines import KEY_BYTES, Counter, DiskKV, MemoryKV
 from nodehost import (
     Config,
@@ -52,6 +50,8 @@ from nodehost import (
     RaftError,
     Session,
 )
+from nodehost.bench.histogram import Histogram
+from nodehost.bench.sampling import own_peak_rss_mib
 
 READY_TIMEOUT = 120.0
 ENGINE_COUNTERS = {
@@ -80,6 +80,7 @@ class WorkerConfig:
     timeout: float
     snapshot_entries: int
     sequential: bool
+    transport: str = "grpc"
 
     def to_argument(self) -> str:
         return json.dumps(asdict(self))
@@ -122,6 +123,7 @@ class Worker:
                 raft_event_listener=self.elections,
                 fsync=config.fsync,
                 enable_metrics=config.metrics,
+                transport=config.transport,
             )
         )
         self.sessions: dict[int, Session] = {}
@@ -312,7 +314,7 @@ class Worker:
             "counters": {
                 k: v - self.counters_start.get(k, 0.0) for k, v in self.counters_end.items()
             },
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_rss_bytes": int(own_peak_rss_mib() * 2**20),
         }
 
 

@@ -18,10 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +27,9 @@ from pathlib import Path
 
 import aiohttp
 
-REPO = Path(__file__).resolve().parents[2]
+from nodehost.bench import Histogram, Workers, free_port, free_ports
+from nodehost.bench.report import machine, machine_line
+
 # The same HTTP stack with nothing behind it: what the HTTP layer alone allows here.
 _BARE_SERVER = """
 import sys
@@ -51,38 +49,30 @@ CEILINGS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Figures:
     operations: int
     seconds: float
-    latencies: list[float]
+    latencies: Histogram
 
     def line(self, label: str, concurrency: int) -> str:
-        lat = sorted(self.latencies) or [0.0]
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        lat = self.latencies
         return (
             f"{label:<10} c={concurrency:<4} {self.operations / self.seconds:>9,.0f} ops/s   "
-            f"p50 {statistics.median(lat) * 1000:7.2f} ms   p99 {p99 * 1000:7.2f} ms"
+            f"p50 {lat.percentile_ms(0.5):7.2f} ms   p99 {lat.percentile_ms(0.99):7.2f} ms"
         )
 
 
-def start_cluster(
-    root: Path, nodes: int, store: str
-) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    ports = [(_free_port(), _free_port()) for _ in range(nodes)]
+def start_cluster(workers: Workers, nodes: int, store: str) -> list[str]:
+    """Start `nodes` kvstore processes under `workers`; their HTTP URLs, node 1 first."""
+    root = workers.directory
+    flat = free_ports(2 * nodes)
+    ports = [(flat[2 * i], flat[2 * i + 1]) for i in range(nodes)]
     peers = ",".join(f"{i + 1}@127.0.0.1:{raft}" for i, (_, raft) in enumerate(ports))
-    procs, urls = [], []
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    urls = []
     for i, (http, raft) in enumerate(ports):
         node_env = {
-            **env,
+            **os.environ,
             "NODE_ID": str(i + 1),
             "HTTP_ADDR": f"127.0.0.1:{http}",
             "RAFT_ADDR": f"127.0.0.1:{raft}",
@@ -91,42 +81,15 @@ def start_cluster(
             "STATE_DIR": str(root / f"node{i + 1}"),
             "LOG_LEVEL": "warning",
         }
-        with open(root / f"node{i + 1}.log", "wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "examples.kvstore"],
-                    env=node_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-            )
+        workers.start(f"node{i + 1}", [sys.executable, "-m", "examples.kvstore"], env=node_env)
         urls.append(f"http://127.0.0.1:{http}")
-    return procs, urls
+    return urls
 
 
-def start_bare_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    with open(root / "bare.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _BARE_SERVER, str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+def start_bare_server(workers: Workers) -> str:
+    port = free_port()
+    workers.start("bare", [sys.executable, "-c", _BARE_SERVER, str(port)])
+    return f"http://127.0.0.1:{port}"
 
 
 async def wait_ready(http: aiohttp.ClientSession, urls: list[str], timeout: float = 120) -> None:
@@ -163,7 +126,7 @@ async def load(
     seconds: float,
     request: Callable[[int, int], tuple[str, str, bytes | None]],
 ) -> Figures:
-    latencies: list[float] = []
+    latencies = Histogram()
     errors = 0
     stop_at = time.monotonic() + seconds
 
@@ -177,58 +140,55 @@ async def load(
                 await r.read()
                 if r.status >= 500:
                     errors += 1
-            latencies.append(time.perf_counter() - started)
+            latencies.record(time.perf_counter() - started)
             i += 1
 
     started = time.monotonic()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     if errors:
         print(f"  ({errors} requests answered 5xx)")
-    return Figures(len(latencies), time.monotonic() - started, latencies)
+    return Figures(latencies.total, time.monotonic() - started, latencies)
 
 
 async def run(args: argparse.Namespace) -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     value = json.dumps("v" * max(0, args.value_bytes - 2)).encode()
-    with tempfile.TemporaryDirectory(prefix="kvbench-") as tmp:
-        procs, urls = start_cluster(Path(tmp), args.nodes, args.store)
-        bare, bare_url = start_bare_server(Path(tmp))
-        procs.append(bare)
-        try:
-            connector = aiohttp.TCPConnector(limit=max(levels) * len(urls))
-            async with aiohttp.ClientSession(connector=connector) as http:
-                await wait_ready(http, urls)
-                await wait_bare(http, bare_url)
-                print(
-                    f"kvstore bench: {args.nodes} nodes, STORE={args.store}, "
-                    f"{len(value)}-byte values, {args.seconds:g}s per run, {os.cpu_count()} cores"
-                )
-                for c in levels:
+    with tempfile.TemporaryDirectory(prefix="kvbench-") as tmp, Workers(Path(tmp)) as workers:
+        urls = start_cluster(workers, args.nodes, args.store)
+        bare_url = start_bare_server(workers)
+        connector = aiohttp.TCPConnector(limit=max(levels) * len(urls))
+        async with aiohttp.ClientSession(connector=connector) as http:
+            await wait_ready(http, urls)
+            await wait_bare(http, bare_url)
+            print(
+                f"kvstore bench: {args.nodes} nodes, STORE={args.store}, "
+                f"{len(value)}-byte values, {args.seconds:g}s per run, {os.cpu_count()} cores"
+            )
+            print(machine_line(machine()))
+            for c in levels:
 
-                    def put(w: int, i: int) -> tuple[str, str, bytes | None]:
-                        return "PUT", f"{urls[w % len(urls)]}/key/k{w}-{i % 1000}", value
+                def put(w: int, i: int) -> tuple[str, str, bytes | None]:
+                    return "PUT", f"{urls[w % len(urls)]}/key/k{w}-{i % 1000}", value
 
-                    def get(w: int, i: int) -> tuple[str, str, bytes | None]:
-                        return "GET", f"{urls[w % len(urls)]}/key/k{w}-{i % 1000}", None
+                def get(w: int, i: int) -> tuple[str, str, bytes | None]:
+                    return "GET", f"{urls[w % len(urls)]}/key/k{w}-{i % 1000}", None
 
-                    def stale(w: int, i: int) -> tuple[str, str, bytes | None]:
-                        return "GET", f"{urls[w % len(urls)]}/key/k{w}-{i % 1000}?stale=1", None
+                def stale(w: int, i: int) -> tuple[str, str, bytes | None]:
+                    return "GET", f"{urls[w % len(urls)]}/key/k{w}-{i % 1000}?stale=1", None
 
-                    def empty(w: int, i: int) -> tuple[str, str, bytes | None]:
-                        return "PUT", f"{bare_url}/key/k{w}-{i % 1000}", value
+                def empty(w: int, i: int) -> tuple[str, str, bytes | None]:
+                    return "PUT", f"{bare_url}/key/k{w}-{i % 1000}", value
 
-                    for label, make in (
-                        ("PUT", put),
-                        ("GET", get),
-                        ("GET stale", stale),
-                        ("bare HTTP", empty),
-                    ):
-                        print(Figures.line(await load(http, c, args.seconds, make), label, c))
-                print("ceilings on this kind of machine:")
-                for label, text in CEILINGS.items():
-                    print(f"  {label:<10} {text}")
-        finally:
-            stop_cluster(procs)
+                for label, make in (
+                    ("PUT", put),
+                    ("GET", get),
+                    ("GET stale", stale),
+                    ("bare HTTP", empty),
+                ):
+                    print(Figures.line(await load(http, c, args.seconds, make), label, c))
+            print("ceilings on this kind of machine:")
+            for label, text in CEILINGS.items():
+                print(f"  {label:<10} {text}")
 
 
 def main() -> None:

@@ -191,6 +191,13 @@ class Peer:
         if r.leader_id != self._leader[0] or term != self._leader[1]:
             leader = LeaderInfo(r.leader_id, term)
             self._leader = (r.leader_id, term)
+        committed = log.committed_entries(MAX_APPLY_BYTES)
+        # Committed entries this replica saved in an earlier pass may be applied while
+        # this Update is being saved (a leader's always are: it counts its own match
+        # only after its save); those that arrived in this very pass wait for it.
+        saved_committed = 0
+        if committed and snapshot is None:
+            saved_committed = max(0, min(len(committed), log.saved_to - committed[0].index + 1))
         u = Update(
             r.shard_id,
             r.replica_id,
@@ -199,12 +206,13 @@ class Peer:
             snapshot,
             replicate,
             messages,
-            log.committed_entries(MAX_APPLY_BYTES),
+            committed,
             ready,
             dropped_entries,
             dropped_reads,
             leader,
             bool(entries) or snapshot is not None or term != saved[0] or vote != saved[1],
+            saved_committed,
         )
         self._outstanding = u
         return u

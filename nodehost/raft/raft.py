@@ -6,8 +6,10 @@ Rules:
   reads have direct entry points only to skip building a message on the hot path;
   `step(PROPOSE)` and `step(BATCHED_READ_INDEX)` do the same thing).
 - Output accumulates in `msgs` (sent after the caller saved the Update), `replicate`
-  (a leader's REPLICATE and HEARTBEAT, which may leave before its own save, thesis
-  10.2.1), `ready_reads`, `dropped_entries` and `dropped_reads`; `Peer` packs them.
+  (what may leave before the save: a leader's REPLICATE and HEARTBEAT, thesis 10.2.1,
+  and a follower's forwarded proposals and ReadIndex requests, which carry nothing it
+  must have saved), `ready_reads`, `dropped_entries` and `dropped_reads`; `Peer` packs
+  them.
 - `step` settles the term first (thesis 3.3), then dispatches through `HANDLERS`,
   one table keyed by (Role, MessageType). A missing cell means "ignore".
 - Membership changes take effect when their entry commits (etcd, dragonboat), through

@@ -30,7 +30,7 @@ class Reads(RaftCore):
         if role is Role.LEADER:
             self._leader_read(ctx, self.replica_id)
         elif self.leader_id and role is not Role.CANDIDATE and role is not Role.PRE_CANDIDATE:
-            self.msgs.append(
+            self.replicate.append(  # it carries no state of ours: it may leave before the save
                 pb.Message(
                     type=pb.READ_INDEX,
                     to=self.leader_id,

@@ -61,7 +61,9 @@ class Replication(RaftCore):
                     shard_id=self.shard_id,
                 )
                 m.entries.extend(part)
-                self.msgs.append(m)
+                # Nothing of ours is in it: it need not wait for this pass's save (the
+                # fsync), which under load would hold each forward for a whole pass.
+                self.replicate.append(m)
             return ProposalResult.FORWARDED
         self.dropped_entries.extend(entries)
         return ProposalResult.DROPPED

@@ -41,12 +41,16 @@ class LeaderInfo:
 class Update:
     """Work for one replica, in this order:
 
-    1. send `replicate` (a leader streams entries while saving them, thesis 10.2.1),
+    1. send `replicate` (a leader streams entries while saving them, thesis 10.2.1;
+       a follower forwards proposals and reads, which hold nothing it must save),
     2. save `state`, `snapshot`, `entries` in one batch; fsync if `must_sync`.
        A `snapshot` replaces the whole log: entries at and after its index are
        dropped first, then `entries` are appended (a conflicting suffix is overwritten),
     3. send `messages` (a vote sent before 2 could be cast twice after a crash),
-    4. `commit_update`, then recover from `snapshot` (if any) and apply `committed`,
+    4. `commit_update`, then recover from `snapshot` (if any) and apply `committed`
+       (its first `saved_committed` entries may be applied before 2 already: they are
+       committed and saved here in an earlier Update, so nothing this save does or
+       fails to do can take them back; etcd applies them while it saves, too),
        release `ready_to_reads` once applied reaches their index, fail the proposals
        in `dropped_entries` and reads in `dropped_reads` as "dropped" (retry later).
     5. whenever the state machine has applied more (at once or later), tell the core
@@ -70,3 +74,4 @@ class Update:
     dropped_reads: list[ReadContext] = field(default_factory=list)
     leader: LeaderInfo | None = None
     must_sync: bool = False
+    saved_committed: int = 0

@@ -6,13 +6,17 @@ The README is the script. Its fenced blocks are read in document order:
   repository, by bash; `# -> text` at the end of a line is the output it must print.
   `NAME=value` lines set a variable for the lines after them, and `cd` moves later
   lines, as in a shell.
-- ```text blocks are what a terminal shows. A line starting with `> ` is typed at the
-  prompt; the others must appear, in order, in the program's output. A line that is
-  only `...` stands for any lines, `...` within a line for any text. Times
-  (`15:24:31`), counters (`count:7`, `count: 1`), snapshot indexes, message numbers and
-  back-off delays vary from run to run, so they match any number; nothing else does.
+- ```text blocks are what a terminal shows. A line starting with `> ` (or with the
+  program's own prompt, `dqlite> `, `demo> `) is typed at the prompt; the others must
+  appear, in order, in the program's output. In a block of shell steps, a line starting
+  with `$ ` is a command run by bash, and the lines up to the next one are exactly what
+  it prints. A line that is only `...` stands for any lines, `...` within a line for
+  any text. Dates and times (`2025-06-02`, `15:24:31`), counters (`count:7`,
+  `count: 1`), snapshot indexes, terms, message numbers and back-off delays vary from
+  run to run, so they match any number; nothing else does.
 - ```python blocks are code: the API section's are one program, the tutorial's are
-  excerpts of the named file.
+  excerpts of the named file, the others programs of their own. `print(...)  # -> text`
+  says what that line prints.
 
 Each test takes the blocks of its section in order (`Readme.take`), so a block added to
 the README without a step that follows it fails the walk.
@@ -20,8 +24,11 @@ the README without a step that follows it fails the walk.
 Ports: the README names fixed ports (localhost:63001, 127.0.0.1:11000, ...). The walk
 replaces each, wherever it occurs (commands, transcripts, the Procfile of the copy),
 with a port picked free on 127.0.0.1, so that tests can run beside a user's own
-processes: `Ports.sub` is that one mechanical substitution. A transcript line starting
-with `usage: ` is a program's fixed help text, printed as is, and is left alone.
+processes: `Ports.sub` is that one mechanical substitution. A moved port keeps its
+number of digits (aligned output keeps its columns), README ports 1000 apart stay 1000
+apart (nodehost.sqlite serves Raft on its client port plus 1000), and ports of one
+length keep their order (members sorted by address keep their ids). A transcript line
+starting with `usage: ` is a program's fixed help text, printed as is, and is left alone.
 Commands that take their address from a default or a built-in get it from the
 program's documented variables instead (HELLOWORLD_ADDRESSES, HTTP_ADDR and RAFT_ADDR).
 
@@ -33,6 +40,7 @@ started (uv runs the program as a child), SIGKILL after a bound.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -52,10 +60,12 @@ _FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 _HEADING = re.compile(r"^(#{2,3}) (.+)$", re.M)
 _ADDRESS = re.compile(r"\b(localhost|127\.0\.0\.1):(\d{4,5})\b")
 _VARYING = [
+    (re.compile(r"\d{4}-\d\d-\d\d"), r"\d{4}-\d\d-\d\d"),
     (re.compile(r"\d\d:\d\d:\d\d"), r"\d\d:\d\d:\d\d"),
     (re.compile(r"count:\d+"), r"count:\d+"),
     (re.compile(r"count: \d+"), r"count: \d+"),
     (re.compile(r"index \d+"), r"index \d+"),
+    (re.compile(r"term \d+"), r"term \d+"),
     (re.compile(r"message \d+"), r"message \d+"),
     (re.compile(r"next try in [\d.]+ s"), r"next try in [\d.]+ s"),
 ]
@@ -119,11 +129,24 @@ class Readme:
 
 
 class Ports:
-    """README port -> free port: the walk's one substitution."""
+    """README port -> free port: the walk's one substitution (module docstring)."""
 
     def __init__(self, readme_text: str) -> None:
         wanted = sorted({int(m.group(2)) for m in _ADDRESS.finditer(readme_text)})
-        self.map = dict(zip(wanted, free_ports(len(wanted)), strict=True))
+        # Chains of ports 1000 apart, each moved as one: 9001, 10001, 11001, ...
+        chains: list[list[int]] = []
+        chain_of: dict[int, list[int]] = {}
+        for port in wanted:
+            chain = chain_of.get(port - 1000)
+            if chain is None:
+                chain = []
+                chains.append(chain)
+            chain.append(port)
+            chain_of[port] = chain
+        self.map: dict[int, int] = {}
+        for chain, base in zip(chains, free_bases(chains), strict=True):
+            for step, port in enumerate(chain):
+                self.map[port] = base + 1000 * step
 
     def __getitem__(self, port: int) -> int:
         return self.map[port]
@@ -136,15 +159,74 @@ class Ports:
         return _ADDRESS.sub(one, text)
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
+def free_bases(chains: list[list[int]]) -> list[int]:
+    """A free first port for each chain, whose ports then have the digits of the chain's
+    README ports and are all free; below the kernel's ephemeral range when they fit (no
+    port another test asks the kernel for is ever one of these); in the README's order
+    among chains of one shape."""
+    ephemeral = _ephemeral_low()
+    held: list[socket.socket] = []
+    picks: list[int] = []
+    rng = random.Random()
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
+        for chain in chains:
+            low, high = _window(chain)
+            preferred = (low, min(high, ephemeral - 1 - 1000 * (len(chain) - 1)))
+            window = preferred if preferred[0] <= preferred[1] else (low, high)
+            for _ in range(500):
+                base = rng.randint(*window)
+                sockets = _bind_all([base + 1000 * i for i in range(len(chain))])
+                if sockets:
+                    held += sockets
+                    picks.append(base)
+                    break
+            else:
+                raise AssertionError(f"no free ports for README ports {chain} in {window}")
     finally:
-        for s in sockets:
+        for s in held:
             s.close()
+    shapes: dict[tuple[int, int, int], list[int]] = {}
+    for i, chain in enumerate(chains):
+        shapes.setdefault((*_window(chain), len(chain)), []).append(i)
+    for indexes in shapes.values():
+        for i, base in zip(indexes, sorted(picks[i] for i in indexes), strict=True):
+            picks[i] = base
+    return picks
+
+
+def _window(chain: list[int]) -> tuple[int, int]:
+    """The first ports that give every port of `chain` its README digit count."""
+    low, high = 1024, 65535 - 1000 * (len(chain) - 1)
+    for step, port in enumerate(chain):
+        digits = len(str(port))
+        low = max(low, 10 ** (digits - 1) - 1000 * step)
+        high = min(high, 10**digits - 1 - 1000 * step)
+    assert low <= high, f"README ports {chain} cannot keep their digits"
+    return low, high
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bind_all(ports: list[int]) -> list[socket.socket]:
+    """Sockets bound to every port in `ports` on 127.0.0.1, or [] if one is taken."""
+    bound: list[socket.socket] = []
+    for port in ports:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            for other in bound:
+                other.close()
+            return []
+        bound.append(s)
+    return bound
 
 
 # ---------------------------------------------------------------- commands
@@ -215,8 +297,9 @@ class Shell:
         return {**self.env, **self.variables, **extra}
 
     def assign(self, command: Command) -> bool:
-        """Take `NAME=value` as bash would; True if the line was one."""
-        m = re.fullmatch(r"([A-Za-z_]\w*)=(\S*)", command.line)
+        """Take `NAME=value` (or `export NAME=value`) as bash would; True if the line
+        was one."""
+        m = re.fullmatch(r"(?:export )?([A-Za-z_]\w*)=(\S*)", command.line)
         if m is None:
             return False
         self.variables[m.group(1)] = self.script(m.group(2))
@@ -382,27 +465,89 @@ def follow(
     type_line: Callable[[Terminal, str], object] | None = None,
     timeout: float = STEP,
     since: int | None = None,
+    prompt: str = "> ",
 ) -> None:
-    """Check a transcript against a terminal: type its `> ` lines (by `type_line`, or
-    at the next prompt), and expect each other line after the one before it (or after
-    the line typed before it). The first is looked for after `since` (default: after
-    the terminal's previous match)."""
+    """Check a transcript against a terminal: type its lines that start with `prompt`
+    (by `type_line`, or at the next prompt_toolkit prompt), and expect each other line
+    after the one before it (or after the line typed before it). The first is looked for
+    after `since` (default: after the terminal's previous match)."""
     for raw in block.lines():
         # A usage line is the program's fixed help text: its example address is no port.
         line = raw if raw.startswith("usage: ") else ports.sub(raw)
         if line.strip() == "...":
             continue
-        if line.startswith("> "):
+        if line.startswith(prompt):
             if type_line is None:
                 terminal.wait_for_prompt(timeout)
             since = terminal.mark()
             if type_line is None:
-                terminal.type(line[2:])
+                terminal.type(line[len(prompt) :])
             else:
-                type_line(terminal, line[2:])
+                type_line(terminal, line[len(prompt) :])
             continue
         match = terminal.expect(line_pattern(line), timeout, since=since)
         since = match.end()
+
+
+def at_prompt(prompt: str) -> Callable[[Terminal, str], None]:
+    """Type a line once `prompt` shows: for programs whose line editor is not
+    prompt_toolkit's (Go's dqlite shell)."""
+
+    def type_line(terminal: Terminal, line: str) -> None:
+        terminal.expect(re.escape(prompt), STEP)
+        terminal.type(line)
+
+    return type_line
+
+
+def shell_steps(block: Block) -> list[tuple[Command, list[str]]]:
+    """A transcript's `$ ` commands, each with the lines it prints."""
+    steps: list[tuple[Command, list[str]]] = []
+    for line in block.lines():
+        if line.startswith("$ "):
+            steps.append((Command(line[2:].strip()), []))
+        else:
+            assert steps, f"README line {block.line}: a transcript of commands starts with `$ `"
+            steps[-1][1].append(line)
+    return steps
+
+
+def run_steps(shell: Shell, block: Block, timeout: float = STEP) -> None:
+    """Run a transcript's commands in order: each must succeed, print exactly the lines
+    shown under it (trailing spaces aside) and nothing on stderr but uv's own lines."""
+    for command, shown in shell_steps(block):
+        done = shell.run(command, timeout)
+        printed = "\n".join(line.rstrip() for line in done.stdout.rstrip("\n").split("\n"))
+        expected = "\n".join(shell.script(line).rstrip() for line in shown)
+        assert done.returncode == 0 and matches_line(expected, printed), (
+            f"README line {block.line}: {command.line!r} exited {done.returncode} and "
+            f"printed:\n{done.stdout}\nexpected:\n{expected}\nstderr:\n{done.stderr[-3000:]}"
+        )
+        assert program_stderr(done.stderr) == [], done.stderr
+
+
+_UV_LINES = re.compile(
+    r"^(Using CPython|Creating virtual environment|\s*(Building|Built) nodehost|"
+    r"Installed \d+ packages|Resolved \d+ packages|Prepared \d+ packages|"
+    r"Uninstalled \d+ packages|Audited \d+ packages|\s*[-+~] )"
+)
+
+
+def program_stderr(stderr: str) -> list[str]:
+    """A program's stderr lines, without those of `uv run` (when it installs first)."""
+    return [line for line in stderr.splitlines() if not _UV_LINES.match(line)]
+
+
+def shown_prints(block: Block) -> list[str]:
+    """What a python block says it prints: the `# -> text` of each `print(` line, all
+    of which must say."""
+    shown = []
+    for line in block.lines():
+        if line.lstrip().startswith("print("):
+            _, comment = split_comment(line)
+            assert comment.startswith("-> "), f"README line {block.line}: {line!r} says no output"
+            shown.append(comment[3:].strip())
+    return shown
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = STEP) -> None:

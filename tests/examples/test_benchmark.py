@@ -17,9 +17,9 @@ from typing import Any
 import psutil
 import pytest
 
-from examples.benchmark.histogram import Histogram
 from examples.benchmark.settings import parser
 from examples.benchmark.worker import placement
+from nodehost.bench.histogram import Histogram
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["-n", "3", "-s", "4", "-c", "4", "-d", "1", "-w", "0.3", "--probe-seconds", "0.2"]
@@ -78,7 +78,22 @@ def test_a_read_run_on_the_concurrent_state_machine(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_sequential_mode_on_disk_without_fsync(tmp_path: Path) -> None:
-    r = run_json(tmp_path, "--sequential", "--sm", "ondisk", "--no-fsync", "--probe-seconds", "0")
+    """Also `--profile DIR` (py-spy on each worker during the window): per process, CPU
+    by thread (GIL held) and the top functions; where py-spy may not attach, the reason instead."""
+    r = run_json(
+        tmp_path,
+        *("--sequential", "--sm", "ondisk", "--no-fsync", "--probe-seconds", "0"),
+        *("--profile", str(tmp_path / "profile")),
+    )
+    profiles = r["profile"]
+    if isinstance(profiles, str):
+        assert "py-spy" in profiles
+    else:
+        assert [p["pid"] for p in profiles] == [p["pid"] for p in r["processes"]]
+        for profile in profiles:
+            assert profile["samples"] > 0 and "nodehost-engine" in profile["threads_gil_share"]
+            assert profile["self"] and profile["inclusive"]
+            assert (tmp_path / "profile" / f"{profile['pid']}.txt").is_file()
     assert r["settings"]["shards"] == 1 and r["settings"]["fsync"] is False
     assert r["proposals_per_second"] > 0
     sane_latencies(r["proposal_latency_ms"])

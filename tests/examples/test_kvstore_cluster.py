@@ -1,19 +1,24 @@
 """Three real example-kvstore processes on loopback, once per STORE kind.
 
 Scenarios: writes on any node read back on every node; JSON edge cases; compare-and-
-set; the leader killed with SIGKILL (reads and writes go on, and it catches up after
-a restart, by snapshot since the log moved on); a lost quorum answers 503 in time;
-SIGTERM exits cleanly; a new node joins with --join and is removed again.
+set; a hostile peer (scripts/hostile_peer.py, as the README runs it) sends every kind
+of frame no honest NodeHost sends and stops nothing; the leader killed with SIGKILL
+(reads and writes go on, and it catches up after a restart, by snapshot since the log
+moved on); a lost quorum answers 503 in time; SIGTERM exits cleanly; a new node joins
+with --join and is removed again. The scenarios after the hostile peer run on the
+cluster it attacked.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
-from kvstore_cluster import Cluster, Node, key_path, wait_for
+from kvstore_cluster import REPO, Cluster, Node, key_path, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -161,6 +166,46 @@ def test_cluster_view_metrics_and_health(cluster: Cluster) -> None:
     assert (unknown.status, unknown.json()) == (404, {"error": "Not Found"})
     wrong = nodes[0].call("PATCH", "/cluster")
     assert wrong.status == 405 and "error" in wrong.json()
+
+
+@MEMORY_IN_CI
+def test_a_hostile_peer_stops_nothing(cluster: Cluster) -> None:
+    """The black-box check of the README (Operations, messages from peers): the script
+    sends the nodes' Raft ports over a thousand hostile frames and streams while it
+    writes through the API, and must see each refused (it counts the nodes'
+    refusals), every shard committing during and after, every acknowledged write read
+    back from every node, and equal state hashes. Then, independently of the script,
+    every node serves and the replicas agree."""
+    nodes = cluster.running()
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "hostile_peer.py"),
+            "--raft",
+            ",".join(n.raft_addr for n in nodes),
+            "--http",
+            ",".join(f"http://{n.http_addr}" for n in nodes),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(done.stdout)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "OK: every hostile input was refused" in done.stdout
+    sent = int(done.stdout.split("sent ", 1)[1].split()[0])
+    assert sent > 1000
+    for node in nodes:
+        assert node.alive()
+        assert node.put(f"after-hostile-{node.node_id}", node.node_id).status == 200
+    for reader in nodes:
+        for writer in nodes:
+            assert reader.get(f"after-hostile-{writer.node_id}").json() == writer.node_id
+    cluster.wait_converged()
+    for node in nodes:
+        for shard in node.cluster()["shards"]:
+            assert shard["running"] and shard["failed"] is None
 
 
 @BOTH_STORES

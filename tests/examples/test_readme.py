@@ -1,8 +1,12 @@
 """The README, followed top to bottom on a fresh copy of the repository, as a new user
 follows it: every shell step it shows is run, in order, as the README writes it; every
 transcript is checked against what the program printed; the API section's snippets run
-as one program, pasted in order; the tutorial's code excerpts are found, line by line,
-in the files they quote.
+as one program, pasted in order, and the other programs (the SQL script, its clients,
+the hosts addressed by id) as saved, printing what they say they print; the tutorial's
+code excerpts are found, line by line, in the files they quote. Daemons the README
+starts are real processes (the operator section's kvstore nodes are SIGKILLed, recovered
+and rebuilt as it says); the benchmark it shows runs shortened, and its table is checked
+to be the script's lines.
 
 readme_walk.py says how the README's blocks are read and how its fixed ports are moved
 to free ones. Each test walks one part of the README and takes its blocks in order; the
@@ -25,10 +29,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cluster_walk import take_section as take_cluster_section
 from pty_terminal import CTRL_C, CTRL_D, Terminal
 from readme_walk import (
     REPO,
@@ -38,14 +44,21 @@ from readme_walk import (
     Ports,
     Readme,
     Shell,
+    at_prompt,
     commands,
     follow,
     kill_terminal,
     line_pattern,
     missing_from,
+    program_stderr,
+    run_steps,
+    shown_prints,
     wait_until,
 )
 
+from nodehost import tools
+from nodehost.sqlite.client import ClusterClient
+from nodehost.tools import AdminClient
 from tests.discovery.etcd_server import EtcdServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -63,6 +76,10 @@ class Walk:
     ports: Ports
     terminals: list[Terminal] = field(default_factory=list)
     daemons: list[Daemon] = field(default_factory=list)
+    sql_demo: Terminal | None = None  # the SQL section's script, while its members run
+    operator: Shell | None = None  # the operator section's terminal: P, NODEHOST_ADMIN
+    kv_nodes: dict[int, Daemon] = field(default_factory=dict)  # the operator's kvstore
+    kv_starts: dict[int, Command] = field(default_factory=dict)  # how each was started
 
     def shell(self, cwd: Path | None = None) -> Shell:
         return Shell(cwd or self.checkout, self.ports)
@@ -469,17 +486,171 @@ def test_the_api_snippets_run_as_pasted(walk: Walk) -> None:
     shell = walk.shell()
     done = shell.run(Command("uv run python demo.py"), timeout=120)
     assert done.returncode == 0, done.stderr
-    # uv's own lines, when this `uv run` is the one that installs the project.
-    installer = re.compile(
-        r"^(Using CPython|Creating virtual environment|\s*(Building|Built) nodehost|"
-        r"Installed \d+ packages|Resolved \d+ packages|Prepared \d+ packages)"
-    )
-    stderr = [line for line in done.stderr.splitlines() if not installer.match(line)]
-    assert stderr == [], done.stderr
+    assert program_stderr(done.stderr) == [], done.stderr
     printed = done.stdout.splitlines()
     assert printed[:2] == ["1", "1"] and printed[2] in ("0", "1"), printed
     assert printed[3:7] == ["True 1", "1 1", "2", "[1, 2, 3, 4]"], printed
     assert re.fullmatch(r"a snapshot at index \d+ already exists", printed[7]), printed
+
+
+# ---------------------------------------------------------------- Replicated SQL
+
+SQL = "Replicated SQL: nodehost.sqlite"
+
+
+def test_sql_three_members_one_script(walk: Walk) -> None:
+    """The script, saved and run as the section says, prints what it shows and keeps its
+    members running for the next steps (until Enter, typed at the end of the clients)."""
+    readme, ports = walk.readme, walk.ports
+    section = f"{SQL} / Three members, one script"
+    run = "uv run python sql_demo.py"
+    assert f"save it as `sql_demo.py` and run `{run}`" in " ".join(readme.section_text(SQL).split())
+    (walk.checkout / "sql_demo.py").write_text(ports.sub(readme.take("python", section).body))
+    walk.sql_demo = walk.terminal(walk.shell(), Command(run))
+    follow(walk.sql_demo, readme.take("text", section), ports, timeout=120)
+
+
+def test_sql_the_dqlite_shell(walk: Walk) -> None:
+    """Debian's dqlite shell, typed into against the script's members (skipped, after
+    taking its blocks, where go-dqlite is not installed: CI may lack it)."""
+    readme, ports = walk.readme, walk.ports
+    section = f"{SQL} / Three members, one script"
+    (command,) = commands(readme.take("sh", section))
+    session = readme.take("text", section)
+    if shutil.which("dqlite") is None:
+        pytest.skip("Debian's dqlite shell is not installed (apt-get install go-dqlite)")
+    assert walk.sql_demo is not None, "runs after test_sql_three_members_one_script"
+    shell = walk.terminal(walk.shell(), command)
+    follow(shell, session, ports, type_line=at_prompt("dqlite> "), prompt="dqlite> ")
+    shell.expect(re.escape("dqlite> "), STEP)
+    shell.press(CTRL_D)
+    assert shell.wait(STEP) == 0, shell.tail()
+
+
+def test_sql_remote_clients(walk: Walk) -> None:
+    """The section's programs and commands against the script's members, as a user runs
+    them in another terminal: the client snippet, the console (in a pseudo-terminal, its
+    history in the home directory), its script forms, the SQLAlchemy example; then Enter
+    in the script's terminal stops the members, and it exits 0."""
+    readme, ports = walk.readme, walk.ports
+    demo = walk.sql_demo
+    assert demo is not None, "runs after test_sql_three_members_one_script"
+    section = f"{SQL} / Remote clients"
+    shell = walk.shell()
+    home = walk.root / "home"
+    home.mkdir(exist_ok=True)
+    # A home of the walk's own (for the console's history), with uv's cache where it is.
+    uv_cache = subprocess.run(
+        ["uv", "cache", "dir"], capture_output=True, text=True, check=True, timeout=STEP
+    ).stdout.strip()
+    shell.env.update(HOME=str(home), UV_CACHE_DIR=uv_cache)
+
+    client = readme.take("python", section)
+    _run_python(walk, shell, "sql_client.py", client.body, shown_prints(client))
+
+    (console,) = commands(readme.take("sh", section))
+    terminal = shell.terminal(console)
+    walk.terminals.append(terminal)
+    session = readme.take("text", section)
+    follow(terminal, session, ports, prompt="demo> ")
+    members = [ports.sub(f"127.0.0.1:{port}") for port in (9001, 9002, 9003)]
+    shown = terminal.text.rsplit(".leader", 1)[1]
+    with ClusterClient(members) as cluster:
+        leader = cluster.leader()
+    assert leader is not None and f"{leader.address} (id {leader.id})" in shown, shown
+    assert "Error" not in terminal.text, terminal.tail()
+    terminal.wait_for_prompt(STEP)
+    terminal.press(CTRL_D)  # "Ctrl-D leaves"
+    assert terminal.wait(STEP) == 0, terminal.tail()
+    history = (home / ".nodehost_sql_history").read_text()
+    typed = [line.removeprefix("demo> ") for line in session.lines() if line.startswith("demo> ")]
+    assert all(line in history for line in typed), history
+
+    run_steps(shell, readme.take("text", section), timeout=120)
+
+    orm = readme.take("python", section)
+    _run_python(walk, shell, "sql_orm.py", orm.body, shown_prints(orm))
+
+    demo.type("")  # "press Enter to stop them"
+    assert demo.wait(STEP) == 0, demo.tail()
+    assert "Traceback" not in demo.text, demo.tail()
+
+
+def _run_python(walk: Walk, shell: Shell, name: str, body: str, shown: list[str]) -> None:
+    """Save a README program in the checkout and run it there with `uv run python`: it
+    prints what its comments say, and nothing on stderr."""
+    (walk.checkout / name).write_text(walk.ports.sub(body))
+    done = shell.run(Command(f"uv run python {name}"), timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert program_stderr(done.stderr) == [], done.stderr
+    assert done.stdout.splitlines() == [walk.ports.sub(line) for line in shown], done.stdout
+
+
+_FIGURE_LINE = re.compile(
+    r"^  (?P<label>\S.*?) +(?P<rate>[\d,]+)/s +p50 +(?P<p50>[\d.]+) ms +p99 +(?P<p99>[\d.]+) ms"
+    r" +failures (?P<failures>\d+)(?: +CPU [\d,]+ us/op)?$",
+    re.M,
+)
+# A table cell gives some of a printed line's figures, in the order printed.
+_CELL_FIELDS = [r"[\d,]+/s", r"p50 \d+(\.\d+)? ms", r"p99 \d+(\.\d+)? ms", r"failures \d+"]
+
+
+def _cell_fits(cell: str) -> bool:
+    at = 0
+    for item in cell.split(", "):
+        for i in range(at, len(_CELL_FIELDS)):
+            if re.fullmatch(_CELL_FIELDS[i], item):
+                at = i + 1
+                break
+        else:
+            return False
+    return True
+
+
+def test_sql_speed(walk: Walk) -> None:
+    """The benchmark command, shortened (1 s per load, 4 clients: the flags the section
+    names), prints every figure it promises; the section's table is made of its lines:
+    each row a label the script prints (64 clients where it ran 4), each cell some of
+    that line's figures in its format, the dqlite column its dqlite lines in order.
+    (The figures themselves are one recorded run's, not checked.)"""
+    section = f"{SQL} / Speed"
+    (command,) = commands(walk.readme.take("sh", section))
+    shell = walk.shell()
+    clients = 4
+    shell.substitutions["--seconds 10"] = f"--seconds 1 --clients {clients}"
+    printed = shell.check(command, timeout=600)
+    ours_text, _, rest = printed.partition("\ndqlite (")
+    theirs_text, _, rest = rest.partition("\nraw ceilings")
+    ours = [m.group("label") for m in _FIGURE_LINE.finditer(ours_text)]
+    assert ours == [
+        "sequential INSERT, 1 client",
+        f"INSERT transactions, {clients} clients",
+        f"linearizable point SELECT, {clients} clients",
+        f"INSERT over the wire, {clients} conns",
+    ], printed
+    assert "write + fdatasync, one writer (measured now)" in rest, printed
+    assert "\ngoals\n" in rest, printed
+    measured = shutil.which("dqlite-benchmark") is not None
+    theirs = [m.group("label") for m in _FIGURE_LINE.finditer(theirs_text)]
+    if measured:
+        assert theirs == ["kvwrite, 1 worker", f"kvwrite, {clients} workers"], printed
+    else:  # the script shows the figures recorded on this machine kind instead
+        assert theirs == [] and "(recorded; run with --dqlite to measure)" in theirs_text
+
+    text = walk.readme.section_text(SQL)
+    speed = text[text.index("### Speed") :]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in speed.splitlines()
+        if line.startswith("| ") and not line.startswith("| load ")
+    ]
+    assert [row[0].replace("64", str(clients)) for row in rows] == ours, rows
+    for row in rows:
+        assert _cell_fits(row[1]), f"README Speed table: {row[1]!r} is not the script's figures"
+    dqlite_cells = [row[2] for row in rows if row[2] != "-"]
+    assert len(dqlite_cells) == 2, rows  # kvwrite with 1 worker, then with --clients
+    for cell in dqlite_cells:
+        assert _cell_fits(cell), f"README Speed table: {cell!r} is not the script's figures"
 
 
 # ---------------------------------------------------------------- Testing your state machine
@@ -737,9 +908,232 @@ asyncio.run(main())
 """
 
 
+# ---------------------------------------------------------------- Operating a cluster
+
+OPERATING = "Operating a cluster: the `nodehost` command"
+KEYS = 30  # written before the quorum is lost; every one must survive the recovery
+
+
+def _url(walk: Walk, readme_port: int, path: str) -> str:
+    return f"http://127.0.0.1:{walk.ports[readme_port]}{path}"
+
+
+def _request(
+    walk: Walk, readme_port: int, path: str, method: str = "GET", body: object = None
+) -> tuple[int, object]:
+    """Status and JSON body of one request to the kvstore node on `readme_port`."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(_url(walk, readme_port, path), data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read() or b"null")
+
+
+def _put(walk: Walk, readme_port: int, key: str, value: object) -> None:
+    """A write the node acknowledges, retried while a leader is being elected."""
+
+    def done() -> bool:
+        return _request(walk, readme_port, f"/key/{key}", "PUT", value)[0] == 200
+
+    wait_until(f"PUT {key} on {readme_port}", done, 30)
+
+
+def _members(walk: Walk, readme_port: int) -> list[int]:
+    cluster = _request(walk, readme_port, "/cluster")[1]
+    assert isinstance(cluster, dict), cluster
+    return sorted(int(node_id) for node_id in cluster["members"])
+
+
+def _program_of(daemon: Daemon, name: str) -> int:
+    """The program a README command started (uv runs it as a child): what `kill` names."""
+    import psutil
+
+    family = [daemon.pid, *(c.pid for c in psutil.Process(daemon.pid).children(True))]
+    for pid in reversed(family):
+        if name in " ".join(psutil.Process(pid).cmdline()):
+            return pid
+    raise AssertionError(f"no {name} among {family}")
+
+
+def _stop_together(nodes: list[Daemon], signum: int) -> None:
+    """Signal every node, then wait for each (a shutdown takes seconds; several at once
+    take no longer): each exits 0 and logged no traceback."""
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        codes = list(pool.map(lambda node: node.stop(signum), nodes))
+    for node, code in zip(nodes, codes, strict=True):
+        assert code == 0, node.log()
+        assert "Traceback" not in node.log(), node.log()
+
+
+def _start_kv(walk: Walk, node_id: int, command: Command) -> Daemon:
+    assert walk.operator is not None
+    node = walk.daemon(walk.operator, command, f"kv-operated-{node_id}")
+    walk.kv_nodes[node_id] = node
+    walk.kv_starts[node_id] = command
+    return node
+
+
+def _admin(walk: Walk, node_id: int) -> AdminClient:
+    """The walk's own look at a node through its admin socket, closer than the README's
+    tables (in process: one more `nodehost` process each time would cost a second)."""
+    return AdminClient(f"unix:{walk.checkout / 'kvstore-data' / str(node_id) / 'admin.sock'}")
+
+
+def test_operating_online(walk: Walk) -> None:
+    """The three kvstore nodes started again with admin sockets, and the online commands
+    in order against node 1's: what info and members show is this cluster (node 4 removed
+    in the kvstore section), the transfer returns once replica 2 leads, a replica added
+    and removed stays removed, and the export is a snapshot directory."""
+    readme, ports = walk.readme, walk.ports
+    section = f"{OPERATING} / Online: a running NodeHost"
+    assert (walk.checkout / "kvstore-data" / "4").is_dir(), "runs after test_kvstore"
+    walk.operator = shell = walk.shell()
+    assignment, *starts = commands(readme.take("sh", section))
+    assert shell.assign(assignment)
+    for node_id, command in enumerate(starts, 1):
+        _start_kv(walk, node_id, command)
+    for port in (11001, 11002, 11003):
+        wait_until(f"node on {port}", lambda p=port: healthy(walk, p), 120)  # type: ignore[misc]
+    _put(walk, 11001, "before-export", "kept")
+
+    printed = {}
+    for command in commands(readme.take("sh", section)):
+        if not shell.assign(command):
+            printed[command.line.split()[3]] = shell.check(command, retry_for=30)
+    raft = {i: f"127.0.0.1:{ports[12000 + i]}" for i in (1, 2, 3)}
+    members = ",".join(f"{i}={raft[i]}" for i in (1, 2, 3))
+    assert f"raft address  {raft[1]}" in printed["info"], printed["info"]
+    assert re.search(rf"^1 +1 +\w+ +\d+ +\d+ +\d+ +{re.escape(members)}$", printed["info"], re.M)
+    assert [line.split() for line in printed["members"].splitlines()[1:4]] == [
+        [str(i), "voter", raft[i]] for i in (1, 2, 3)
+    ], printed["members"]
+    assert printed["members"].splitlines()[-1].endswith("removed: 4"), printed["members"]
+    with _admin(walk, 1) as admin:
+        assert admin.members(1).removed == [4, 9]
+    exported = [p for p in (walk.checkout / "backup" / "shard1").iterdir()]
+    assert len(exported) == 1 and (exported[0] / "snapshot.metadata").is_file(), exported
+    _put(walk, 11002, "after-export", "lost by the rebuild")
+
+
+def test_operating_offline(walk: Walk) -> None:
+    """inspect on the directory node 4 left (the kvstore section removed it), then its
+    data removed: the shard's removal is in its own log, so no --force is needed."""
+    section = f"{OPERATING} / Offline: a stopped host's directory"
+    shell = walk.operator
+    assert shell is not None, "runs after test_operating_online"
+    inspect, remove_data = commands(walk.readme.take("sh", section))
+    table = shell.check(inspect)
+    assert re.search(r"^1 +4 +\d+ ", table, re.M), table  # shard 1, replica 4
+    shell.check(remove_data)
+    assert tools.inspect(str(walk.checkout / "kvstore-data" / "4" / "nodehost")).replicas == []
+
+
+def test_operating_runbook_quorum_lost_for_good(walk: Walk) -> None:
+    """Nodes 2 and 3 SIGKILLed and their data deleted; node 1, without a quorum, answers
+    a write 503; stopped, inspected, recovered as the only member, started as before,
+    it serves every key it held, and two new nodes join it: three nodes again."""
+    readme, ports = walk.readme, walk.ports
+    section = f"{OPERATING} / Runbook: a shard lost its quorum for good"
+    shell = walk.operator
+    assert shell is not None, "runs after test_operating_online"
+    nodes = walk.kv_nodes
+    values = {f"key-{i}": {"n": i} for i in range(KEYS)}
+    for key, value in values.items():
+        _put(walk, 11001, key, value)
+    wait_until(
+        "every node to hold every key",
+        lambda: all(
+            _request(walk, port, f"/key/key-{KEYS - 1}?stale=1")[0] == 200
+            for port in (11001, 11002, 11003)
+        ),
+    )
+    for node_id in (2, 3):  # lost for good: kill -9, their disks gone
+        os.kill(_program_of(nodes[node_id], "example-kvstore"), signal.SIGKILL)
+        nodes[node_id].process.wait(STEP)
+        shutil.rmtree(walk.checkout / "kvstore-data" / str(node_id))
+    status, answer = _request(walk, 11001, "/key/no-quorum?timeout=1", "PUT", 1)
+    assert status == 503, answer
+    assert nodes[1].stop(signal.SIGINT) == 0, nodes[1].log()  # 1. Ctrl-C
+
+    inspect, recover, start_1, start_5, start_6, read = commands(readme.take("sh", section))
+    table = shell.check(inspect)  # 2.
+    old = ",".join(f"{i}=127.0.0.1:{ports[12000 + i]}" for i in (1, 2, 3))
+    assert re.search(rf"^1 +1 .* {re.escape(old)}$", table, re.M), table
+    recovered = shell.check(recover).splitlines()  # 3.
+    one = f"1=127.0.0.1:{ports[12001]}"
+    assert len(recovered) == 1 and f"members {old} -> {one} (term " in recovered[0], recovered
+    assert start_1.line == walk.kv_starts[1].line, "4. as before"
+    _start_kv(walk, 1, start_1)
+    wait_until("node 1, recovered", lambda: healthy(walk, 11001), 120)
+    for key, value in values.items():
+        assert _request(walk, 11001, f"/key/{key}") == (200, value), key
+    with _admin(walk, 1) as admin:
+        (shard,) = admin.info().shards
+    assert shard.membership.voters == {1: f"127.0.0.1:{ports[12001]}"}, shard
+    assert shard.membership.removed == [2, 3, 4, 9], shard
+
+    for node_id, command, port in ((5, start_5, 11005), (6, start_6, 11006)):  # 5.
+        _start_kv(walk, node_id, command)
+        wait_until(f"node {node_id}", lambda p=port: healthy(walk, p), 120)  # type: ignore[misc]
+    shell.check(read, retry_for=60)
+    wait_until("three voting members", lambda: _members(walk, 11001) == [1, 5, 6], 60)
+    for port in (11005, 11006):
+        for key, value in values.items():
+            assert _request(walk, port, f"/key/{key}") == (200, value), (port, key)
+    _put(walk, 11006, "after-recovery", True)
+    wait_until(
+        "every node to see the write made after the recovery",
+        lambda: all(
+            _request(walk, port, "/key/after-recovery?stale=1")[0] == 200
+            for port in (11001, 11005, 11006)
+        ),
+    )
+
+
+def test_operating_rebuild_from_the_exported_snapshot(walk: Walk) -> None:
+    """The three nodes stopped, the snapshot exported by the online commands imported on
+    each with the new membership, the nodes started as they were: they serve the keys as
+    of the snapshot (a key written after it is gone), as members 1, 5 and 6."""
+    section = f"{OPERATING} / Rebuilding a shard from an exported snapshot"
+    shell = walk.operator
+    assert shell is not None, "runs after test_operating_online"
+    _stop_together([walk.kv_nodes[node_id] for node_id in (1, 5, 6)], signal.SIGINT)
+    assignment, *imports = commands(walk.readme.take("sh", section))
+    assert shell.assign(assignment)
+    for command in imports:
+        assert "imported the snapshot at index " in shell.check(command)
+    for node_id in (1, 5, 6):
+        _start_kv(walk, node_id, walk.kv_starts[node_id])
+    for port in (11001, 11005, 11006):
+        wait_until(f"node on {port}", lambda p=port: healthy(walk, p), 120)  # type: ignore[misc]
+    for port in (11001, 11005, 11006):
+        assert _request(walk, port, "/key/k") == (200, "v")
+        assert _request(walk, port, "/key/before-export") == (200, "kept")
+        for key in ("after-export", "key-0", "after-recovery"):
+            assert _request(walk, port, f"/key/{key}")[0] == 404, (port, key)
+    assert _members(walk, 11005) == [1, 5, 6]
+    _stop_together([walk.kv_nodes[node_id] for node_id in (1, 5, 6)], signal.SIGTERM)
+
+
+def test_operating_hosts_addressed_by_id(walk: Walk) -> None:
+    """The section's program, below the API section's Counter as it says, run as a
+    program: three hosts by id, a fourth added by its id that catches up."""
+    readme = walk.readme
+    block = readme.take("python", f"{OPERATING} / Hosts that change address")
+    counter = next(b for b in readme.blocks if b.section == "The API by example")
+    assert "class Counter(IStateMachine)" in counter.body
+    assert block.body.startswith("# Below the API section's Counter")
+    _run_python(
+        walk, walk.shell(), "by_id_demo.py", counter.body + "\n" + block.body, shown_prints(block)
+    )
+
+
 # ---------------------------------------------------------------- nothing left out
 
 
 def test_every_block_of_the_readme_was_walked(walk: Walk) -> None:
+    take_cluster_section(walk.readme)  # test_readme_cluster.py walks that section
     left = [f"line {b.line} ({b.section}, {b.kind})" for b in walk.readme.untaken("")]
     assert not left, f"README blocks no test follows: {left}"

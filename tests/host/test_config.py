@@ -32,6 +32,7 @@ def test_defaults_are_valid(tmp_path: object) -> None:
         ({"apply_workers": 0}, "apply_workers"),
         ({"mutual_tls": True}, "ca_file"),
         ({"fsync": "no"}, "fsync"),
+        ({"transport": "udp"}, "transport"),
     ],
 )
 def test_node_host_config_names_the_bad_field(kwargs: dict[str, object], field: str) -> None:

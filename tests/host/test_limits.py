@@ -219,6 +219,33 @@ def test_a_burst_in_a_window_is_not_taken_for_a_rate() -> None:
     assert gate.rate == pytest.approx(300)  # over the window, not over the 10 ms
 
 
+def test_a_batch_longer_than_a_window_is_measured_from_the_batch_before() -> None:
+    """A state machine applying 200 a second in batches of 400: each batch finishes at
+    once, two seconds after the one before. Within the window the 400 look instant;
+    since the previous batch's finish they took 2 s."""
+    gate = DelayGate(target=0.1)
+    gate.admit(0.0, pending=1000)
+    for i in range(400):
+        gate.finished(2.0, pending=1000 - i)
+    gate.admit(2.05, pending=600)  # first batch: only its window is known
+    for i in range(400):
+        gate.finished(4.0, pending=600 - i)
+    assert not gate.admit(4.2, pending=200)  # 200 at 200 a second: 1 s > 0.1 s
+    assert gate.rate == pytest.approx(200)
+
+
+def test_after_an_empty_queue_the_span_starts_with_the_window() -> None:
+    gate = DelayGate(target=1.0)
+    for i in range(100):
+        gate.finished(0.5 + i * 0.001, pending=100 - i - 1)  # drains to empty
+    gate.admit(1.2, pending=0)
+    gate.admit(10.0, pending=0)  # idle, then a new window
+    for i in range(100):
+        gate.finished(10.5 + i * 0.001, pending=99 - i)
+    gate.admit(11.2, pending=0)
+    assert gate.rate == pytest.approx(100)  # over its own window, not since 0.6
+
+
 def test_a_stall_halves_the_rate_and_idleness_keeps_it() -> None:
     gate = DelayGate(target=1.0)
     for i in range(400):

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
+from nodehost.bench.report import machine, machine_line
 from nodehost.rsm import CompressionType, SnapshotStore, StateMachineManager
 from protos import raft_pb2 as pb
 from statemachine import (
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--snapshot-mib", type=int, default=64)
     args = parser.parse_args()
+    print(machine_line(machine()))
     with tempfile.TemporaryDirectory() as root:
         bench_apply(args.entries, root)
         bench_snapshot(args.snapshot_mib, root)

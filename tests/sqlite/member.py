@@ -11,9 +11,8 @@ command read from stdin:
 - {"cmd": "stop"} -> stops the writers, {"stopped": true}
 - {"cmd": "report"} -> {"applied": index, "hash": state hash}
 - {"cmd": "dump", "database": NAME, "path": P} -> writes every key (strong read) to P
-- {"cmd": "bench", ...} -> runs a load from `clients` threads (see bench_sql) and prints
-  its figures
-Used by the failover tests (which SIGKILL it) and by scripts/bench_sql.py.
+Used by the failover tests (which SIGKILL it); the SQL benchmarks have their own member
+(examples/benchmark/sqlworker.py).
 """
 
 from __future__ import annotations
@@ -71,71 +70,6 @@ class Writers:
             thread.join(10)
 
 
-def bench(app: App, command: dict[str, Any]) -> dict[str, Any]:
-    """Single-row INSERT transactions from `clients` threads for `seconds`."""
-    clients = int(command.get("clients", 1))
-    seconds = float(command.get("seconds", 5))
-    database = str(command.get("database", "bench"))
-    mode = str(command.get("mode", "insert"))
-    setup = app.open(database, isolation_level=None)
-    setup.execute("CREATE TABLE IF NOT EXISTS model (key TEXT PRIMARY KEY, value TEXT)")
-    if mode == "select":
-        setup.executemany(
-            "INSERT OR REPLACE INTO model VALUES (?, ?)", [(f"k{i}", "v" * 16) for i in range(1000)]
-        )
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    failures = [0] * clients
-    stop_at = time.monotonic() + seconds
-    start = threading.Barrier(clients + 1)
-
-    def client(number: int) -> None:
-        connection = app.open(database, isolation_level=None, timeout=10.0)
-        mine = latencies[number]
-        start.wait()
-        sequence = 0
-        while time.monotonic() < stop_at:
-            sequence += 1
-            began = time.perf_counter()
-            try:
-                if mode == "select":
-                    connection.execute(
-                        "SELECT value FROM model WHERE key = ?", (f"k{sequence % 1000}",)
-                    ).fetchall()
-                else:
-                    connection.execute(
-                        "INSERT INTO model (key, value) VALUES (?, ?)",
-                        (f"{number}-{sequence}-{time.monotonic_ns()}", "0123456789abcdef"),
-                    )
-            except Error:
-                failures[number] += 1
-                continue
-            mine.append(time.perf_counter() - began)
-
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.monotonic()
-    for thread in threads:
-        thread.join(seconds + 30)
-    elapsed = time.monotonic() - began
-    every = sorted(x for mine in latencies for x in mine)
-    count = len(every)
-
-    def quantile(q: float) -> float:
-        return every[min(int(q * count), count - 1)] * 1000 if count else float("nan")
-
-    return {
-        "mode": mode,
-        "clients": clients,
-        "operations": count,
-        "per_second": count / elapsed,
-        "p50_ms": quantile(0.5),
-        "p99_ms": quantile(0.99),
-        "failures": sum(failures),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
@@ -175,8 +109,6 @@ def main() -> None:
                 with open(command["path"], "w") as out:
                     out.write("\n".join(str(k) for k in keys))
                 emit({"dumped": len(keys)})
-            elif name == "bench":
-                emit({"bench": bench(app, command)})
             elif name == "exit":
                 break
             else:

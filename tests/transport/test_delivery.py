@@ -18,7 +18,7 @@ from transport_kit import LOOPS, Recorder, eventually, heartbeat, make, run, set
 from transport import BindError, FaultHook, InMemoryNetwork, NotStarted
 from transport.base import MAX_BATCH_MESSAGES, BaseTransport
 
-KINDS = ("grpc", "memory")
+KINDS = ("grpc", "tcp", "memory")
 
 
 @pytest.fixture(params=[(k, lp) for k in KINDS for lp in LOOPS], ids=lambda p: f"{p[0]}-{p[1]}")
@@ -94,6 +94,21 @@ def test_a_long_queue_goes_in_frames_of_bounded_size(setup: tuple[str, str]) -> 
         await eventually(lambda: len(p.hb.messages) == MAX_BATCH_MESSAGES * 2 + 10)
         assert p.a.stats.batches_sent == 3  # all queued in one pass, sent in three frames
         assert [m.term for m in p.hb.messages] == list(range(1, MAX_BATCH_MESSAGES * 2 + 11))
+
+    scenario(setup, body)
+
+
+def test_a_long_queue_on_an_open_idle_connection_goes_out_whole(setup: tuple[str, str]) -> None:
+    """The same once the connection is up and its writer idle (on TCP the frames are
+    then written by the loop's flush, not the writer task): every frame goes out."""
+
+    async def body(p: Pair) -> None:
+        p.a.send([heartbeat(term=1)])
+        await eventually(lambda: len(p.hb.messages) == 1)
+        count = MAX_BATCH_MESSAGES * 2 + 10
+        p.a.send([heartbeat(term=i + 2) for i in range(count)])
+        await eventually(lambda: len(p.hb.messages) == count + 1)
+        assert [m.term for m in p.hb.messages] == list(range(1, count + 2))
 
     scenario(setup, body)
 

@@ -1,4 +1,4 @@
-"""Random and mutated frames thrown at a live gRPC transport.
+"""Random and mutated frames thrown at a live transport, gRPC and TCP.
 
 Whatever arrives, the server neither crashes nor grows without a bound; every frame is
 either refused whole (and counted) or decoded with each message checked; the engine
@@ -8,6 +8,7 @@ CI runs a few thousand frames; `--run-slow` runs a few hundred thousand.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import random
@@ -26,13 +27,17 @@ from transport_kit import (
     install,
     make,
     raw_stream,
+    raw_tcp,
     run,
+    tcp_answer,
 )
 
 from protos import raft_pb2 as pb
 from transport import Reject
 from transport.frames import BATCH_METHOD, BIN_VERSION, REMOTE_TYPES, SNAPSHOT_METHOD
+from transport.tcp_wire import BATCHES, SNAPSHOT, frame_bytes, preamble
 
+KINDS = ("grpc", "tcp")
 HOSTED = {(1, 2), (2, 2), (3, 2)}
 BATCH_LEVEL = (Reject.OVERSIZED, Reject.MALFORMED, Reject.WRONG_DEPLOYMENT, Reject.WRONG_VERSION)
 
@@ -103,7 +108,40 @@ def rss_mib() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
-def fuzz(frames_total: int, snapshot_streams: int, tmp: Path, seed: int) -> None:
+async def send_batches(kind: str, target: str, frames: list[bytes]) -> None:
+    if kind == "grpc":
+        await raw_stream(target, BATCH_METHOD, frames)
+    else:
+        assert await raw_tcp(target, BATCHES, frames) == b""  # one way: never an answer
+
+
+async def send_snapshot(kind: str, target: str, frames: list[bytes]) -> bool:
+    """Whether the receiver took the stream whole."""
+    if kind == "grpc":
+        try:
+            await raw_stream(target, SNAPSHOT_METHOD, frames)
+            return True
+        except Exception:
+            return False
+    status, _ = tcp_answer(await raw_tcp(target, SNAPSHOT, frames))
+    return status == 0
+
+
+async def send_raw(target: str, data: bytes) -> None:
+    """Bytes on a fresh connection; the server takes them or hangs up, never stalls
+    on them past its timeouts (the connection is closed by this side after them)."""
+    host, port = target.rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def fuzz(kind: str, frames_total: int, snapshot_streams: int, tmp: Path, seed: int) -> None:
     rng = random.Random(seed)
     seeds = seed_frames(rng)
     root = tmp / "recv"
@@ -112,19 +150,19 @@ def fuzz(frames_total: int, snapshot_streams: int, tmp: Path, seed: int) -> None
 
     async def main() -> None:
         handler = Recorder(hosted=set(HOSTED), snapshot_root=str(root))
-        b = make("grpc", handler, max_message_size=256 * 1024, snapshot_chunk_size=1024)
-        honest = make("grpc", Recorder())
+        b = make(kind, handler, max_message_size=256 * 1024, snapshot_chunk_size=1024)
+        honest = make(kind, Recorder())
         await b.start()
         await honest.start()
         honest.registry.add(1, 2, b.config.raft_address)
         target = b.config.raft_address
         try:
-            await raw_stream(target, BATCH_METHOD, seeds)  # warm up before measuring memory
+            await send_batches(kind, target, seeds)  # warm up before measuring memory
             baseline = rss_mib()
             sent = len(seeds)
             while sent < len(seeds) + frames_total:
                 burst = [mutate(rng, rng.choice(seeds), seeds) for _ in range(500)]
-                await raw_stream(target, BATCH_METHOD, burst)
+                await send_batches(kind, target, burst)
                 sent += len(burst)
             stats = b.stats
             # Every frame was either refused whole or decoded and checked message by message.
@@ -137,11 +175,7 @@ def fuzz(frames_total: int, snapshot_streams: int, tmp: Path, seed: int) -> None
                 stream[k] = mutate(rng, stream[k], stream)
                 if rng.random() < 0.2:
                     del stream[rng.randrange(len(stream)) :]  # and some are cut short
-                try:
-                    await raw_stream(target, SNAPSHOT_METHOD, stream)
-                    accepted += 1
-                except Exception:
-                    pass
+                accepted += await send_snapshot(kind, target, stream)
             # Every snapshot stream was either taken whole or refused for one counted reason.
             await eventually(
                 lambda: sum(stats.rejected.values()) - refused_before + accepted == snapshot_streams
@@ -153,6 +187,14 @@ def fuzz(frames_total: int, snapshot_streams: int, tmp: Path, seed: int) -> None
             assert len(handler.snapshots) == accepted == len(os.listdir(root))
             for got in handler.snapshots:  # accepted copies are intact
                 assert Path(got.snapshot.filepath).stat().st_size == 3000
+            if kind == "tcp":  # the framing itself: lengths and preambles mangled
+                for _ in range(max(20, frames_total // 100)):
+                    wire = bytearray(preamble(BATCHES))
+                    for frame in rng.sample(seeds, 3):
+                        wire += frame_bytes(frame)
+                    await send_raw(target, mutate(rng, bytes(wire), seeds))
+                for m in handler.messages:
+                    assert m.type in REMOTE_TYPES and (m.shard_id, m.to) in HOSTED
             growth = rss_mib() - baseline
             assert growth < 64, f"RSS grew {growth:.0f} MiB"
             honest.send([heartbeat(term=77)])  # and it still serves
@@ -164,12 +206,14 @@ def fuzz(frames_total: int, snapshot_streams: int, tmp: Path, seed: int) -> None
     run("uvloop", main, timeout=600)
 
 
-def test_fuzz_frames_and_snapshot_streams(tmp_path: Path) -> None:
-    fuzz(5000, 200, tmp_path, seed=1)
+@pytest.mark.parametrize("kind", KINDS)
+def test_fuzz_frames_and_snapshot_streams(kind: str, tmp_path: Path) -> None:
+    fuzz(kind, 5000, 200, tmp_path, seed=1)
 
 
 @pytest.mark.slow
-def test_fuzz_frames_and_snapshot_streams_long(tmp_path: Path) -> None:
-    fuzz(
-        300_000 if not IN_CI else 20_000, 5000, tmp_path, seed=int.from_bytes(os.urandom(4), "big")
-    )
+@pytest.mark.parametrize("kind", KINDS)
+def test_fuzz_frames_and_snapshot_streams_long(kind: str, tmp_path: Path) -> None:
+    """uv run pytest tests/transport/test_fuzz.py --run-slow"""
+    seed = int.from_bytes(os.urandom(4), "big")
+    fuzz(kind, 300_000 if not IN_CI else 20_000, 5000, tmp_path, seed=seed)

@@ -13,7 +13,7 @@ from protos import raft_pb2 as pb
 from transport import FaultHook, InMemoryNetwork, Reject
 from transport.base import BaseTransport
 
-KINDS = ("grpc", "memory")
+KINDS = ("grpc", "tcp", "memory")
 
 
 def write_files(tmp: Path, sizes: tuple[int, ...]) -> list[str]:

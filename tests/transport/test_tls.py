@@ -5,8 +5,10 @@ A throwaway CA (and a second, foreign one) is made per test run with `cryptograp
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
+import ssl
 from pathlib import Path
 
 import grpc
@@ -15,12 +17,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from transport_kit import Recorder, eventually, heartbeat, make, raw_stream, run, settle
+from transport_kit import Recorder, eventually, heartbeat, make, raw_stream, raw_tcp, run, settle
 
 from protos import raft_pb2 as pb
 from transport import TransportConfigError
 from transport.base import BaseTransport
 from transport.frames import BATCH_METHOD, BIN_VERSION
+from transport.tcp_wire import BATCHES, frame_bytes, preamble
 from transport.tls import has_peer_certificate
 
 Key = ec.EllipticCurvePrivateKey
@@ -88,14 +91,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
     }
 
 
+TRANSPORTS = ("grpc", "tcp")
+
+
 class Cluster:
-    def __init__(self, pki: dict[str, dict[str, str]], tmp: Path) -> None:
+    def __init__(
+        self, pki: dict[str, dict[str, str]], tmp: Path, kind: str = "grpc", **kw: object
+    ) -> None:
         self.root = tmp / "snapshots"
         self.root.mkdir()
         self.ha = Recorder(hosted={(1, 1)})
         self.hb = Recorder(hosted={(1, 2)}, snapshot_root=str(self.root))
-        self.a = make("grpc", self.ha, mutual_tls=True, **pki["nh1"])
-        self.b = make("grpc", self.hb, mutual_tls=True, **pki["nh2"])
+        self.a = make(kind, self.ha, mutual_tls=True, **pki["nh1"], **kw)
+        self.b = make(kind, self.hb, mutual_tls=True, **pki["nh2"], **kw)
         self.a.registry.add(1, 2, self.b.config.raft_address)
         self.b.registry.add(1, 1, self.a.config.raft_address)
 
@@ -109,14 +117,15 @@ class Cluster:
         await self.b.close()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_members_of_the_deployment_talk_over_mutual_tls(
-    pki: dict[str, dict[str, str]], tmp_path: Path
+    transport: str, pki: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
     snapshot_file = tmp_path / "snap.bin"
     snapshot_file.write_bytes(b"s" * 100_000)
 
     async def main() -> None:
-        c = await Cluster(pki, tmp_path).start()
+        c = await Cluster(pki, tmp_path, transport).start()
         try:
             c.a.send([heartbeat(to=2, from_id=1)])
             c.b.send([heartbeat(to=1, from_id=2)])
@@ -139,19 +148,20 @@ def test_members_of_the_deployment_talk_over_mutual_tls(
     run("uvloop", main)
 
 
-def _outsider(kind: str, pki: dict[str, dict[str, str]]) -> BaseTransport:
+def _outsider(kind: str, transport: str, pki: dict[str, dict[str, str]]) -> BaseTransport:
     if kind == "foreign-ca":  # a proper certificate, from the wrong CA
-        return make("grpc", Recorder(), mutual_tls=True, **pki["intruder"])
-    return make("grpc", Recorder())  # no TLS at all
+        return make(transport, Recorder(), mutual_tls=True, **pki["intruder"])
+    return make(transport, Recorder())  # no TLS at all
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("kind", ["foreign-ca", "plaintext"])
 def test_outsiders_never_reach_the_engine(
-    kind: str, pki: dict[str, dict[str, str]], tmp_path: Path
+    kind: str, transport: str, pki: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
     async def main() -> None:
-        c = await Cluster(pki, tmp_path).start()
-        outsider = _outsider(kind, pki)
+        c = await Cluster(pki, tmp_path, transport).start()
+        outsider = _outsider(kind, transport, pki)
         await outsider.start()
         outsider.registry.add(1, 2, c.b.config.raft_address)
         try:
@@ -219,3 +229,44 @@ def test_the_server_also_checks_for_a_verified_peer_certificate() -> None:
     assert has_peer_certificate(_Context({"x509_pem_cert": [b"-----BEGIN CERTIFICATE-----"]}))
     assert not has_peer_certificate(_Context({"transport_security_type": [b"ssl"]}))
     assert not has_peer_certificate(_Context({}))
+
+
+def test_tcp_a_client_without_a_certificate_or_a_handshake_is_refused(
+    pki: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """The TCP transport's TLS port: a client that trusts the server but shows no
+    certificate, one that never starts the handshake and one that sends plain bytes
+    all get nothing through, and the members keep talking."""
+    trusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    trusting.check_hostname = False
+    trusting.load_verify_locations(pki["nh1"]["ca_file"])
+
+    async def main() -> None:
+        c = await Cluster(pki, tmp_path, "tcp", connect_timeout=0.5).start()  # bounds handshakes
+        try:
+            target = c.b.config.raft_address
+            frame = pb.MessageBatch(
+                deployment_id=7, bin_ver=BIN_VERSION, requests=[heartbeat(to=2, from_id=1)]
+            ).SerializeToString()
+            try:  # TLS 1.3: the refusal may come after the client's handshake ends
+                await raw_tcp(target, BATCHES, [frame], tls=trusting)
+            except (ssl.SSLError, ConnectionError):
+                pass
+            host, port = target.rsplit(":", 1)
+            began = asyncio.get_running_loop().time()
+            for opening in (b"", preamble(BATCHES) + frame_bytes(frame)):
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(opening)
+                async with asyncio.timeout(10):  # the server hangs up on both
+                    while await reader.read(65536):
+                        pass
+                writer.close()
+            assert asyncio.get_running_loop().time() - began < 8
+            await settle()
+            assert c.hb.messages == []
+            c.a.send([heartbeat(to=2, from_id=1)])
+            await eventually(lambda: len(c.hb.messages) == 1)
+        finally:
+            await c.close()
+
+    run("uvloop", main)

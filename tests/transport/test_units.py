@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -164,3 +165,30 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     assert max(delays) <= 1.0
     b.success()
     assert b.failures == 0 and b.failure() <= 0.1
+
+
+def test_not_hosted_is_a_note_unless_it_keeps_coming(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A membership change makes peers send to a replica not (or no longer) hosted here
+    for a moment: INFO. Refusals that go on for PERSISTS seconds warn; a malformed
+    frame warns at once."""
+    from transport import stats as stats_module
+
+    clock = [100.0]
+    monkeypatch.setattr(stats_module.time, "monotonic", lambda: clock[0])
+    caplog.set_level(logging.INFO, logger="transport")
+    stats = stats_module.TransportStats()
+    stats.reject(stats_module.Reject.NOT_HOSTED, "HEARTBEAT (shard 1, 3 -> 4)")
+    stats.reject(stats_module.Reject.MALFORMED, "junk")
+    for _ in range(int(stats_module.PERSISTS / stats_module.LOG_EVERY) + 1):
+        clock[0] += stats_module.LOG_EVERY
+        stats.reject(stats_module.Reject.NOT_HOSTED, "HEARTBEAT (shard 1, 3 -> 4)")
+    levels = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records]
+    assert levels[0] == (logging.INFO, "rejected (not-hosted)")
+    assert levels[1] == (logging.WARNING, "rejected (malformed)")
+    assert levels[-1] == (logging.WARNING, "rejected (not-hosted)")
+    clock[0] += 10 * stats_module.LOG_EVERY  # quiet, then a new run starts as a note
+    stats.reject(stats_module.Reject.NOT_HOSTED, "HEARTBEAT (shard 1, 3 -> 4)")
+    assert caplog.records[-1].levelno == logging.INFO
+    assert stats.rejected[stats_module.Reject.NOT_HOSTED] == int(stats_module.PERSISTS) + 3

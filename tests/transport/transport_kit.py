@@ -15,7 +15,13 @@ import uvloop
 
 from protos import raft_pb2 as pb
 from tests.conftest import IN_CI
-from transport import GrpcTransport, InMemoryNetwork, InMemoryTransport, TransportConfig
+from transport import (
+    GrpcTransport,
+    InMemoryNetwork,
+    InMemoryTransport,
+    TcpTransport,
+    TransportConfig,
+)
 from transport.base import BaseTransport
 from transport.snapshot_send import stream_snapshot
 
@@ -120,6 +126,8 @@ def make(
     cfg = config(**kw)
     if kind == "grpc":
         return GrpcTransport(cfg, handler)
+    if kind == "tcp":
+        return TcpTransport(cfg, handler)
     assert network is not None
     return InMemoryTransport(network, cfg, handler)
 
@@ -155,6 +163,47 @@ async def raw_stream(
         return response
     finally:
         await channel.close()
+
+
+async def raw_tcp(
+    target: str,
+    kind: int,
+    frames: list[bytes],
+    end: bool = True,
+    tls: Any = None,
+    timeout: float = 10.0,
+) -> bytes:
+    """Write raw frames on one TCP-transport connection of `kind` (tcp_wire.py), as a
+    hostile or buggy peer would; then, with `end`, half-close (an empty frame on TLS).
+    Returns everything the server sent before it hung up."""
+    from transport.tcp_wire import frame_bytes, preamble
+
+    host, port = target.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port), ssl=tls)
+    try:
+        writer.write(preamble(kind) + b"".join(frame_bytes(f) for f in frames))
+        if end:
+            if tls is None:
+                writer.write_eof()
+            else:
+                writer.write(bytes(4))
+        await writer.drain()
+        got = b""
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(65536):
+                got += chunk
+        return got
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+    finally:
+        writer.close()
+
+
+def tcp_answer(data: bytes) -> tuple[int, bytes]:
+    """A TCP-transport answer frame split into (status, body)."""
+    size = int.from_bytes(data[:4], "big")
+    assert size == len(data) - 4 > 0, data[:64]
+    return data[4], data[5:]
 
 
 # ---------------------------------------------------------------- snapshot chunks

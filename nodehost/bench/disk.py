@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rocksdict import Options, Rdict, WriteOptions
 
-from examples.benchmark.histogram import Histogram
+from nodehost.bench.histogram import Histogram
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """How fast the linearizability checker decides, on passing and failing histories.
 
-    uv run python scripts/bench_lincheck.py [--quick] [--seed N]
+    uv run python -m tests.testing.bench_lincheck [--quick] [--seed N]
 
-Histories come from the test simulator (tests/testing/histories.py): clients that
+It lives beside the test suite because its histories come from the suite's
+simulator (`histories.py` here): clients that
 keep one operation outstanding each, overlapping heavily, with unique written values;
 "stale" and "never" mutate one read to an overwritten or a never-written value.
 `search s` is the time to the verdict; `total s` adds narrowing the explanation of a
@@ -19,14 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from typing import Any
 
+from nodehost.bench.report import machine, machine_line
 from nodehost.testing import (
     Model,
     Operation,
@@ -37,12 +35,8 @@ from nodehost.testing import (
     list_model,
     register_model,
 )
-from tests.testing.histories import (
-    mutate_never_written,
-    mutate_stale,
-    simulate,
-    simulate_list,
-)
+
+from .histories import mutate_never_written, mutate_stale, simulate, simulate_list
 
 
 def raw_memo_ceiling() -> float:
@@ -73,6 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [1000] if args.quick else [1000, 10_000]
 
+    print(machine_line(machine()))
     ceiling = raw_memo_ceiling()
     print(f"raw ceiling: {ceiling:,.0f} memo inserts/s (plain Python set of int tuples)\n")
     print(
@@ -117,7 +112,7 @@ def main() -> None:
 
     data = os.environ.get("LINCHECK_PORCUPINE_DATA", "")
     if data:
-        from tests.testing.jepsen import ETCD_LINEARIZABLE, ETCD_LOGS, read_etcd_log, read_kv_log
+        from .jepsen import ETCD_LINEARIZABLE, ETCD_LOGS, read_etcd_log, read_kv_log
 
         started, agree = time.perf_counter(), 0
         for number in ETCD_LOGS:
