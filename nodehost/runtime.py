@@ -26,7 +26,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from nodehost.errors import Timeout
@@ -69,8 +69,8 @@ class Runtime(Protocol):
         made behind its back)."""
         ...
 
-    async def io(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking `fn(*args)` off the loop; resume on the loop with its result."""
+    def io(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """Run blocking `fn(*args)` off the loop; await it on the loop for its result."""
         ...
 
     def io_later(
@@ -181,8 +181,8 @@ class ThreadedRuntime:
                     ) from None
             return future.result()  # it runs now; `fn` never awaits, so this is short
 
-    async def io(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self.loop.run_in_executor(self._io, fn, *args)
+    def io(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        return self.loop.run_in_executor(self._io, fn, *args)
 
     def io_later(
         self, fn: Callable[[], None], done: Callable[[BaseException | None], None]

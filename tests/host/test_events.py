@@ -6,7 +6,8 @@ import threading
 from pathlib import Path
 
 from nodehost import IRaftEventListener, ISystemEventListener, LeaderInfo, NodeInfo, SnapshotInfo
-from tests.host.cluster import Cluster, encode, propose_retrying, wait_for
+from tests.host.cluster import Cluster, encode
+from tests.host.simcluster import SimCluster
 
 
 class Recorder(IRaftEventListener, ISystemEventListener):
@@ -43,7 +44,7 @@ class Recorder(IRaftEventListener, ISystemEventListener):
 
 def test_listeners_hear_leaders_membership_and_snapshots(tmp_path: Path) -> None:
     recorder = Recorder()
-    cluster = Cluster(
+    cluster = SimCluster(
         tmp_path,
         raft_event_listener=recorder,
         system_event_listener=recorder,
@@ -53,8 +54,8 @@ def test_listeners_hear_leaders_membership_and_snapshots(tmp_path: Path) -> None
         cluster.start_shard(1, snapshot_entries=5, compaction_overhead=1)
         leader = cluster.leader(1)
         for i in range(12):
-            propose_retrying(cluster.host(leader), 1, encode("put", f"k{i}", i))
-        wait_for(
+            cluster.propose_retrying(cluster.host(leader), 1, encode("put", f"k{i}", i))
+        cluster.wait_for(
             lambda: (
                 {
                     "leader_updated",
@@ -70,7 +71,7 @@ def test_listeners_hear_leaders_membership_and_snapshots(tmp_path: Path) -> None
         infos = [i for n, i in recorder.events if n == "leader_updated"]
         assert any(isinstance(i, LeaderInfo) and i.leader_id == leader for i in infos)
         cluster.host(1).stop_shard(1)
-        wait_for(lambda: "node_unloaded" in recorder.names(), what="unloaded")
+        cluster.wait_for(lambda: "node_unloaded" in recorder.names(), what="unloaded")
         text = cluster.host(leader).write_health_metrics().decode()
         for name in (
             "nodehost_proposals_total",

@@ -7,21 +7,15 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from logdb import ILogDB, LogDBError, MemoryLogDB, RocksLogDB
 from nodehost import Config, InvalidConfig, NodeHost, NodeHostConfig, ResultCode
-from nodehost.parts import WALL_CLOCK, default_transport_factory, rocksdb_logdb
-from tests.host.cluster import KV, encode, wait_for
-from transport import (
-    GrpcTransport,
-    InMemoryNetwork,
-    InMemoryTransport,
-    TransportConfig,
-    TransportHandler,
-)
+from nodehost.parts import WALL_CLOCK
+from tests.host.cluster import KV, encode, free_ports, wait_for
+from transport import GrpcTransport, InMemoryNetwork, InMemoryTransport
+from transport.tcp_transport import TcpTransport
 
 
 class ManualClock:
@@ -116,17 +110,19 @@ def test_a_log_store_that_will_not_open_names_the_setting(tmp_path: Path) -> Non
     ).close()
 
 
-def test_the_defaults_are_rocksdb_grpc_and_the_wall_clock(tmp_path: Path) -> None:
-    config = _config(tmp_path, 1)
-    store = rocksdb_logdb(config, str(tmp_path / "store"))
-    try:
-        assert isinstance(store, RocksLogDB)
-    finally:
-        store.close()
-    assert config.transport == "grpc"
-    transport = default_transport_factory(config)(
-        TransportConfig(raft_address=config.raft_address, listen_address="", deployment_id=0),
-        cast(TransportHandler, object()),
+@pytest.mark.parametrize("kind", ["grpc", "tcp"])
+def test_the_defaults_are_rocksdb_the_configured_transport_and_the_wall_clock(
+    tmp_path: Path, kind: str
+) -> None:
+    (port,) = free_ports(1)
+    host = NodeHost(
+        NodeHostConfig(
+            node_host_dir=str(tmp_path / "nh"), raft_address=f"127.0.0.1:{port}", transport=kind
+        )
     )
-    assert isinstance(transport, GrpcTransport)
-    assert WALL_CLOCK.monotonic() > 0
+    try:
+        assert isinstance(host._logdb, RocksLogDB)
+        assert type(host._transport) is {"grpc": GrpcTransport, "tcp": TcpTransport}[kind]
+        assert host._clock is WALL_CLOCK and WALL_CLOCK.monotonic() > 0
+    finally:
+        host.close()

@@ -10,9 +10,11 @@ import pytest
 
 from nodehost import RequestResult, ResultCode
 from tests.host.cluster import Cluster, ConcurrentKV, DiskKV, encode, wait_for
+from tests.host.simcluster import SimCluster
 
 
-def test_propose_on_every_replica_and_read_everywhere(cluster: Cluster) -> None:
+def test_propose_on_every_replica_and_read_everywhere(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     leader = cluster.leader(1)
     for i, (rid, host) in enumerate(cluster.live()):
@@ -24,7 +26,8 @@ def test_propose_on_every_replica_and_read_everywhere(cluster: Cluster) -> None:
     assert cluster.host(leader).stale_read(1, "k1") == 0
 
 
-def test_result_data_is_what_update_returned(cluster: Cluster) -> None:
+def test_result_data_is_what_update_returned(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     cluster.leader(1)
     host = cluster.host(2)
@@ -63,22 +66,24 @@ def test_async_propose_wait_from_threads_and_await_from_loops(cluster: Cluster) 
     assert asyncio.run(aio()) == "y"
 
 
-def test_read_index_then_read_local_node(cluster: Cluster) -> None:
+def test_read_index_then_read_local_node(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     cluster.leader(1)
     writer, reader = cluster.host(1), cluster.host(3)
     writer.sync_propose(writer.get_noop_session(1), encode("put", "a", 1), 5)
     rs = reader.read_index(1, 5)
-    assert rs.wait().completed()
+    assert cluster.wait(rs).completed()
     assert reader.read_local_node(rs, "a") == 1
 
 
-def test_many_reads_are_batched_and_all_complete(cluster: Cluster) -> None:
+def test_many_reads_are_batched_and_all_complete(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     cluster.leader(1)
     host = cluster.host(2)
     states = [host.read_index(1, 5) for _ in range(200)]
-    assert all(rs.wait().completed() for rs in states)
+    assert all(cluster.wait(rs).completed() for rs in states)
 
 
 def test_notify_commit_reports_commit_before_apply(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -112,7 +117,8 @@ def test_other_state_machine_kinds(cluster: Cluster, kind: str, tmp_path) -> Non
     assert len(wait_for(lambda: hashes, what="hashes")) == 1
 
 
-def test_on_disk_replica_resumes_from_its_own_index(cluster: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_on_disk_replica_resumes_from_its_own_index(sim_cluster: SimCluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cluster = sim_cluster
     machines: dict[int, DiskKV] = {}
 
     def create(shard_id: int, replica_id: int) -> DiskKV:
@@ -124,10 +130,12 @@ def test_on_disk_replica_resumes_from_its_own_index(cluster: Cluster, tmp_path) 
     host = cluster.host(1)
     for i in range(5):
         host.sync_propose(host.get_noop_session(1), encode("put", f"k{i}", i), 5)
-    wait_for(lambda: machines[2].index >= machines[1].index > 0, what="replica 2 applied")
+    cluster.wait_for(lambda: machines[2].index >= machines[1].index > 0, what="replica 2 applied")
     cluster.restart(2)
     cluster.start_replica(2, 1, {}, False, create, "ondisk")
-    wait_for(lambda: cluster.host(2).stale_read(1, "k4") == 4, what="replica 2 serves again")
+    cluster.wait_for(
+        lambda: cluster.host(2).stale_read(1, "k4") == 4, what="replica 2 serves again"
+    )
     # Nothing below the on-disk index was applied again after the restart.
     assert machines[2].updates == 0
     assert json.loads((tmp_path / "disk-2.json").read_text())["data"]["k4"] == 4

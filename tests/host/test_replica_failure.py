@@ -6,6 +6,9 @@ its update breaks a rule of the log store. Each time: that replica stops with it
 reason (system event, metric, get_node_host_info), its pending requests fail at once
 with ShardClosed naming the reason, and every other replica, on this host and the
 others, goes on. Only a failing log store stops the whole host.
+
+On simulated time (simcluster.py): what is tested is who stops and who goes on, not
+when; each wait runs the cluster.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from nodehost import FailureInfo, ISystemEventListener, NodeHost, ShardClosed
+from nodehost import FailureInfo, ISystemEventListener, ShardClosed
 from nodehost.raft import Peer, Update
 from protos import raft_pb2 as pb
-from tests.host.cluster import Cluster, encode, propose_retrying, wait_for
+from tests.host.cluster import encode
+from tests.host.simcluster import SimCluster, SimHost
 
 
 class FaultyPeer:
@@ -71,7 +75,7 @@ class Failures(ISystemEventListener):
             self.seen.append(info)
 
 
-def _wrap(host: NodeHost, shard_id: int, fail_in: str) -> FaultyPeer:
+def _wrap(host: SimHost, shard_id: int, fail_in: str) -> FaultyPeer:
     engine = host._engine
     assert engine is not None
     node = engine.nodes[shard_id]
@@ -84,27 +88,27 @@ def _wrap(host: NodeHost, shard_id: int, fail_in: str) -> FaultyPeer:
     return engine.call(swap)
 
 
-def _start(tmp_path: Path, failures: Failures) -> Cluster:
-    cluster = Cluster(tmp_path, enable_metrics=True, system_event_listener=failures)
+def _start(tmp_path: Path, failures: Failures) -> SimCluster:
+    cluster = SimCluster(tmp_path, enable_metrics=True, system_event_listener=failures)
     for shard in (1, 2):
         cluster.start_shard(shard)
     return cluster
 
 
-def _failed(host: NodeHost, shard_id: int) -> str | None:
+def _failed(host: SimHost, shard_id: int) -> str | None:
     for s in host.get_node_host_info().shard_info_list:
         if s.shard_id == shard_id:
             return s.failed
     return None
 
 
-def _still_serves(cluster: Cluster, host: NodeHost, shards: list[int], key: str) -> None:
+def _still_serves(cluster: SimCluster, host: SimHost, shards: list[int], key: str) -> None:
     """A write to each shard commits through `host` and reaches every replica."""
     for shard in shards:
-        propose_retrying(host, shard, encode("put", key, shard))
+        cluster.propose_retrying(host, shard, encode("put", key, shard))
         for _, h in cluster.live():
             if h._engine is not None and shard in h._engine.nodes:
-                wait_for(
+                cluster.wait_for(
                     lambda h=h, s=shard: h.stale_read(s, key) == s, what=f"{key} on shard {shard}"
                 )
 
@@ -121,14 +125,14 @@ def test_a_replica_whose_core_raises_stops_alone(tmp_path: Path, fail_in: str) -
         faulty = _wrap(host, 1, fail_in)
         rs = host.read_index(1, timeout=30)  # pending when the fault strikes
         faulty.armed.set()
-        wait_for(lambda: _failed(host, 1), what="the replica to fail")
+        cluster.wait_for(lambda: _failed(host, 1), what="the replica to fail")
         reason = _failed(host, 1)
         assert reason is not None and f"injected fault in {fail_in}" in reason
-        outcome = rs.wait(5)  # completed at once, not after its 30 s timeout
+        outcome = cluster.wait(rs, 5)  # completed at once, not after its 30 s timeout
         assert outcome.terminated() and "injected fault" in outcome.reason
         with pytest.raises(ShardClosed, match="injected fault"):
             host.sync_read(1, "x", timeout=2)
-        wait_for(lambda: failures.seen, what="the node_failed event")
+        cluster.wait_for(lambda: failures.seen, what="the node_failed event")
         assert failures.seen[0].shard_id == 1 and failures.seen[0].replica_id == victim
         assert "injected fault" in failures.seen[0].reason
         metrics = host.write_health_metrics().decode()
@@ -136,7 +140,7 @@ def test_a_replica_whose_core_raises_stops_alone(tmp_path: Path, fail_in: str) -
         # The host, its other replica, and shard 1's other replicas go on.
         assert host._engine is not None and host._engine.fatal is None
         _still_serves(cluster, host, [2], "after")
-        propose_retrying(cluster.host(leader), 1, encode("put", "after", 1))
+        cluster.propose_retrying(cluster.host(leader), 1, encode("put", "after", 1))
     finally:
         cluster.close()
 
@@ -145,7 +149,7 @@ def test_a_replica_whose_update_the_log_refuses_stops_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     failures = Failures()
-    cluster = Cluster(tmp_path, enable_metrics=True, system_event_listener=failures)
+    cluster = SimCluster(tmp_path, enable_metrics=True, system_event_listener=failures)
     try:
         # Shards 1 and 2 have one replica each, on host 1: each always leads, so a
         # proposal to each appends in the same pass and the store sees one write with
@@ -155,7 +159,7 @@ def test_a_replica_whose_update_the_log_refuses_stops_alone(
         cluster.start_shard(3)
         host = cluster.host(1)
         for shard in (1, 2):
-            propose_retrying(host, shard, encode("put", "warm", shard))
+            cluster.propose_retrying(host, shard, encode("put", "warm", shard))
         faulty = _wrap(host, 1, "log")
         faulty.armed.set()
         engine = host._engine
@@ -169,8 +173,8 @@ def test_a_replica_whose_update_the_log_refuses_stops_alone(
                     host.propose(s1, encode("put", "bad", 1), 10),
                 )
             )
-            assert good.wait(10).completed()
-            outcome = bad.wait(10)
+            assert cluster.wait(good, 10).completed()
+            outcome = cluster.wait(bad, 10)
         assert outcome.terminated() and "InvalidRequestError" in outcome.reason
         assert "refused a write of 2 replicas" in caplog.text
         reason = _failed(host, 1)
@@ -178,7 +182,7 @@ def test_a_replica_whose_update_the_log_refuses_stops_alone(
         assert engine.fatal is None
         assert host.stale_read(2, "good") == 2
         _still_serves(cluster, host, [2, 3], "after")
-        wait_for(lambda: failures.seen, what="the node_failed event")
+        cluster.wait_for(lambda: failures.seen, what="the node_failed event")
         assert [(f.shard_id, f.replica_id) for f in failures.seen] == [(1, 1)]
     finally:
         cluster.close()
@@ -192,15 +196,15 @@ def test_a_failed_replica_starts_again_and_catches_up(tmp_path: Path) -> None:
         victim = next(rid for rid in cluster.addresses if rid != leader)
         host = cluster.host(victim)
         _wrap(host, 1, "step").armed.set()
-        wait_for(lambda: _failed(host, 1), what="the replica to fail")
+        cluster.wait_for(lambda: _failed(host, 1), what="the replica to fail")
         for i in range(5):
-            propose_retrying(cluster.host(leader), 1, encode("put", f"missed{i}", i))
+            cluster.propose_retrying(cluster.host(leader), 1, encode("put", f"missed{i}", i))
         host.stop_shard(1)
         cluster.start_replica(victim, 1, {}, False)
-        wait_for(lambda: host.stale_read(1, "missed4") == 4, what="the restarted replica")
+        cluster.wait_for(lambda: host.stale_read(1, "missed4") == 4, what="the restarted replica")
         assert _failed(host, 1) is None
         hashes = {h.get_state_hash(1) for _, h in cluster.live()}
-        wait_for(
+        cluster.wait_for(
             lambda: len({h.get_state_hash(1) for _, h in cluster.live()}) == 1,
             what="equal state hashes",
         )

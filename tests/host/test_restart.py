@@ -16,15 +16,17 @@ from nodehost import (
     ShardAlreadyExists,
     ShardNotStopped,
 )
-from tests.host.cluster import Cluster, ConcurrentKV, encode, propose_retrying, wait_for
+from tests.host.cluster import Cluster, ConcurrentKV, encode
+from tests.host.simcluster import SimCluster
 
 
-def test_whole_cluster_restarts_with_nothing_lost(cluster: Cluster) -> None:
+def test_whole_cluster_restarts_with_nothing_lost(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1, snapshot_entries=7, compaction_overhead=2)
     cluster.start_shard(2)
     for i in range(20):
-        propose_retrying(cluster.host(1 + i % 3), 1, encode("put", f"a{i}", i))
-        propose_retrying(cluster.host(1 + i % 3), 2, encode("put", f"b{i}", i))
+        cluster.propose_retrying(cluster.host(1 + i % 3), 1, encode("put", f"a{i}", i))
+        cluster.propose_retrying(cluster.host(1 + i % 3), 2, encode("put", f"b{i}", i))
     for rid in list(cluster.addresses):
         cluster.restart(rid)
     for rid in cluster.addresses:
@@ -39,7 +41,8 @@ def test_whole_cluster_restarts_with_nothing_lost(cluster: Cluster) -> None:
     assert sorted(info.log_info) == [(1, 1), (2, 1)]
 
 
-def test_restart_with_same_members_is_fine_other_settings_refused(cluster: Cluster) -> None:
+def test_restart_with_same_members_is_fine_other_settings_refused(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     cluster.leader(1)
     members = dict(cluster.addresses)
@@ -57,7 +60,8 @@ def test_restart_with_same_members_is_fine_other_settings_refused(cluster: Clust
     assert not cluster.host(1).has_node_info(9, 1)
 
 
-def test_new_replica_needs_members_or_join(cluster: Cluster) -> None:
+def test_new_replica_needs_members_or_join(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     with pytest.raises(InvalidShardSettings, match="initial_members"):
         cluster.start_replica(1, 5, {}, False)
     with pytest.raises(InvalidShardSettings, match="not among"):
@@ -85,7 +89,8 @@ def test_damaged_directory_gives_a_clear_error(tmp_path: Path) -> None:
         NodeHost(NodeHostConfig(node_host_dir=str(tmp_path / "nh"), raft_address="127.0.0.1:1"))
 
 
-def test_removed_data_cannot_start_again(cluster: Cluster) -> None:
+def test_removed_data_cannot_start_again(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     host = cluster.host(cluster.leader(1))
     other = next(rid for rid in cluster.addresses if cluster.hosts[rid] is not host)
@@ -96,20 +101,21 @@ def test_removed_data_cannot_start_again(cluster: Cluster) -> None:
     cluster.host(other).remove_data(1, other)
     with pytest.raises(ReplicaRemoved):
         cluster.start_replica(other, 1, {}, False)
-    wait_for(lambda: host.sync_read(1, "x", 5) is None, what="shard serves without it")
+    cluster.wait_for(lambda: host.sync_read(1, "x", 5) is None, what="shard serves without it")
 
 
-def test_a_joiner_stopped_before_it_heard_from_the_leader_restarts(cluster: Cluster) -> None:
+def test_a_joiner_stopped_before_it_heard_from_the_leader_restarts(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     """Started with join=True, closed before the shard added it (so its log is empty),
     then restarted with the restart arguments: it still waits to be reached and catches
     up once added, instead of failing for want of initial members."""
     cluster.start_shard(1, members=[1, 2, 3])
     leader = cluster.host(cluster.leader(1))
-    propose_retrying(leader, 1, encode("put", "before", 1))
+    cluster.propose_retrying(leader, 1, encode("put", "before", 1))
     cluster.add_host(4)
     cluster.start_replica(4, 1, {}, True)
     newcomer = cluster.restart(4)
     cluster.start_replica(4, 1, {}, False)  # as a restart: the record says it joined
     leader.sync_request_add_replica(1, 4, cluster.addresses[4], 0, timeout=5)
-    wait_for(lambda: newcomer.stale_read(1, "before") == 1, what="replica 4 caught up")
+    cluster.wait_for(lambda: newcomer.stale_read(1, "before") == 1, what="replica 4 caught up")
     assert set(leader.sync_get_shard_membership(1, 5).nodes) == {1, 2, 3, 4}

@@ -6,6 +6,7 @@ import pytest
 
 from nodehost import InvalidSession, Rejected, Timeout
 from tests.host.cluster import Cluster, encode
+from tests.host.simcluster import SimCluster
 
 
 def test_retry_after_timeout_is_applied_once(cluster: Cluster) -> None:
@@ -28,19 +29,21 @@ def test_retry_after_timeout_is_applied_once(cluster: Cluster) -> None:
     host.sync_close_session(session, timeout=5)
 
 
-def test_retried_incr_counts_once(cluster: Cluster) -> None:
+def test_retried_incr_counts_once(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     cluster.leader(1)
     host = cluster.host(2)
     session = host.sync_get_session(1, timeout=5)
     rs1 = host.propose(session, encode("incr", "n"), 5)
     rs2 = host.propose(session, encode("incr", "n"), 5)  # same series: a retry
-    assert rs1.wait().completed() and rs2.wait().completed()
+    assert cluster.wait(rs1).completed() and cluster.wait(rs2).completed()
     assert rs1.result().result.value == rs2.result().result.value == 1
     assert host.sync_read(1, "n", 5) == 1
 
 
-def test_closed_session_is_rejected(cluster: Cluster) -> None:
+def test_closed_session_is_rejected(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     cluster.leader(1)
     host = cluster.host(1)
@@ -53,7 +56,8 @@ def test_closed_session_is_rejected(cluster: Cluster) -> None:
     assert host.sync_read(1, "a", 5) == 1
 
 
-def test_noop_session_cannot_be_closed(cluster: Cluster) -> None:
+def test_noop_session_cannot_be_closed(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     host = cluster.host(1)
     with pytest.raises(InvalidSession):

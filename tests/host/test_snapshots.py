@@ -1,4 +1,7 @@
-"""Snapshots: automatic, requested, exported; compaction; catch-up by streaming."""
+"""Snapshots: automatic, requested, exported; compaction; catch-up by streaming.
+
+On simulated time (simcluster.py), but for the last test, where a busy apply thread is
+the point."""
 
 from __future__ import annotations
 
@@ -10,15 +13,17 @@ import pytest
 from nodehost import Rejected, SnapshotOption
 from statemachine import Entry, Result
 from tests.host.cluster import KV, Cluster, encode, propose_retrying, wait_for
+from tests.host.simcluster import SimCluster
 
 
-def write(cluster: Cluster, rid: int, n: int, prefix: str = "k") -> None:
+def write(cluster: SimCluster, rid: int, n: int, prefix: str = "k") -> None:
     host = cluster.host(rid)
     for i in range(n):
-        propose_retrying(host, 1, encode("put", f"{prefix}{i}", i))
+        cluster.propose_retrying(host, 1, encode("put", f"{prefix}{i}", i))
 
 
-def test_automatic_snapshots_compact_the_log(cluster: Cluster) -> None:
+def test_automatic_snapshots_compact_the_log(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1, snapshot_entries=10, compaction_overhead=5)
     leader = cluster.leader(1)
     write(cluster, leader, 40)
@@ -27,13 +32,14 @@ def test_automatic_snapshots_compact_the_log(cluster: Cluster) -> None:
     assert info.shard_info_list[0].applied_index >= 40
     node = host._engine.nodes[1]  # type: ignore[union-attr]
     reader = node.loop.log_reader
-    wait_for(lambda: reader.snapshot().index >= 30, what="a snapshot at >= 30")
+    cluster.wait_for(lambda: reader.snapshot().index >= 30, what="a snapshot at >= 30")
     # The log behind the snapshot, minus the overhead, is gone from memory and disk.
     assert reader.first_index() > 20
     assert reader.first_index() <= reader.snapshot().index
 
 
-def test_requested_and_exported_snapshots(cluster: Cluster, tmp_path: Path) -> None:
+def test_requested_and_exported_snapshots(sim_cluster: SimCluster, tmp_path: Path) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1)
     leader = cluster.leader(1)
     write(cluster, leader, 5)
@@ -50,7 +56,8 @@ def test_requested_and_exported_snapshots(cluster: Cluster, tmp_path: Path) -> N
     assert any(export.rglob("*")), "the exported snapshot has files"
 
 
-def test_lagging_replica_catches_up_by_snapshot(cluster: Cluster) -> None:
+def test_lagging_replica_catches_up_by_snapshot(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     cluster.start_shard(1, snapshot_entries=20, compaction_overhead=2)
     leader = cluster.leader(1)
     lagging = next(rid for rid in cluster.addresses if rid != leader)
@@ -60,15 +67,18 @@ def test_lagging_replica_catches_up_by_snapshot(cluster: Cluster) -> None:
     # The leader's log was compacted past what the stopped replica has.
     lead = cluster.host(cluster.leader(1))
     node = lead._engine.nodes[1]  # type: ignore[union-attr]
-    wait_for(lambda: node.loop.log_reader.first_index() > 50, what="compaction on the leader")
+    cluster.wait_for(
+        lambda: node.loop.log_reader.first_index() > 50, what="compaction on the leader"
+    )
     cluster.restart(lagging)
     cluster.start_replica(lagging, 1, {}, False)
     host = cluster.host(lagging)
-    wait_for(lambda: host.stale_read(1, "k119") == 119, timeout=20, what="catch-up")
+    cluster.wait_for(lambda: host.stale_read(1, "k119") == 119, timeout=20, what="catch-up")
     assert host.sync_read(1, "__all__", 5) == {f"k{i}": i for i in range(120)}
 
 
-def test_restart_recovers_from_snapshot_then_replays_the_tail(cluster: Cluster) -> None:
+def test_restart_recovers_from_snapshot_then_replays_the_tail(sim_cluster: SimCluster) -> None:
+    cluster = sim_cluster
     applied: dict[int, list[int]] = {}
 
     class Recording(KV):
@@ -80,11 +90,11 @@ def test_restart_recovers_from_snapshot_then_replays_the_tail(cluster: Cluster) 
     leader = cluster.leader(1)
     write(cluster, leader, 25)
     rid = next(r for r in cluster.addresses if r != leader)
-    wait_for(lambda: cluster.host(rid).stale_read(1, "k24") == 24, what="replicated")
+    cluster.wait_for(lambda: cluster.host(rid).stale_read(1, "k24") == 24, what="replicated")
     cluster.restart(rid)
     cluster.start_replica(rid, 1, {}, False, Recording, snapshot_entries=10, compaction_overhead=5)
     host = cluster.host(rid)
-    wait_for(lambda: host.stale_read(1, "k24") == 24, what="recovered")
+    cluster.wait_for(lambda: host.stale_read(1, "k24") == 24, what="recovered")
     # Only the entries after the latest snapshot were applied again, in log order.
     assert applied[rid] == sorted(applied[rid])
     assert 0 < len(applied[rid]) <= 10

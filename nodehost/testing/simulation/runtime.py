@@ -77,10 +77,10 @@ class SimulatedRuntime:
         self._io_free = max(now, self._io_free) + self._rng.uniform(low, high)
         return self._io_free - now
 
-    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+    def io(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         future: asyncio.Future[T] = self.loop.create_future()
         self.loop.call_later(self._io_slot(), _settle, future, fn, args)
-        return await future
+        return future
 
     def io_later(
         self, fn: Callable[[], None], done: Callable[[BaseException | None], None]
