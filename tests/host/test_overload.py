@@ -207,6 +207,10 @@ def test_a_replica_refuses_what_would_wait_too_long_before_any_count_is_reached(
         # how the apply batches fall (a batch finishes together), so the refusal may
         # come at the 100th proposal or the 700th; it always comes far below the count
         # bound, and it names the wait.
+        # First a rate: a hundred applied (half a second of work, several windows).
+        warm_up = [host.propose(session, slow, timeout=60) for _ in range(100)]
+        assert all(rs.wait(60).completed() for rs in warm_up)
+        assert gate.rate > 0
         taken = []
         refused: SystemBusy | None = None
         for _ in range(Config(shard_id=1, replica_id=1).max_pending_proposals):
@@ -215,7 +219,9 @@ def test_a_replica_refuses_what_would_wait_too_long_before_any_count_is_reached(
             except SystemBusy as busy:
                 refused = busy
                 break
-        assert refused is not None, "never refused"
+        assert refused is not None, (
+            f"never refused: rate {gate.rate}, pending {len(node.requests.proposals)}, taken {len(taken)}"
+        )
         assert len(taken) < Config(shard_id=1, replica_id=1).max_pending_proposals - FLOOR
         assert gate.rate > 0
         assert "would hold a new one about" in str(refused)
