@@ -60,7 +60,7 @@ class Writers:
             try:
                 connection.execute("INSERT INTO acked (key) VALUES (?)", (key,))
             except Error:
-                time.sleep(0.05)
+                self.stop.wait(0.05)  # a short pause between retries, cut short by halt()
                 continue
             emit({"ack": key, "t": time.time()})
 

@@ -36,6 +36,7 @@ def _writers_through_a_leader_kill(cluster: NodehostCluster) -> None:
     acked: list[tuple[str, float]] = []
     failures: list[BaseException] = []
     lock = threading.Lock()
+    acked_more = threading.Condition(lock)  # notified on every acknowledgement
 
     def write(number: int) -> None:
         conn = client.connect(cluster.addresses, database=name, isolation_level=None, timeout=30)
@@ -50,8 +51,9 @@ def _writers_through_a_leader_kill(cluster: NodehostCluster) -> None:
                     with lock:
                         failures.append(error)
                     continue
-                with lock:
+                with acked_more:
                     acked.append((key, time.monotonic()))
+                    acked_more.notify_all()
         finally:
             conn.close()
 
@@ -59,14 +61,14 @@ def _writers_through_a_leader_kill(cluster: NodehostCluster) -> None:
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(acked) < 40 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(acked) >= 40, "the writers did not get going"
+        with acked_more:
+            assert acked_more.wait_for(lambda: len(acked) >= 40, 60), (
+                "the writers did not get going"
+            )
         cluster.kill(cluster.leader())  # SIGKILL
         killed_at = time.monotonic()
-        while not any(at > killed_at for _, at in acked) and time.monotonic() < killed_at + 60:
-            time.sleep(0.01)
+        with acked_more:
+            acked_more.wait_for(lambda: any(at > killed_at for _, at in acked), 60)
         resumed = [at for _, at in acked if at > killed_at]
         assert resumed, "no write was acknowledged after the leader was killed"
         gap = min(resumed) - killed_at
